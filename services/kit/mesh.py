@@ -1,0 +1,222 @@
+"""The servicer every feature service runs for the gateway: events in, admission out.
+
+``MeshServicer`` keeps the replica's ``ObjectCache`` from the ``Sync`` stream and
+answers ``Review``/``ReviewStream`` by handing each ``AdmissionRequest`` to the
+handler registered for its webhook name. It holds no feature logic: the
+handlers (pure decisions behind thin adapters) live in each service's package.
+
+The Sync protocol, from this side:
+  1. send ``SyncAck(sequence=0, kinds=...)`` naming the kinds wanted;
+  2. receive ``snapshot_begin``; stage every event until ``snapshot_end``, then
+     swap the staged cache in (readers never see a half snapshot);
+  3. apply deltas in order; ack every message with its sequence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+
+import grpc
+from prometheus_client import Counter, Gauge
+
+from kruise.common.v1 import mesh_pb2, mesh_pb2_grpc
+from services.kit.cache import ObjectCache
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[mesh_pb2.AdmissionRequest], Awaitable[mesh_pb2.AdmissionResponse]]
+Listener = Callable[[mesh_pb2.WatchEvent], None]
+
+EVENTS = Counter(
+    "kruise_mesh_service_events_total", "Watch events applied to the replica cache", ["service"]
+)
+SNAPSHOTS = Counter(
+    "kruise_mesh_service_snapshots_total", "Snapshots received from the gateway", ["service"]
+)
+REVIEWS = Counter(
+    "kruise_mesh_service_reviews_total",
+    "Admission reviews answered",
+    ["service", "webhook", "allowed"],
+)
+CACHED = Gauge("kruise_mesh_service_cached_objects", "Objects in the replica cache", ["service"])
+
+
+async def allow_all(request: mesh_pb2.AdmissionRequest) -> mesh_pb2.AdmissionResponse:
+    """The handler of a webhook whose feature has not landed yet: admit as is."""
+    return mesh_pb2.AdmissionResponse(call_id=request.call_id, allowed=True)
+
+
+class MeshServicer(mesh_pb2_grpc.MeshServiceServicer):
+    def __init__(
+        self,
+        *,
+        service: str,
+        replica: str,
+        kinds: Iterable[int],
+        handlers: Mapping[str, Handler],
+    ) -> None:
+        self.service = service
+        self.replica = replica
+        self.kinds = list(kinds)
+        self.handlers = dict(handlers)
+        self.cache = ObjectCache()
+        self.synced = False
+        self.last_sequence = 0
+        self.ring_members: list[str] = []
+        self.reviews = 0
+        self._listeners: list[Listener] = []
+        self._sync_lock = asyncio.Lock()
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener`` for every event applied after the snapshot (for reconcile loops)."""
+        self._listeners.append(listener)
+
+    # ---- events -------------------------------------------------------------------------
+    async def Sync(
+        self,
+        request_iterator: AsyncIterator[mesh_pb2.SyncMessage],
+        context: grpc.aio.ServicerContext[mesh_pb2.SyncMessage, mesh_pb2.SyncAck],
+    ) -> AsyncIterator[mesh_pb2.SyncAck]:
+        # One stream at a time: a reconnecting gateway replaces the old stream.
+        async with self._sync_lock:
+            yield mesh_pb2.SyncAck(sequence=0, kinds=self.kinds)  # type: ignore[arg-type]
+            staged: ObjectCache | None = None
+            async for message in request_iterator:
+                if message.snapshot_begin:
+                    staged = ObjectCache()
+                    self.synced = False
+                    self.ring_members = list(message.ring_members)
+                    log.info(
+                        "snapshot started",
+                        extra={"service": self.service, "members": self.ring_members},
+                    )
+                target = staged if staged is not None else self.cache
+                for event in message.events:
+                    target.apply(event)
+                    if staged is None:
+                        for listener in self._listeners:
+                            listener(event)
+                EVENTS.labels(self.service).inc(len(message.events))
+                if message.snapshot_end and staged is not None:
+                    self.cache.replace(staged)
+                    staged = None
+                    self.synced = True
+                    SNAPSHOTS.labels(self.service).inc()
+                    log.info(
+                        "snapshot applied",
+                        extra={"service": self.service, "objects": self._total()},
+                    )
+                self.last_sequence = message.sequence
+                CACHED.labels(self.service).set(self._total())
+                yield mesh_pb2.SyncAck(sequence=message.sequence)
+
+    def _total(self) -> int:
+        return sum(self.cache.count(kind) for kind in self.cache.kinds())
+
+    # ---- admission ----------------------------------------------------------------------
+    async def _decide(self, request: mesh_pb2.AdmissionRequest) -> mesh_pb2.AdmissionResponse:
+        handler = self.handlers.get(request.webhook)
+        if handler is None:
+            raise LookupError(f"service {self.service} has no webhook {request.webhook!r}")
+        response = await handler(request)
+        response.call_id = request.call_id
+        self.reviews += 1
+        REVIEWS.labels(self.service, request.webhook, str(response.allowed).lower()).inc()
+        return response
+
+    async def Review(
+        self,
+        request: mesh_pb2.AdmissionRequest,
+        context: grpc.aio.ServicerContext[mesh_pb2.AdmissionRequest, mesh_pb2.AdmissionResponse],
+    ) -> mesh_pb2.AdmissionResponse:
+        try:
+            return await self._decide(request)
+        except LookupError as e:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, str(e))
+            raise
+
+    async def ReviewStream(
+        self,
+        request_iterator: AsyncIterator[mesh_pb2.AdmissionRequest],
+        context: grpc.aio.ServicerContext[mesh_pb2.AdmissionRequest, mesh_pb2.AdmissionResponse],
+    ) -> AsyncIterator[mesh_pb2.AdmissionResponse]:
+        answers: asyncio.Queue[mesh_pb2.AdmissionResponse | None] = asyncio.Queue()
+        pending: set[asyncio.Task[None]] = set()
+
+        async def answer(request: mesh_pb2.AdmissionRequest) -> None:
+            try:
+                response = await self._decide(request)
+            except LookupError as e:
+                response = mesh_pb2.AdmissionResponse(
+                    call_id=request.call_id, allowed=False, code=500, message=str(e)
+                )
+            except Exception as e:  # a handler bug must not take the stream down
+                log.exception("admission handler failed", extra={"webhook": request.webhook})
+                response = mesh_pb2.AdmissionResponse(
+                    call_id=request.call_id,
+                    allowed=False,
+                    code=500,
+                    message=f"{self.service} failed to decide: {e}",
+                )
+            await answers.put(response)
+
+        async def read() -> None:
+            async for request in request_iterator:
+                task = asyncio.create_task(answer(request))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+            if pending:
+                await asyncio.gather(*pending)
+            await answers.put(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (response := await answers.get()) is not None:
+                yield response
+        finally:
+            reader.cancel()
+            for task in list(pending):
+                task.cancel()
+
+    # ---- introspection ------------------------------------------------------------------
+    async def GetReplicaStatus(
+        self,
+        request: mesh_pb2.GetReplicaStatusRequest,
+        context: grpc.aio.ServicerContext[
+            mesh_pb2.GetReplicaStatusRequest, mesh_pb2.GetReplicaStatusResponse
+        ],
+    ) -> mesh_pb2.GetReplicaStatusResponse:
+        return mesh_pb2.GetReplicaStatusResponse(
+            service=self.service,
+            replica=self.replica,
+            synced=self.synced,
+            last_sequence=self.last_sequence,
+            counts=[
+                mesh_pb2.KindCount(kind=kind, count=self.cache.count(kind))  # type: ignore[arg-type]
+                for kind in self.cache.kinds()
+            ],
+            ring_members=self.ring_members,
+            admission_reviews=self.reviews,
+        )
+
+    async def ListCachedObjects(
+        self,
+        request: mesh_pb2.ListCachedObjectsRequest,
+        context: grpc.aio.ServicerContext[
+            mesh_pb2.ListCachedObjectsRequest, mesh_pb2.ListCachedObjectsResponse
+        ],
+    ) -> mesh_pb2.ListCachedObjectsResponse:
+        if request.kind == mesh_pb2.KIND_UNSPECIFIED:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "kind is required")
+        keys = [
+            mesh_pb2.ObjectKey(
+                namespace=view.meta.namespace,
+                name=view.meta.name,
+                resource_version=view.meta.resource_version,
+            )
+            for view in self.cache.items(request.kind, request.namespace or None)
+        ]
+        keys.sort(key=lambda k: (k.namespace, k.name))
+        return mesh_pb2.ListCachedObjectsResponse(keys=keys)

@@ -1,0 +1,169 @@
+"""gRPC plumbing shared by every process: building servers, running them, channels.
+
+Building is separate from running so tests bind port 0 and keep the server:
+
+    server = await create_server(name="budget", register=[add_servicers], port=0)
+    ...                                        # server.port, server.health
+    await server.stop(grace=5)                 # or: await run_until_signal(server)
+
+Every server serves ``grpc.health.v1`` and reflection for the names it
+registers. Channels carry keepalive settings that match the server's allowance
+and a retry policy for the idempotent methods named by the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+log = logging.getLogger(__name__)
+
+# Long-lived streams (events, reviews) ping every 20 s; servers allow pings that often.
+KEEPALIVE_CLIENT: list[tuple[str, int]] = [
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+KEEPALIVE_SERVER: list[tuple[str, int]] = [
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_ping_strikes", 0),
+    # Let DNS-based clients find new replicas: connections are recycled now and then.
+    ("grpc.max_connection_age_ms", 10 * 60_000),
+    ("grpc.max_connection_age_grace_ms", 60_000),
+]
+MAX_MESSAGE = 64 * 1024 * 1024
+
+Register = Callable[[grpc.aio.Server], None]
+
+
+@dataclass
+class Server:
+    """A built, started gRPC server: its bound port and its health servicer."""
+
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+    service_names: list[str] = field(default_factory=list)
+
+    async def stop(self, grace: float | None = 5.0) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+
+    def set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ["", *self.service_names]:
+            asyncio.ensure_future(self.health.set(name, status))
+
+
+async def create_server(
+    *,
+    register: Sequence[Register],
+    service_names: Iterable[str],
+    host: str = "127.0.0.1",
+    port: int = 0,
+    serving: bool = True,
+) -> Server:
+    """Build and start a server with health and reflection; port 0 picks a free port."""
+    server = grpc.aio.server(
+        options=[
+            *KEEPALIVE_SERVER,
+            ("grpc.max_receive_message_length", MAX_MESSAGE),
+            ("grpc.max_send_message_length", MAX_MESSAGE),
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    for add in register:
+        add(server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = list(service_names)
+    reflection.enable_server_reflection(
+        [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    )
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot bind gRPC server to {host}:{port}")
+    await server.start()
+    built = Server(server=server, port=bound, health=health_servicer, service_names=names)
+    built.set_serving(serving)
+    return built
+
+
+async def wait_for_signal(*signals: signal.Signals) -> signal.Signals:
+    """Wait until one of ``signals`` (default SIGTERM, SIGINT) arrives."""
+    loop = asyncio.get_running_loop()
+    received: asyncio.Future[signal.Signals] = loop.create_future()
+    wanted = signals or (signal.SIGTERM, signal.SIGINT)
+
+    def deliver(sig: signal.Signals) -> None:
+        if not received.done():
+            received.set_result(sig)
+
+    for sig in wanted:
+        loop.add_signal_handler(sig, deliver, sig)
+    try:
+        return await received
+    finally:
+        for sig in wanted:
+            loop.remove_signal_handler(sig)
+
+
+def service_config(*, idempotent: Sequence[tuple[str, str]], timeout_s: float = 5.0) -> str:
+    """A gRPC service config: retries for the listed (service, method) pairs.
+
+    Only idempotent calls may be retried: reads, and writes that carry a
+    precondition (a retried conditional write fails cleanly with ABORTED).
+    """
+    config = {
+        "methodConfig": [
+            {
+                "name": [{"service": s, "method": m} for s, m in idempotent],
+                "timeout": f"{timeout_s}s",
+                "retryPolicy": {
+                    "maxAttempts": 4,
+                    "initialBackoff": "0.05s",
+                    "maxBackoff": "1s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ],
+        "retryThrottling": {"maxTokens": 20, "tokenRatio": 0.2},
+    }
+    return json.dumps(config)
+
+
+def insecure_channel(
+    target: str,
+    *,
+    idempotent: Sequence[tuple[str, str]] = (),
+    round_robin: bool = False,
+) -> grpc.aio.Channel:
+    """A client channel with keepalive, large messages and retries for ``idempotent``."""
+    options: list[tuple[str, int | str]] = [
+        *KEEPALIVE_CLIENT,
+        ("grpc.max_receive_message_length", MAX_MESSAGE),
+        ("grpc.max_send_message_length", MAX_MESSAGE),
+        ("grpc.enable_retries", 1),
+    ]
+    if idempotent:
+        options.append(("grpc.service_config", service_config(idempotent=idempotent)))
+    if round_robin:
+        options.append(("grpc.lb_policy_name", "round_robin"))
+    return grpc.aio.insecure_channel(target, options=options)

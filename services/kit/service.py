@@ -1,0 +1,100 @@
+"""Running a feature service: config, logs, gRPC server, ops HTTP, graceful stop.
+
+    await run_service(spec, argv)        # the body of each service's __main__
+
+``ServiceSpec`` names what differs between placement, rollout and budget: the
+kinds of view they want, their webhook handlers, and their own read servicers.
+``start_service`` is the same without signal handling, for tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import grpc
+
+from kruise.common.v1 import mesh_pb2_grpc
+from services.kit import logs
+from services.kit.config import ServiceConfig, parse_service_config
+from services.kit.httpserver import OpsServer, start_ops_server
+from services.kit.mesh import Handler, MeshServicer
+from services.kit.rpc import Server, create_server, wait_for_signal
+
+log = logging.getLogger(__name__)
+
+ExtraServicer = Callable[[MeshServicer, grpc.aio.Server], str]
+"""Registers one more servicer on the server, given the mesh servicer; returns its full name."""
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    kinds: Sequence[int]
+    handlers: Mapping[str, Handler]
+    extra: Sequence[ExtraServicer] = field(default_factory=tuple)
+
+
+@dataclass
+class RunningService:
+    config: ServiceConfig
+    mesh: MeshServicer
+    grpc: Server
+    ops: OpsServer
+
+    async def stop(self, grace: float = 5.0) -> None:
+        await self.grpc.stop(grace)
+        await self.ops.stop()
+
+
+async def start_service(spec: ServiceSpec, config: ServiceConfig) -> RunningService:
+    mesh = MeshServicer(
+        service=spec.name, replica=config.advertise, kinds=spec.kinds, handlers=spec.handlers
+    )
+    names = ["kruise.common.v1.MeshService"]
+
+    def register_mesh(server: grpc.aio.Server) -> None:
+        mesh_pb2_grpc.add_MeshServiceServicer_to_server(mesh, server)
+
+    def register_extra(server: grpc.aio.Server) -> None:
+        for add in spec.extra:
+            names.append(add(mesh, server))
+
+    server = await create_server(
+        register=[register_mesh, register_extra],
+        service_names=names,
+        host=config.host,
+        port=config.port,
+    )
+    ops = await start_ops_server(host=config.host, port=config.ops_port, ready=lambda: mesh.synced)
+    log.info(
+        "service started",
+        extra={
+            "service": spec.name,
+            "grpc_port": server.port,
+            "ops_port": ops.port,
+            "advertise": config.advertise,
+        },
+    )
+    return RunningService(config=config, mesh=mesh, grpc=server, ops=ops)
+
+
+async def run_service(spec: ServiceSpec, argv: Sequence[str] | None = None) -> None:
+    config = parse_service_config(spec.name, argv)
+    logs.setup(component=spec.name, level=config.log_level, json_format=config.json_logs)
+    running = await start_service(spec, config)
+    # A single machine-readable line tells a supervisor (the CLI, tests) where we listen.
+    print(
+        f'{{"service": "{spec.name}", "grpc_port": {running.grpc.port}, '
+        f'"ops_port": {running.ops.port}}}',
+        flush=True,
+    )
+    received = await wait_for_signal()
+    log.info("stopping", extra={"signal": received.name})
+    await running.stop(grace=5.0)
+
+
+def main(spec: ServiceSpec, argv: Sequence[str] | None = None) -> None:
+    asyncio.run(run_service(spec, argv))
