@@ -1,0 +1,40 @@
+# syntax=docker/dockerfile:1
+# One image for every kruise-mesh component; each Deployment in deploy/ picks its entrypoint:
+#   python -m services.gateway | services.placement | services.rollout | services.budget
+# Build: docker build -t kruise-mesh:0.1.0 .
+ARG PYTHON_IMAGE=python:3.11-slim
+
+# --- build: install the project (runtime dependencies only, no dev extras) into a venv --------
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/kruise-mesh
+WORKDIR /src
+# pyproject.toml declares readme = "README.md", so the build needs it.
+COPY pyproject.toml README.md ./
+COPY services/ services/
+COPY sandbox/ sandbox/
+COPY bench/ bench/
+COPY gen/ gen/
+RUN /opt/kruise-mesh/bin/pip install . \
+ && /opt/kruise-mesh/bin/python -m compileall -q /opt/kruise-mesh
+
+# --- runtime: the venv only, run as a non-root user ---------------------------------------------
+FROM ${PYTHON_IMAGE}
+LABEL org.opencontainers.image.title="kruise-mesh" \
+      org.opencontainers.image.description="OpenKruise v1.2 pod-level guarantees as async gRPC services" \
+      org.opencontainers.image.licenses="Apache-2.0"
+# Bytecode is compiled at build time; the root filesystem is read-only at run time.
+ENV PATH=/opt/kruise-mesh/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+RUN groupadd --system --gid 10001 kruise \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin kruise
+COPY --from=build /opt/kruise-mesh /opt/kruise-mesh
+# Numeric, so that runAsNonRoot can verify it.
+USER 10001:10001
+WORKDIR /tmp
+# gateway: gRPC 7000, webhook HTTPS 9443; services: gRPC 7100; everyone: metrics/health 9090.
+EXPOSE 7000 7100 9090 9443
+CMD ["python", "-c", "print('kruise-mesh: one image, one component per container. Run one of:\\n  python -m services.gateway     (Kubernetes client: webhooks :9443, ClusterService :7000)\\n  python -m services.placement   (PersistentPodState, gRPC :7100)\\n  python -m services.rollout     (CloneSet, gRPC :7100)\\n  python -m services.budget      (PodUnavailableBudget, gRPC :7100)\\nMetrics and health on :9090. See deploy/ for the Kubernetes manifests.')"]
