@@ -143,9 +143,7 @@ class ApiClient:
             opts["preconditions"] = {"uid": uid}
         return await self.request("DELETE", path, body=opts)
 
-    async def watch_lines(
-        self, path: str, *, params: dict[str, str]
-    ) -> aiohttp.ClientResponse:
+    async def watch_lines(self, path: str, *, params: dict[str, str]) -> aiohttp.ClientResponse:
         """Open a watch request; the caller reads and releases the response."""
         resp = await self._sess().get(
             self.api_url + path,
@@ -176,6 +174,7 @@ class Reflector:
         self.watch_timeout = watch_timeout
         self.cache: dict[str, Obj] = {}
         self.synced = asyncio.Event()
+        self.lists = 0  # how many times the collection was (re)listed
         self._handlers: list[Handler] = []
         self._rv = ""
 
@@ -192,6 +191,7 @@ class Reflector:
 
     async def _list(self) -> None:
         listed = await self.client.get(self.path)
+        self.lists += 1
         items = listed.get("items") or []
         fresh = {object_key(o): o for o in items}
         old_cache = self.cache

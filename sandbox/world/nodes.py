@@ -108,14 +108,13 @@ def node_object(spec: NodeSpec, *, index: int, now: str) -> Obj:
 
 
 async def register_nodes(client: ApiClient, specs: list[NodeSpec], *, now: str) -> None:
-    """Create each node, or bring an existing one's labels and status up to date."""
+    """Create each node (or update an existing one's labels), then post its status."""
     for index, spec in enumerate(specs):
         node = node_object(spec, index=index, now=now)
+        path = f"/api/v1/nodes/{spec.name}"
         try:
             await client.create("/api/v1/nodes", node)
-            continue
         except Conflict:
-            pass
-        path = f"/api/v1/nodes/{spec.name}"
-        await client.merge_patch(path, {"metadata": {"labels": node["metadata"]["labels"]}})
+            await client.merge_patch(path, {"metadata": {"labels": node["metadata"]["labels"]}})
+        # a real apiserver may drop status on create; the kubelet always posts it
         await client.merge_patch(path + "/status", {"status": node["status"]})

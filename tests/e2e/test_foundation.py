@@ -1,0 +1,284 @@
+"""Issue #2 acceptance: the path from Kubernetes to the services and back, real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+
+import aiohttp
+import grpc
+import orjson
+import pytest
+
+from kruise.cluster.v1 import cluster_pb2, cluster_pb2_grpc
+from services.cli.local import LocalMesh
+from services.gateway.kube.client import KubeClient
+from services.kit import errors
+from tests.e2e.conftest import (
+    cached_pods,
+    create_pod,
+    ensure_namespace,
+    eventually,
+    owner,
+    replica_status,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+
+NAMESPACES = [f"spread-{i}" for i in range(8)]
+
+
+async def test_each_pod_reaches_exactly_the_replica_that_owns_its_namespace(
+    mesh: LocalMesh, kube: KubeClient
+) -> None:
+    for ns in NAMESPACES:
+        await ensure_namespace(kube, ns)
+        await create_pod(kube, ns, "p")
+    expected = {f"{ns}/p" for ns in NAMESPACES}
+    for service in ("placement", "rollout", "budget"):
+        replicas = mesh.addresses[service]
+        assert len(replicas) == 2
+
+        async def delivered(replicas: list[str] = replicas) -> bool:
+            held = [await cached_pods(a) & expected for a in replicas]
+            return sum(len(h) for h in held) == len(expected)
+
+        await eventually(f"{service} replicas hold every pod", delivered)
+        held = {a: await cached_pods(a) & expected for a in replicas}
+        assert not (held[replicas[0]] & held[replicas[1]]), "a pod reached two replicas"
+        for ns in NAMESPACES:
+            assert f"{ns}/p" in held[owner(mesh, service, ns)], f"{ns} is at the wrong replica"
+    # With 8 namespaces over 2 replicas, both replicas own something.
+    assert all(held.values())
+
+
+async def test_pod_create_goes_through_the_webhook_and_a_service(
+    mesh: LocalMesh, kube: KubeClient
+) -> None:
+    await ensure_namespace(kube, "admitted")
+    placement = owner(mesh, "placement", "admitted")
+    budget = owner(mesh, "budget", "admitted")
+    before = {a: (await replica_status(a)).admission_reviews for a in (placement, budget)}
+    created = await create_pod(kube, "admitted", "through-webhooks")
+    assert created["metadata"]["name"] == "through-webhooks"
+    after = {a: (await replica_status(a)).admission_reviews for a in (placement, budget)}
+    # Two mutating webhooks (placement, budget) saw the CREATE, each at its namespace owner.
+    assert after[placement] > before[placement]
+    assert after[budget] > before[budget]
+    stored = await kube.request_json("GET", "/api/v1/namespaces/admitted/pods/through-webhooks")
+    assert stored["metadata"]["uid"] == created["metadata"]["uid"]
+
+
+async def test_cluster_api_write_with_stale_version_is_aborted_and_fresh_one_lands(
+    mesh: LocalMesh, kube: KubeClient
+) -> None:
+    await ensure_namespace(kube, "writes")
+    pod = await create_pod(kube, "writes", "target")
+    stale = pod["metadata"]["resourceVersion"]
+    await kube.request(
+        "PATCH",
+        "/api/v1/namespaces/writes/pods/target",
+        body=b'{"metadata":{"labels":{"touched":"yes"}}}',
+        content_type="application/merge-patch+json",
+    )
+    async with grpc.aio.insecure_channel(mesh.gateway_grpc) as channel:
+        api = cluster_pb2_grpc.ClusterServiceStub(channel)
+        ref = cluster_pb2.ObjectRef(api_version="v1", kind="Pod", namespace="writes", name="target")
+        patch = orjson.dumps({"metadata": {"annotations": {"decided": "on-stale-state"}}})
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await api.Patch(
+                cluster_pb2.PatchRequest(
+                    ref=ref,
+                    type=cluster_pb2.PATCH_TYPE_MERGE,
+                    patch=patch,
+                    preconditions=cluster_pb2.Preconditions(resource_version=stale),
+                ),
+                timeout=10,
+            )
+        assert caught.value.code() == grpc.StatusCode.ABORTED
+        fresh = (await api.Get(cluster_pb2.GetRequest(ref=ref), timeout=10)).resource_version
+        landed = await api.Patch(
+            cluster_pb2.PatchRequest(
+                ref=ref,
+                type=cluster_pb2.PATCH_TYPE_MERGE,
+                patch=orjson.dumps({"metadata": {"annotations": {"decided": "on-fresh-state"}}}),
+                preconditions=cluster_pb2.Preconditions(resource_version=fresh),
+            ),
+            timeout=10,
+        )
+        assert landed.resource_version != fresh
+        missing = cluster_pb2.ObjectRef(
+            api_version="v1", kind="Pod", namespace="writes", name="nope"
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await api.Get(cluster_pb2.GetRequest(ref=missing), timeout=10)
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await api.Get(cluster_pb2.GetRequest(ref=cluster_pb2.ObjectRef()), timeout=10)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    stored = await kube.request_json("GET", "/api/v1/namespaces/writes/pods/target")
+    assert stored["metadata"]["annotations"]["decided"] == "on-fresh-state"
+
+
+async def test_a_restarted_replica_gets_a_snapshot_of_everything_it_owns(
+    mesh: LocalMesh, kube: KubeClient
+) -> None:
+    namespaces = [f"restart-{i}" for i in range(6)]
+    for ns in namespaces:
+        await ensure_namespace(kube, ns)
+        await create_pod(kube, ns, "before")
+    victim = mesh.addresses["budget"][0]
+    owned = {f"{ns}/before" for ns in namespaces if owner(mesh, "budget", ns) == victim}
+    assert owned, "pick namespaces so that the victim owns some"
+    await eventually("victim holds its pods", lambda: _holds(victim, owned))
+    await mesh.restart_replica("budget", 0, kill=True)
+    # Created while the replica is down: must arrive in the snapshot as well.
+    for ns in namespaces:
+        await create_pod(kube, ns, "while-down")
+    owned |= {f"{ns}/while-down" for ns in namespaces if owner(mesh, "budget", ns) == victim}
+    await eventually("restarted replica got a full snapshot", lambda: _holds(victim, owned))
+    status = await replica_status(victim)
+    assert status.synced
+
+
+async def _holds(address: str, keys: set[str]) -> bool:
+    try:
+        return keys <= await cached_pods(address)
+    except grpc.aio.AioRpcError:
+        return False
+
+
+async def test_watches_survive_a_forced_410_without_losing_an_event(
+    mesh: LocalMesh, kube: KubeClient
+) -> None:
+    await ensure_namespace(kube, "expiry")
+    for i in range(5):
+        await create_pod(kube, "expiry", f"p{i}")
+    assert mesh.sandbox_url is not None
+    await _sandbox_control(mesh, "POST", "/sandbox/v1/expire-history")
+    for i in range(5, 10):
+        await create_pod(kube, "expiry", f"p{i}")
+    await kube.request(
+        "DELETE", "/api/v1/namespaces/expiry/pods/p1", query={"gracePeriodSeconds": "0"}
+    )
+    await _sandbox_control(mesh, "POST", "/sandbox/v1/expire-history")
+    await kube.request(
+        "DELETE", "/api/v1/namespaces/expiry/pods/p7", query={"gracePeriodSeconds": "0"}
+    )
+    expected = {f"expiry/p{i}" for i in range(10) if i not in (1, 7)}
+    holder = owner(mesh, "rollout", "expiry")
+
+    async def converged() -> bool:
+        return {p for p in await cached_pods(holder) if p.startswith("expiry/")} == expected
+
+    await eventually("the replica's view matches the API after two 410s", converged)
+
+
+async def _sandbox_control(mesh: LocalMesh, method: str, path: str) -> None:
+    ctx = ssl.create_default_context(cafile=str(mesh.workdir / "sandbox" / "ca.crt"))
+    headers = {"Authorization": f"Bearer {mesh.sandbox_token}"} if mesh.sandbox_token else {}
+    async with aiohttp.ClientSession() as http:
+        async with http.request(method, f"{mesh.sandbox_url}{path}", ssl=ctx, headers=headers) as r:
+            assert r.status < 300, await r.text()
+
+
+@pytest.mark.parametrize(
+    ("body", "mentions"),
+    [
+        pytest.param(b"{not json", "JSON", id="malformed JSON"),
+        pytest.param(
+            orjson.dumps({"apiVersion": "admission.k8s.io/v0", "kind": "AdmissionReview"}),
+            "apiVersion",
+            id="wrong apiVersion",
+        ),
+        pytest.param(b"", "empty", id="empty body"),
+    ],
+)
+async def test_bad_admission_reviews_get_400_and_the_gateway_keeps_serving(
+    mesh: LocalMesh, body: bytes, mentions: str
+) -> None:
+    ctx = ssl.create_default_context(cafile=str(mesh.workdir / "gateway-certs" / "ca.crt"))
+    url = f"https://127.0.0.1:{mesh.webhook_port}/budget/validate-pods"
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            url, data=body, ssl=ctx, headers={"Content-Type": "application/json"}
+        ) as r:
+            assert r.status == 400
+            assert mentions.lower() in (await r.text()).lower()
+        async with http.get(f"https://127.0.0.1:{mesh.webhook_port}/healthz", ssl=ctx) as r:
+            assert r.status == 200
+    assert mesh.procs["gateway"].running
+
+
+async def test_webhook_down_fails_deletes_under_fail_and_passes_under_ignore(
+    mesh: LocalMesh, kube: KubeClient
+) -> None:
+    """Two copies of the pod DELETE webhook, one per failurePolicy, each scoped to a namespace."""
+    ca = (mesh.workdir / "gateway-certs" / "ca.crt").read_bytes()
+    import base64
+
+    for policy in ("Fail", "Ignore"):
+        ns = f"down-{policy.lower()}"
+        await ensure_namespace(kube, ns, labels={"e2e-webhook": policy.lower()})
+        config = {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingWebhookConfiguration",
+            "metadata": {"name": f"e2e-delete-{policy.lower()}"},
+            "webhooks": [
+                {
+                    "name": f"e2e-delete-{policy.lower()}.kruise.io",
+                    "admissionReviewVersions": ["v1"],
+                    "sideEffects": "NoneOnDryRun",
+                    "failurePolicy": policy,
+                    "timeoutSeconds": 2,
+                    "clientConfig": {
+                        "url": f"https://127.0.0.1:{mesh.webhook_port}/budget/validate-pods",
+                        "caBundle": base64.b64encode(ca).decode(),
+                    },
+                    "rules": [
+                        {
+                            "operations": ["DELETE"],
+                            "apiGroups": [""],
+                            "apiVersions": ["v1"],
+                            "resources": ["pods"],
+                        }
+                    ],
+                    "namespaceSelector": {"matchLabels": {"e2e-webhook": policy.lower()}},
+                }
+            ],
+        }
+        path = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
+        try:
+            await kube.request("POST", path, body=orjson.dumps(config))
+        except errors.AlreadyExists:
+            pass
+        await create_pod(kube, ns, "victim")
+
+    gateway = mesh.procs["gateway"]
+    await gateway.stop()
+    try:
+        with pytest.raises(errors.MeshError) as caught:
+            await kube.request(
+                "DELETE",
+                "/api/v1/namespaces/down-fail/pods/victim",
+                query={"gracePeriodSeconds": "0"},
+            )
+        assert "failed calling webhook" in str(caught.value)
+        await kube.request(
+            "DELETE",
+            "/api/v1/namespaces/down-ignore/pods/victim",
+            query={"gracePeriodSeconds": "0"},
+        )
+    finally:
+        port = int(mesh.gateway_grpc.rsplit(":", 1)[1])
+        await mesh.start_gateway(port)
+        for policy in ("fail", "ignore"):
+            await kube.request(
+                "DELETE",
+                f"/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/e2e-delete-{policy}",
+            )
+    # With the gateway back, the Fail-guarded delete goes through.
+    await kube.request(
+        "DELETE", "/api/v1/namespaces/down-fail/pods/victim", query={"gracePeriodSeconds": "0"}
+    )
+    await asyncio.sleep(0)
