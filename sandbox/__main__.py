@@ -1,0 +1,50 @@
+"""``python -m sandbox --state-dir DIR [--port N] [--crds deploy/crds]``.
+
+Runs the sandbox API server until SIGTERM/SIGINT and prints one JSON line
+``{"url": ..., "kubeconfig": ...}`` to stdout once it is ready.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+
+import orjson
+
+from sandbox.app import Sandbox
+
+
+async def _run(args: argparse.Namespace) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with Sandbox(
+        state_dir=args.state_dir,
+        port=args.port,
+        crd_dirs=args.crds,
+        history_size=args.history,
+        bookmark_interval=args.bookmark_interval,
+        token=args.token,
+    ) as sb:
+        line = {"url": sb.url, "kubeconfig": str(sb.kubeconfig_path), "caFile": str(sb.ca_file)}
+        sys.stdout.write(orjson.dumps(line).decode() + "\n")
+        sys.stdout.flush()
+        await stop.wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
+    parser.add_argument("--state-dir", required=True)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--crds", action="append", default=[])
+    parser.add_argument("--history", type=int, default=20_000)
+    parser.add_argument("--bookmark-interval", type=float, default=5.0)
+    parser.add_argument("--token", default=None)
+    asyncio.run(_run(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,573 @@
+"""The sandbox's HTTP(S) shell: path routing, auth, query decoding, watch streaming.
+
+``build_app(core=..., tokens=..., ...)`` returns an aiohttp application that speaks the
+Kubernetes REST protocol over ``ApiCore`` (``sandbox.api``) and serves discovery and the
+test controls under ``/sandbox/v1/`` (expire-history, faults, stats). Every request needs a
+bearer token from ``tokens``; a bad one gets the 401 Status of the real server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from sandbox import discovery, errors
+from sandbox.admission import begin_request, warning_header
+from sandbox.api import ApiCore, ConflictFault, Ctx
+from sandbox.errors import ApiError
+from sandbox.resources import ResourceType
+from sandbox.selectors import parse_field_selector, parse_label_selector
+from sandbox.store import Watcher, encode_event
+
+_HEADERS = {"Cache-Control": "no-cache, private"}
+_TRUE = ("1", "true", "True")
+_CHUNK = 512
+
+
+@dataclass(slots=True)
+class ServerOptions:
+    """Tunables tests may lower: bookmark cadence and the future-RV wait on lists."""
+
+    bookmark_interval: float = 5.0
+    future_rv_wait: float = 3.0
+    server_address: str = "127.0.0.1:6443"
+
+
+@dataclass(slots=True)
+class ServerState:
+    core: ApiCore
+    tokens: dict[str, dict[str, Any]]
+    options: ServerOptions
+    watchers: set[Watcher] = field(default_factory=set)
+    started: float = field(default_factory=time.monotonic)
+
+
+STATE_KEY = web.AppKey("sandbox_state", ServerState)
+
+
+def _json(body: Any, status: int = 200, warnings: list[str] | None = None) -> web.Response:
+    headers = dict(_HEADERS)
+    headers["Audit-Id"] = str(uuid.uuid4())
+    resp = web.Response(
+        body=orjson.dumps(body),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+    for w in warnings or ():
+        resp.headers.add("Warning", warning_header(w))
+    return resp
+
+
+def _error(e: ApiError, extra_headers: dict[str, str] | None = None) -> web.Response:
+    resp = _json(e.body, e.code)
+    for k, v in (extra_headers or {}).items():
+        resp.headers[k] = v
+    return resp
+
+
+def _not_found_page() -> web.Response:
+    return web.Response(status=404, text="404 page not found\n", content_type="text/plain")
+
+
+def _method_not_allowed() -> ApiError:
+    return ApiError.status(
+        code=405,
+        reason="MethodNotAllowed",
+        message="the server does not allow this method on the requested resource",
+        details={},
+    )
+
+
+def _unauthorized() -> web.Response:
+    return _json(
+        {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": "Unauthorized",
+            "reason": "Unauthorized",
+            "code": 401,
+        },
+        401,
+    )
+
+
+@dataclass(slots=True)
+class Target:
+    """A decoded resource path."""
+
+    rt: ResourceType
+    version: str
+    namespace: str | None
+    name: str | None
+    subresource: str
+    watch_prefix: bool = False
+
+
+def _resolve(core: ApiCore, group: str, version: str, rest: list[str]) -> Target | None:
+    watch_prefix = False
+    if rest and rest[0] == "watch":
+        watch_prefix = True
+        rest = rest[1:]
+    reg = core.registry
+    namespace: str | None = None
+    if len(rest) >= 3 and rest[0] == "namespaces":
+        rt = reg.lookup(group, version, rest[2])
+        if rt is not None and rt.namespaced:
+            namespace = rest[1]
+            rest = rest[2:]
+        elif group != "" or rest[2] not in ("status", "finalize"):
+            return None
+    if not rest:
+        return None
+    rt = reg.lookup(group, version, rest[0])
+    if rt is None or (rt.namespaced is False and namespace is not None):
+        return None
+    name = rest[1] if len(rest) > 1 else None
+    sub = rest[2] if len(rest) > 2 else ""
+    if len(rest) > 3:
+        return None
+    if sub and sub not in ("status", "scale", "finalize", *rt.extra_subresources):
+        return None
+    if sub == "status" and not rt.status:
+        return None
+    if sub == "scale" and rt.scale is None:
+        return None
+    return Target(rt, version, namespace, name, sub, watch_prefix)
+
+
+def _ctx(state: ServerState, request: web.Request, user: dict[str, Any]) -> Ctx:
+    q = request.query
+    dry = "All" in q.getall("dryRun", [])
+    return Ctx(
+        user=user, dry_run=dry, field_manager=q.get("fieldManager"), warnings=begin_request()
+    )
+
+
+async def _body(request: web.Request, rt_kind: str) -> Any:
+    raw = await request.read()
+    if not raw:
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise errors.bad_request(
+            f"the object provided is unrecognized (must be of type {rt_kind}): couldn't get "
+            f"version/kind; json parse error: {e}"
+        ) from e
+
+
+def _delete_options(request: web.Request, body: Any) -> dict[str, Any]:
+    opts: dict[str, Any] = dict(body) if isinstance(body, dict) else {}
+    q = request.query
+    if "gracePeriodSeconds" in q:
+        opts["gracePeriodSeconds"] = int(q["gracePeriodSeconds"])
+    if "propagationPolicy" in q:
+        opts["propagationPolicy"] = q["propagationPolicy"]
+    if "orphanDependents" in q and q["orphanDependents"] in _TRUE:
+        opts["propagationPolicy"] = "Orphan"
+    for k in ("preconditions.uid", "preconditions.resourceVersion"):
+        if k in q:
+            opts.setdefault("preconditions", {})[k.split(".", 1)[1]] = q[k]
+    opts.pop("kind", None)
+    opts.pop("apiVersion", None)
+    return opts
+
+
+async def _wait_rv(state: ServerState, rv: int) -> None:
+    store = state.core.store
+    deadline = time.monotonic() + state.options.future_rv_wait
+    while store.rv < rv:
+        if time.monotonic() >= deadline:
+            raise ApiError.status(
+                code=504,
+                reason="Timeout",
+                message=f"Timeout: Too large resource version: {rv}, current: {store.rv}",
+                details={
+                    "causes": [
+                        {
+                            "reason": "ResourceVersionTooLarge",
+                            "message": "Too large resource version",
+                        }
+                    ],
+                    "retryAfterSeconds": 1,
+                },
+            )
+        await asyncio.sleep(0.05)
+
+
+async def _handle_resource(
+    state: ServerState, request: web.Request, t: Target, user: dict[str, Any]
+) -> web.StreamResponse:
+    core = state.core
+    rt = t.rt
+    q = request.query
+    method = request.method
+    ns = t.namespace or ""
+    if rt.namespaced and t.namespace is None and (t.name is not None or method == "POST"):
+        return _not_found_page()
+    if t.name is None:
+        if method == "GET":
+            labels = parse_label_selector(q.get("labelSelector"))
+            fields = parse_field_selector(q.get("fieldSelector"), kind=rt.kind)
+            if t.watch_prefix or q.get("watch") in _TRUE:
+                return await _watch(state, request, t, labels=labels, fields=fields)
+            rv_s = q.get("resourceVersion")
+            match = q.get("resourceVersionMatch")
+            if rv_s and rv_s != "0":
+                rv = _parse_rv(rv_s)
+                if match == "Exact" and core.store.too_old(rv):
+                    raise errors.gone("The resourceVersion for the provided list is too old.")
+                if rv > core.store.rv:
+                    await _wait_rv(state, rv)
+            limit = int(q.get("limit") or 0)
+            body = core.list(
+                rt,
+                version=t.version,
+                namespace=t.namespace,
+                labels=labels,
+                fields=fields,
+                limit=limit,
+                cont=q.get("continue"),
+            )
+            return _json(body)
+        ctx = _ctx(state, request, user)
+        if method == "POST":
+            obj = await core.create(
+                ctx, rt, version=t.version, namespace=ns, body=await _body(request, rt.kind)
+            )
+            return _json(obj, 201, ctx.warnings)
+        if method == "DELETE" and "deletecollection" in rt.verbs:
+            labels = parse_label_selector(q.get("labelSelector"))
+            fields = parse_field_selector(q.get("fieldSelector"), kind=rt.kind)
+            opts = _delete_options(request, await _body(request, "DeleteOptions"))
+            body = await core.delete_collection(
+                ctx,
+                rt,
+                version=t.version,
+                namespace=t.namespace,
+                labels=labels,
+                fields=fields,
+                options=opts,
+            )
+            return _json(body, 200, ctx.warnings)
+        raise _method_not_allowed()
+    name = t.name
+    ctx = _ctx(state, request, user)
+    sub = t.subresource
+    if sub == "scale":
+        if method == "GET":
+            return _json(core.scale_of(rt, core.get(rt, ns, name)))
+        if method == "PUT":
+            out = await core.update_scale(
+                ctx,
+                rt,
+                version=t.version,
+                namespace=ns,
+                name=name,
+                body=await _body(request, "Scale"),
+            )
+            return _json(out, 200, ctx.warnings)
+        if method == "PATCH":
+            out = await core.patch_scale(
+                ctx,
+                rt,
+                version=t.version,
+                namespace=ns,
+                name=name,
+                content_type=request.content_type,
+                raw=await request.read(),
+            )
+            return _json(out, 200, ctx.warnings)
+        raise _method_not_allowed()
+    if sub in ("binding", "eviction"):
+        if method != "POST":
+            raise _method_not_allowed()
+        body = await _body(request, "Binding" if sub == "binding" else "Eviction")
+        if sub == "binding":
+            out = await core.bind(ctx, rt, namespace=ns, name=name, body=body)
+        else:
+            out = await core.evict(ctx, rt, namespace=ns, name=name, body=body)
+        return _json(out, 201, ctx.warnings)
+    if sub == "finalize":
+        sub = ""
+    if method == "GET":
+        return _json(_versioned(rt, t.version, core.get(rt, ns, name)))
+    if method == "PUT":
+        out = await core.update(
+            ctx,
+            rt,
+            version=t.version,
+            namespace=ns,
+            name=name,
+            body=await _body(request, rt.kind),
+            subresource=sub,
+        )
+        return _json(_versioned(rt, t.version, out), 200, ctx.warnings)
+    if method == "PATCH":
+        ctype = request.headers.get("Content-Type", "")
+        code, out = await core.patch(
+            ctx,
+            rt,
+            version=t.version,
+            namespace=ns,
+            name=name,
+            content_type=ctype,
+            raw=await request.read(),
+            subresource=sub,
+        )
+        return _json(_versioned(rt, t.version, out), code, ctx.warnings)
+    if method == "DELETE" and not sub:
+        opts = _delete_options(request, await _body(request, "DeleteOptions"))
+        if "dryRun" in opts and "All" in (opts.get("dryRun") or []):
+            ctx.dry_run = True
+        code, out = await core.delete(
+            ctx, rt, version=t.version, namespace=ns, name=name, options=opts
+        )
+        return _json(out, code, ctx.warnings)
+    raise _method_not_allowed()
+
+
+def _versioned(rt: ResourceType, version: str, obj: dict[str, Any]) -> dict[str, Any]:
+    if version == rt.storage_version or obj.get("kind") == "Status":
+        return obj
+    return {**obj, "apiVersion": rt.api_version(version)}
+
+
+def _parse_rv(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError as e:
+        raise errors.bad_request(f"invalid resource version: {text}") from e
+
+
+def _bookmark(rt: ResourceType, api_version: str, rv: int, *, initial_end: bool) -> bytes:
+    meta: dict[str, Any] = {"resourceVersion": str(rv)}
+    if initial_end:
+        meta["annotations"] = {"k8s.io/initial-events-end": "true"}
+    obj: dict[str, Any] = {"kind": rt.kind, "apiVersion": api_version, "metadata": meta}
+    if rt.key == ("", "pods"):
+        obj["spec"] = {"containers": None}
+        obj["status"] = {}
+    return orjson.dumps({"type": "BOOKMARK", "object": obj}) + b"\n"
+
+
+def _expired_line(rv: int, oldest: int) -> bytes:
+    status = errors.gone(f"too old resource version: {rv} ({oldest})").body
+    return orjson.dumps({"type": "ERROR", "object": status}) + b"\n"
+
+
+async def _watch(
+    state: ServerState, request: web.Request, t: Target, **sel: Any
+) -> web.StreamResponse:
+    """Stream watch events as JSON lines (see module docstring of ``sandbox.store``)."""
+    store = state.core.store
+    q = request.query
+    rt = t.rt
+    api_version = rt.api_version(t.version)
+    bookmarks = q.get("allowWatchBookmarks") in _TRUE
+    send_initial = q.get("sendInitialEvents") in _TRUE
+    timeout = float(q["timeoutSeconds"]) if q.get("timeoutSeconds") else None
+    rv_s = q.get("resourceVersion") or ""
+    rv = _parse_rv(rv_s) if rv_s else 0
+
+    resp = web.StreamResponse(status=200, headers={**_HEADERS, "Content-Type": "application/json"})
+    resp.enable_chunked_encoding()
+
+    if rv_s and rv_s != "0" and not send_initial and store.too_old(rv):
+        await resp.prepare(request)
+        await resp.write(_expired_line(rv, store.oldest_rv))
+        await resp.write_eof()
+        return resp
+
+    # Snapshot (or replay) and registration happen with no await in between.
+    w = store.add_watcher(
+        key=rt.key,
+        namespace=t.namespace,
+        labels=sel["labels"],
+        fields=sel["fields"],
+        api_version=api_version,
+    )
+    state.watchers.add(w)
+    initial: list[bytes] = []
+    start_rv = store.rv
+    if send_initial or not rv_s or rv_s == "0":
+        for obj in store.sorted_objects(rt.key, t.namespace):
+            if w.matches(obj):
+                initial.append(encode_event("ADDED", obj, api_version))
+        if send_initial and bookmarks:
+            initial.append(_bookmark(rt, api_version, start_rv, initial_end=True))
+    else:
+        for ev in store.events_after(rt.key, rv):
+            etype = w.classify(ev)
+            if etype is not None:
+                initial.append(ev.line(etype, api_version))
+    last_rv = max(rv, start_rv)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout if timeout is not None else None
+    interval = state.options.bookmark_interval
+    next_bookmark = loop.time() + interval
+    try:
+        await resp.prepare(request)
+        for i in range(0, len(initial), _CHUNK):
+            await resp.write(b"".join(initial[i : i + _CHUNK]))
+        store.events_served += len(initial)
+        del initial
+        while True:
+            if w.queue:
+                batch: list[bytes] = []
+                while w.queue and len(batch) < _CHUNK:
+                    etype, ev = w.queue.popleft()
+                    batch.append(ev.line(etype, api_version))
+                    last_rv = ev.rv
+                store.events_served += len(batch)
+                await resp.write(b"".join(batch))
+                continue
+            if w.closed:
+                if w.closed == "expired":
+                    await resp.write(_expired_line(last_rv, store.oldest_rv))
+                break
+            now = loop.time()
+            if deadline is not None and now >= deadline:
+                break
+            if bookmarks and now >= next_bookmark:
+                await resp.write(_bookmark(rt, api_version, store.rv, initial_end=False))
+                next_bookmark = now + interval
+                continue
+            wait = next_bookmark - now if bookmarks else None
+            if deadline is not None:
+                wait = deadline - now if wait is None else min(wait, deadline - now)
+            w.wakeup.clear()
+            try:
+                await asyncio.wait_for(w.wakeup.wait(), wait)
+            except TimeoutError:
+                pass
+        await resp.write_eof()
+    except (ConnectionResetError, ConnectionError, asyncio.CancelledError):
+        pass
+    finally:
+        store.remove_watcher(w)
+        state.watchers.discard(w)
+    return resp
+
+
+async def _handle_sandbox(
+    state: ServerState, request: web.Request, rest: list[str]
+) -> web.Response:
+    core = state.core
+    store = core.store
+    what = rest[0] if rest else ""
+    if what == "expire-history" and request.method == "POST":
+        store.expire_history()
+        return _json({"resourceVersion": str(store.rv)})
+    if what == "faults":
+        if request.method == "DELETE":
+            core.faults.clear()
+            return _json({"faults": []})
+        if request.method == "POST":
+            body = await _body(request, "Faults") or {}
+            specs = body.get("conflicts")
+            for spec in specs if isinstance(specs, list) else [specs] if specs else []:
+                core.faults.append(
+                    ConflictFault(
+                        resource=str(spec["resource"]),
+                        subresource=str(spec.get("subresource", "")),
+                        count=int(spec.get("count", 1)),
+                        namespace=spec.get("namespace"),
+                        name=spec.get("name"),
+                    )
+                )
+        if request.method in ("GET", "POST"):
+            return _json(
+                {
+                    "faults": [
+                        {"resource": f.resource, "subresource": f.subresource, "count": f.count}
+                        for f in core.faults
+                    ]
+                }
+            )
+    if what == "stats" and request.method == "GET":
+        return _json(
+            {
+                "resourceVersion": str(store.rv),
+                "objects": store.counts(),
+                "watchers": store.watcher_count(),
+                "eventsServed": store.events_served,
+                "oldestResourceVersion": str(store.oldest_rv),
+            }
+        )
+    return _not_found_page()
+
+
+def _handle_discovery(state: ServerState, parts: list[str]) -> web.Response | None:
+    reg = state.core.registry
+    body: dict[str, Any] | None = None
+    if parts == ["version"]:
+        body = discovery.VERSION_INFO
+    elif parts == ["api"]:
+        body = discovery.api_versions(state.options.server_address)
+    elif parts == ["api", "v1"]:
+        body = discovery.resource_list(reg, "", "v1")
+    elif parts == ["apis"]:
+        body = discovery.api_group_list(reg)
+    elif len(parts) == 2 and parts[0] == "apis":
+        body = discovery.api_group(reg, parts[1])
+    elif len(parts) == 3 and parts[0] == "apis":
+        body = discovery.resource_list(reg, parts[1], parts[2])
+    else:
+        return None
+    return _json(body) if body is not None else _not_found_page()
+
+
+def build_app(
+    *,
+    core: ApiCore,
+    tokens: dict[str, dict[str, Any]],
+    options: ServerOptions | None = None,
+) -> web.Application:
+    """The aiohttp application; ``tokens`` maps bearer token → userInfo."""
+    state = ServerState(core=core, tokens=tokens, options=options or ServerOptions())
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        auth = request.headers.get("Authorization", "")
+        user = state.tokens.get(auth[7:]) if auth.startswith("Bearer ") else None
+        if user is None:
+            return _unauthorized()
+        parts = [p for p in request.path.split("/") if p]
+        try:
+            if request.method == "GET":
+                disc = _handle_discovery(state, parts)
+                if disc is not None:
+                    return disc
+            if len(parts) >= 2 and parts[0] == "sandbox" and parts[1] == "v1":
+                return await _handle_sandbox(state, request, parts[2:])
+            target: Target | None = None
+            if len(parts) >= 2 and parts[0] == "api" and parts[1] == "v1":
+                target = _resolve(core, "", "v1", parts[2:])
+            elif len(parts) >= 3 and parts[0] == "apis":
+                target = _resolve(core, parts[1], parts[2], parts[3:])
+            if target is None:
+                return _not_found_page()
+            return await _handle_resource(state, request, target, dict(user))
+        except ApiError as e:
+            extra = {"Retry-After": "1"} if e.code == 504 else None
+            return _error(e, extra)
+
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app[STATE_KEY] = state
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app
+
+
+def close_watchers(app: web.Application) -> None:
+    """End every open watch stream (used before shutdown)."""
+    for w in list(app[STATE_KEY].watchers):
+        w.close("shutdown")

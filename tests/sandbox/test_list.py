@@ -1,0 +1,123 @@
+"""Lists: label/field selectors, pagination, resourceVersion semantics, 10,000 pods."""
+
+from __future__ import annotations
+
+import time
+
+from kubernetes_asyncio import client
+
+from tests.sandbox.conftest import Raw, fixture
+
+PODS = "/api/v1/namespaces/default/pods"
+
+
+def pod(name: str, labels: dict[str, str], node: str | None = None) -> dict:
+    spec: dict = {"containers": [{"name": "c", "image": "nginx:1.27"}]}
+    if node:
+        spec["nodeName"] = node
+    return {"metadata": {"name": name, "labels": labels}, "spec": spec}
+
+
+async def test_label_and_field_selectors(raw: Raw) -> None:
+    await raw.call("POST", PODS, pod("a", {"app": "web", "tier": "front"}, node="n1"))
+    await raw.call("POST", PODS, pod("b", {"app": "web", "tier": "back"}))
+    await raw.call("POST", PODS, pod("c", {"app": "db"}, node="n2"))
+
+    async def names(query: str) -> list[str]:
+        code, _, body = await raw.call("GET", PODS + "?" + query)
+        assert code == 200, body
+        return [i["metadata"]["name"] for i in body["items"]]
+
+    assert await names("labelSelector=app%3Dweb") == ["a", "b"]
+    assert await names("labelSelector=tier%20in%20(front,back)") == ["a", "b"]
+    assert await names("labelSelector=tier%20notin%20(front)") == ["b", "c"]
+    assert await names("labelSelector=!tier") == ["c"]
+    assert await names("labelSelector=tier") == ["a", "b"]
+    assert await names("labelSelector=app!%3Ddb,tier") == ["a", "b"]
+    assert await names("fieldSelector=spec.nodeName%3Dn1") == ["a"]
+    assert await names("fieldSelector=spec.nodeName%21%3D") == ["a", "c"]
+    assert await names("fieldSelector=metadata.name%3Db") == ["b"]
+    assert await names("fieldSelector=status.phase%3DPending,metadata.namespace%3Ddefault") == [
+        "a",
+        "b",
+        "c",
+    ]
+    code, _, body = await raw.call("GET", "/api/v1/pods?fieldSelector=spec.nodeName%3Dn2")
+    assert [i["metadata"]["name"] for i in body["items"]] == ["c"]
+    assert "kind" not in body["items"][0]  # built-in list items carry no kind
+
+
+async def test_pagination_and_resource_versions(raw: Raw) -> None:
+    for i in range(5):
+        await raw.call("POST", PODS, pod(f"p{i}", {"i": str(i)}))
+    seen: list[str] = []
+    code, _, body = await raw.call("GET", PODS + "?limit=2")
+    real = fixture("api/pod-list-limit-1-continue.json")["response"]["body"]
+    assert sorted(body["metadata"]) == sorted(real["metadata"])
+    assert body["metadata"]["remainingItemCount"] == 3
+    seen += [i["metadata"]["name"] for i in body["items"]]
+    while body["metadata"].get("continue"):
+        code, _, body = await raw.call(
+            "GET", PODS + "?limit=2&continue=" + body["metadata"]["continue"]
+        )
+        seen += [i["metadata"]["name"] for i in body["items"]]
+    assert seen == [f"p{i}" for i in range(5)]
+
+    current = body["metadata"]["resourceVersion"]
+    code, _, body = await raw.call(
+        "GET", PODS + f"?resourceVersion={current}&resourceVersionMatch=Exact"
+    )
+    assert code == 200
+    await raw.call("POST", "/sandbox/v1/expire-history")
+    code, _, body = await raw.call("GET", PODS + "?resourceVersion=1&resourceVersionMatch=Exact")
+    assert (
+        code == 410
+        and body == fixture("watch/pods-list-resourceversion-1-exact.json")["response"]["body"]
+    )
+    code, _, body = await raw.call(
+        "GET", PODS + "?resourceVersion=1&resourceVersionMatch=NotOlderThan"
+    )
+    assert code == 200 and len(body["items"]) == 5
+
+
+async def test_future_resource_version_times_out(raw: Raw) -> None:
+    raw.sb._options.future_rv_wait = 0.2
+    code, headers, body = await raw.call(
+        "GET", PODS + "?resourceVersion=1000000&resourceVersionMatch=NotOlderThan"
+    )
+    real = fixture("watch/pods-list-resourceversion-future-notolderthan.json")["response"]
+    assert code == 504 and headers["Retry-After"] == "1"
+    assert (
+        body["reason"] == real["body"]["reason"]
+        and body["details"]["causes"] == real["body"]["details"]["causes"]
+    )
+
+
+async def test_ten_thousand_pods(api: client.ApiClient, raw: Raw) -> None:
+    # seed through the store API to keep the test fast; read back over HTTPS
+    sb = raw.sb
+    rt = sb.registry.get("", "pods")
+    assert rt is not None
+    for i in range(10_000):
+        obj = {
+            "kind": "Pod",
+            "apiVersion": "v1",
+            "metadata": {
+                "name": f"pod-{i:05d}",
+                "namespace": f"ns-{i % 10}",
+                "labels": {"shard": str(i % 4)},
+            },
+            "spec": {"containers": [{"name": "c", "image": "x:1"}]},
+        }
+        sb.store.stamp_new(obj, generation=True)
+        sb.store.put(rt, obj)
+    core = client.CoreV1Api(api)
+    t0 = time.monotonic()
+    pods = await core.list_pod_for_all_namespaces(_preload_content=False)
+    data = await pods.json()
+    assert len(data["items"]) == 10_000
+    assert time.monotonic() - t0 < 5
+    code, _, body = await raw.call("GET", "/api/v1/namespaces/ns-3/pods?labelSelector=shard%3D1")
+    assert len(body["items"]) == 500  # i % 10 == 3 is odd, so i % 4 is 1 or 3
+    code, _, stats = await raw.call("GET", "/sandbox/v1/stats")
+    assert stats["objects"]["pods"] == 10_000

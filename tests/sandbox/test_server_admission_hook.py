@@ -1,0 +1,124 @@
+"""The server's admission hook: attributes built per request, mutation used, denial returned.
+
+The dispatcher here is a small recording one; the webhook dispatcher itself is tested in
+test_admission*.py.
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from sandbox.admission_types import AdmissionAttributes, ObjectSource
+from sandbox.app import Sandbox
+from sandbox.errors import ApiError
+from tests.sandbox.conftest import Raw
+
+
+class Recorder:
+    def __init__(self, source: ObjectSource) -> None:
+        self.source = source
+        self.calls: list[tuple[str, AdmissionAttributes]] = []
+
+    async def mutate(self, attrs: AdmissionAttributes) -> dict[str, Any] | None:
+        self.calls.append(("mutate", attrs))
+        if (
+            attrs.resource.resource == "pods"
+            and attrs.operation == "CREATE"
+            and not attrs.subresource
+        ):
+            obj = dict(attrs.object or {})
+            meta = dict(obj["metadata"])
+            meta["labels"] = {**(meta.get("labels") or {}), "mutated": "yes"}
+            obj["metadata"] = meta
+            return obj
+        return None
+
+    async def validate(self, attrs: AdmissionAttributes) -> None:
+        self.calls.append(("validate", attrs))
+        if attrs.operation == "DELETE" and attrs.name == "protected":
+            raise ApiError.status(code=403, reason="Forbidden", message="denied: protected")
+
+
+async def test_admission_attributes_and_denial(tmp_path: Path) -> None:
+    holder: list[Recorder] = []
+
+    def factory(source: ObjectSource) -> Recorder:
+        holder.append(Recorder(source))
+        return holder[0]
+
+    async with Sandbox(state_dir=tmp_path, dispatcher_factory=factory) as sb:
+        ctx = ssl.create_default_context(cafile=str(sb.ca_file))
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as s:
+            raw = Raw(sb, s)
+            rec = holder[0]
+            body = {
+                "metadata": {"generateName": "p-"},
+                "spec": {"containers": [{"name": "c", "image": "a:1"}]},
+            }
+            code, _, created = await raw.call("POST", "/api/v1/namespaces/default/pods", body)
+            assert code == 201 and created["metadata"]["labels"]["mutated"] == "yes"
+            (m_op, m), (v_op, v) = rec.calls[:2]
+            assert (m_op, v_op) == ("mutate", "validate")
+            assert m.name == "" and "uid" not in m.object["metadata"]  # type: ignore[index]
+            assert v.name == created["metadata"]["name"] and v.object["metadata"]["uid"]  # type: ignore[index]
+            assert m.options == {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1"}
+            assert m.user_info["username"] == "sandbox-admin"
+
+            rec.calls.clear()
+            name = created["metadata"]["name"]
+            await raw.call(
+                "PATCH",
+                f"/api/v1/namespaces/default/pods/{name}?fieldManager=kubectl-label",
+                {"metadata": {"labels": {"x": "1"}}},
+                content_type="application/merge-patch+json",
+            )
+            assert rec.calls[0][1].operation == "UPDATE"
+            assert rec.calls[0][1].options == {
+                "kind": "UpdateOptions",
+                "apiVersion": "meta.k8s.io/v1",
+                "fieldManager": "kubectl-label",
+            }
+
+            rec.calls.clear()
+            await raw.call(
+                "POST",
+                f"/api/v1/namespaces/default/pods/{name}/eviction?dryRun=All",
+                {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name}},
+            )
+            ev = rec.calls[0][1]
+            assert (ev.kind.group, ev.kind.kind, ev.subresource, ev.dry_run) == (
+                "policy",
+                "Eviction",
+                "eviction",
+                True,
+            )
+            assert ev.old_object is None
+
+            await raw.call(
+                "POST",
+                "/api/v1/namespaces/default/pods",
+                body | {"metadata": {"name": "protected"}},
+            )
+            rec.calls.clear()
+            code, _, denied = await raw.call("DELETE", "/api/v1/namespaces/default/pods/protected")
+            assert code == 403 and denied["message"] == "denied: protected"
+            d = rec.calls[0][1]
+            assert d.object is None and d.old_object is not None
+            assert d.options == {
+                "kind": "DeleteOptions",
+                "apiVersion": "meta.k8s.io/v1",
+                "gracePeriodSeconds": 30,
+            }
+            assert [c[0] for c in rec.calls] == ["validate"]
+
+            rec.calls.clear()
+            await raw.call(
+                "POST",
+                "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations",
+                {"metadata": {"name": "w"}, "webhooks": []},
+            )
+            assert rec.calls == []  # webhook configurations never go to admission
