@@ -1,7 +1,9 @@
-"""``python -m sandbox --state-dir DIR [--port N] [--crds deploy/crds]``.
+"""``python -m sandbox --state-dir DIR [--port N] [--crds deploy/crds] [--world] [--admission]``.
 
 Runs the sandbox API server until SIGTERM/SIGINT and prints one JSON line
-``{"url": ..., "kubeconfig": ...}`` to stdout once it is ready.
+``{"url": ..., "kubeconfig": ..., "caFile": ..., "token": ...}`` to stdout once it
+is ready. ``--world`` adds nodes, a scheduler, kubelets and a StatefulSet
+controller; ``--admission`` calls the webhook configurations applied to it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,18 @@ import sys
 
 import orjson
 
-from sandbox.app import Sandbox
+from sandbox.admission import WebhookDispatcher
+from sandbox.admission_types import Dispatcher, ObjectSource
+from sandbox.app import Sandbox, WorldSpec
+from sandbox.world import World
+
+
+def _world(sb: Sandbox) -> World:
+    return World(api_url=sb.url, token=sb.token, ca_file=str(sb.ca_file))
+
+
+def _dispatcher(source: ObjectSource) -> Dispatcher:
+    return WebhookDispatcher(source)
 
 
 async def _run(args: argparse.Namespace) -> None:
@@ -21,7 +34,10 @@ async def _run(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    world: list[WorldSpec] = [_world] if args.world else []
     async with Sandbox(
+        world=world,
+        dispatcher_factory=_dispatcher if args.admission else None,
         state_dir=args.state_dir,
         port=args.port,
         crd_dirs=args.crds,
@@ -29,7 +45,12 @@ async def _run(args: argparse.Namespace) -> None:
         bookmark_interval=args.bookmark_interval,
         token=args.token,
     ) as sb:
-        line = {"url": sb.url, "kubeconfig": str(sb.kubeconfig_path), "caFile": str(sb.ca_file)}
+        line = {
+            "url": sb.url,
+            "kubeconfig": str(sb.kubeconfig_path),
+            "caFile": str(sb.ca_file),
+            "token": sb.token,
+        }
         sys.stdout.write(orjson.dumps(line).decode() + "\n")
         sys.stdout.flush()
         await stop.wait()
@@ -43,6 +64,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--history", type=int, default=20_000)
     parser.add_argument("--bookmark-interval", type=float, default=5.0)
     parser.add_argument("--token", default=None)
+    parser.add_argument("--world", action="store_true", help="run nodes, scheduler, kubelets")
+    parser.add_argument("--admission", action="store_true", help="call admission webhooks")
     asyncio.run(_run(parser.parse_args(argv)))
 
 

@@ -155,6 +155,9 @@ class Sandbox:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        close = getattr(self.core.dispatcher, "close", None)
+        if close is not None:
+            await close()
 
     def add_token(self, token: str, user: dict[str, Any]) -> None:
         """Accept another bearer token as ``user`` (a userInfo dict)."""

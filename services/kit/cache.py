@@ -19,6 +19,23 @@ EVENT_MODIFIED = mesh_pb2.WatchEvent.TYPE_MODIFIED
 EVENT_DELETED = mesh_pb2.WatchEvent.TYPE_DELETED
 
 
+def workload_name(*, api_version: str, kind: str, name: str) -> str:
+    """The cache name of a workload: kinds share KIND_WORKLOAD, so the group and kind qualify it.
+
+    >>> workload_name(api_version="apps/v1", kind="StatefulSet", name="web")
+    'apps/StatefulSet/web'
+    """
+    group = api_version.rsplit("/", 1)[0] if "/" in api_version else ""
+    return f"{group}/{kind}/{name}"
+
+
+def key_of(view: Any) -> Key:
+    if isinstance(view, views_pb2.WorkloadView):
+        name = workload_name(api_version=view.api_version, kind=view.kind, name=view.meta.name)
+        return (view.meta.namespace, name)
+    return (view.meta.namespace, view.meta.name)
+
+
 def view_of(obj: views_pb2.ObjectView) -> Any:
     """The concrete view inside an ObjectView (PodView, NodeView, ...), or None."""
     which = obj.WhichOneof("view")
@@ -36,7 +53,7 @@ class ObjectCache:
         view = view_of(event.object)
         if view is None:
             return None
-        key = (view.meta.namespace, view.meta.name)
+        key = key_of(view)
         objects = self._by_kind.setdefault(event.kind, {})
         if event.type == EVENT_DELETED:
             objects.pop(key, None)
@@ -48,6 +65,7 @@ class ObjectCache:
         self._by_kind = other._by_kind
 
     def get(self, kind: int, namespace: str, name: str) -> Any:
+        """The view of ``namespace/name``; for workloads name it with ``workload_name``."""
         return self._by_kind.get(kind, {}).get((namespace, name))
 
     def items(self, kind: int, namespace: str | None = None) -> Iterator[Any]:
