@@ -1,0 +1,46 @@
+"""``python -m services.gateway``: run the gateway until SIGTERM/SIGINT.
+
+Prints one JSON line with its ports once it serves, for supervisors and tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+import orjson
+
+from services.gateway.app import start_gateway
+from services.gateway.config import parse_gateway_config
+from services.kit import logs
+from services.kit.rpc import wait_for_signal
+
+log = logging.getLogger("services.gateway")
+
+
+async def run(argv: Sequence[str] | None = None) -> None:
+    config = parse_gateway_config(argv)
+    logs.setup(component="gateway", level=config.log_level, json_format=config.json_logs)
+    gateway = await start_gateway(config)
+    ready = {
+        "component": "gateway",
+        "grpc_port": gateway.grpc.port,
+        "webhook_port": gateway.webhook.port,
+        "ops_port": gateway.ops.port,
+    }
+    sys.stdout.write(orjson.dumps(ready).decode() + "\n")
+    sys.stdout.flush()
+    log.info("gateway serving", extra=ready)
+    received = await wait_for_signal()
+    log.info("stopping", extra={"signal": received.name})
+    await gateway.stop()
+
+
+def main() -> None:
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""The gateway process: composition of its parts, and nothing else.
+
+    gateway = await start_gateway(config)      # tests; __main__ adds signals
+    ...
+    await gateway.stop()
+
+Every replica serves the webhooks and the cluster API and keeps the service rings
+(static addresses, or EndpointSlices in a cluster). One replica at a time, the
+holder of the Lease ``kruise-mesh-gateway``, runs the watch hub and the Sync
+streams, so the mesh opens one watch per kind however many gateways run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from services.gateway import certs, register
+from services.gateway.cluster_api import ClusterApi, add_to_server
+from services.gateway.config import GatewayConfig
+from services.gateway.discovery import EndpointSliceDiscovery
+from services.gateway.hub import Hub, ReflectorConfig
+from services.gateway.kube.client import KubeClient
+from services.gateway.leader import LeaderElector
+from services.gateway.routing import Router
+from services.gateway.sync import SyncManager
+from services.gateway.webhook.forward import AdmissionForwarder
+from services.gateway.webhook.server import WebhookServer, start_webhook_server
+from services.kit import errors
+from services.kit.httpserver import OpsServer, start_ops_server
+from services.kit.rpc import Server, create_server
+
+log = logging.getLogger(__name__)
+
+LEASE_NAME = "kruise-mesh-gateway"
+WEBHOOK_CONFIGS = {
+    "MutatingWebhookConfiguration": "kruise-mesh-mutating",
+    "ValidatingWebhookConfiguration": "kruise-mesh-validating",
+}
+
+
+@dataclass
+class Leading:
+    """What runs only on the lease holder: the hub and the replica streams."""
+
+    kube: KubeClient
+    router: Router
+    config: GatewayConfig
+    hub: Hub | None = None
+    sync: SyncManager | None = None
+
+    async def start(self) -> None:
+        self.hub = Hub(
+            self.kube, config=ReflectorConfig(read_timeout=self.config.watch_inactivity_s)
+        )
+        await self.hub.start()
+        self.sync = SyncManager(self.hub, self.router)
+        await self.sync.start()
+        log.info("watch hub and replica streams started")
+
+    async def stop(self) -> None:
+        if self.sync is not None:
+            await self.sync.stop()
+            self.sync = None
+        if self.hub is not None:
+            await self.hub.stop()
+            self.hub = None
+
+
+@dataclass
+class Gateway:
+    config: GatewayConfig
+    kube: KubeClient
+    router: Router
+    grpc: Server
+    ops: OpsServer
+    webhook: WebhookServer
+    forwarder: AdmissionForwarder
+    leading: Leading
+    discovery: EndpointSliceDiscovery | None = None
+    elector: LeaderElector | None = None
+    registered: list[str] = field(default_factory=list)
+    _election: asyncio.Task[None] | None = None
+
+    @property
+    def webhook_port(self) -> int:
+        return self.webhook.port
+
+    async def stop(self) -> None:
+        if self.registered:
+            # First, so the API server stops calling a webhook that is going away.
+            with contextlib.suppress(Exception):
+                await register.unregister_webhooks(self.kube, self.registered)
+            log.info("removed local webhook configurations", extra={"names": self.registered})
+        if self.elector is not None:
+            await self.elector.stop()
+        if self._election is not None:
+            await self._election
+        await self.leading.stop()
+        await self.webhook.stop()
+        await self.forwarder.close()
+        if self.discovery is not None:
+            await self.discovery.stop()
+        await self.grpc.stop(grace=3)
+        await self.ops.stop()
+        await self.kube.close()
+
+
+async def _ensure_namespace(kube: KubeClient, namespace: str) -> None:
+    body = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": namespace, "labels": {"control-plane": "kruise-mesh"}},
+    }
+    with contextlib.suppress(errors.AlreadyExists):
+        await kube.request("POST", "/api/v1/namespaces", body=orjson.dumps(body))
+
+
+async def _serving_cert(kube: KubeClient, config: GatewayConfig) -> certs.ServingCert:
+    hosts = certs.webhook_hosts(service=config.webhook_service, namespace=config.namespace)
+    if config.local_webhooks or config.kubeconfig:
+        return certs.local_serving_cert(Path(config.cert_dir), hosts=hosts)
+    work = Path(tempfile.mkdtemp(prefix="webhook-certs-"))
+    served = await certs.cluster_serving_cert(
+        kube,
+        cert_dir=Path(config.cert_dir),
+        work_dir=work,
+        namespace=config.namespace,
+        secret_name=config.cert_secret,
+        hosts=hosts,
+    )
+    await certs.publish_ca_bundle(kube, ca_pem=served.ca_pem, names=WEBHOOK_CONFIGS)
+    return served
+
+
+async def start_gateway(config: GatewayConfig) -> Gateway:
+    kube = await KubeClient.connect(kubeconfig=config.kubeconfig or None)
+    try:
+        return await _start(kube, config)
+    except BaseException:
+        await kube.close()
+        raise
+
+
+async def _start(kube: KubeClient, config: GatewayConfig) -> Gateway:
+    if config.install_crds:
+        installed = await register.install_crds(kube, Path(config.install_crds))
+        log.info("installed CRDs", extra={"crds": installed})
+    if config.local_webhooks:
+        await _ensure_namespace(kube, config.namespace)
+
+    router = Router(config.static_services)
+    discovery = None
+    if config.service_names:
+        discovery = EndpointSliceDiscovery(
+            kube, router, namespace=config.namespace, services=config.service_names
+        )
+        await discovery.start()
+
+    cluster_api = ClusterApi(kube)
+    server = await create_server(
+        register=[lambda s: add_to_server(s, cluster_api)],
+        service_names=["kruise.cluster.v1.ClusterService"],
+        host=config.host,
+        port=config.grpc_port,
+    )
+    served = await _serving_cert(kube, config)
+    forwarder = AdmissionForwarder(route=router.owner, mode=config.review_mode)
+    webhook = await start_webhook_server(
+        host=config.host,
+        port=config.webhook_port,
+        cert_file=str(served.cert_file),
+        key_file=str(served.key_file),
+        forwarder=forwarder,
+    )
+    leading = Leading(kube=kube, router=router, config=config)
+    ops = await start_ops_server(host=config.host, port=config.ops_port)
+    gateway = Gateway(
+        config=config,
+        kube=kube,
+        router=router,
+        grpc=server,
+        ops=ops,
+        webhook=webhook,
+        forwarder=forwarder,
+        leading=leading,
+        discovery=discovery,
+    )
+    if config.leader_election:
+        await _ensure_lease_namespace(kube, config.namespace)
+        gateway.elector = LeaderElector(
+            kube, namespace=config.namespace, name=LEASE_NAME, identity=config.identity
+        )
+        gateway._election = asyncio.create_task(
+            gateway.elector.run(leading.start, leading.stop), name="leader election"
+        )
+    else:
+        await leading.start()
+    if config.local_webhooks:
+        manifests = Path(config.webhook_manifests)
+        gateway.registered = await register.register_webhooks(
+            kube, manifests=manifests, base_url=config.local_webhooks, ca_pem=served.ca_pem
+        )
+        log.info("registered local webhook configurations", extra={"names": gateway.registered})
+    return gateway
+
+
+async def _ensure_lease_namespace(kube: KubeClient, namespace: str) -> None:
+    with contextlib.suppress(errors.Forbidden):
+        await _ensure_namespace(kube, namespace)

@@ -1,0 +1,151 @@
+"""The gateway's configuration from flags, with environment fallbacks (shown in --help)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from services.gateway.routing import parse_service_names, parse_static_services
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    kubeconfig: str = ""
+    host: str = "0.0.0.0"
+    grpc_port: int = 7000
+    webhook_port: int = 9443
+    ops_port: int = 9090
+    namespace: str = "kruise-mesh"
+    identity: str = ""
+    static_services: dict[str, frozenset[str]] = field(default_factory=dict)
+    service_names: dict[str, str] = field(default_factory=dict)
+    cert_dir: str = "/etc/kruise-mesh/webhook-certs"
+    cert_secret: str = "kruise-mesh-webhook-certs"
+    webhook_service: str = "kruise-mesh-webhook"
+    local_webhooks: str = ""
+    webhook_manifests: str = str(ROOT / "deploy" / "webhooks.yaml")
+    install_crds: str = ""
+    leader_election: bool = True
+    review_mode: Literal["stream", "unary"] = "stream"
+    watch_inactivity_s: float = 70.0
+    log_level: str = "INFO"
+    json_logs: bool = True
+
+
+def parse_gateway_config(
+    argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
+) -> GatewayConfig:
+    env = os.environ if env is None else env
+    p = argparse.ArgumentParser(
+        prog="python -m services.gateway",
+        description="kruise-mesh gateway: the mesh's only Kubernetes client",
+    )
+
+    def add(flag: str, var: str, default: str, text: str, **kw: object) -> None:
+        p.add_argument(flag, default=env.get(var, default), help=f"{text} [{var}]", **kw)  # type: ignore[arg-type]
+
+    add(
+        "--kubeconfig", "KRUISE_MESH_KUBECONFIG", "", "kubeconfig file; empty for in-cluster config"
+    )
+    add("--host", "KRUISE_MESH_LISTEN_HOST", "0.0.0.0", "listen address")
+    add("--grpc-port", "KRUISE_MESH_GRPC_PORT", "7000", "ClusterService gRPC port", type=int)
+    add("--webhook-port", "KRUISE_MESH_WEBHOOK_PORT", "9443", "HTTPS webhook port", type=int)
+    add("--ops-port", "KRUISE_MESH_OPS_PORT", "9090", "/metrics /healthz /readyz port", type=int)
+    add(
+        "--namespace",
+        "KRUISE_MESH_NAMESPACE",
+        "kruise-mesh",
+        "the mesh's namespace (Lease, Secret)",
+    )
+    add("--identity", "POD_NAME", "", "leader-election identity; default host-pid")
+    add(
+        "--services",
+        "KRUISE_MESH_SERVICE_ADDRESSES",
+        "",
+        "static replicas: 'placement=h:p,h:p;rollout=h:p;budget=h:p'",
+    )
+    add(
+        "--service-names",
+        "KRUISE_MESH_SERVICES",
+        "",
+        "discover replicas from these Services' EndpointSlices: 'budget=kruise-mesh-budget,...'",
+    )
+    add(
+        "--cert-dir",
+        "KRUISE_MESH_WEBHOOK_CERT_DIR",
+        "/etc/kruise-mesh/webhook-certs",
+        "tls.crt, tls.key, ca.crt",
+    )
+    add(
+        "--cert-secret",
+        "KRUISE_MESH_WEBHOOK_CERT_SECRET",
+        "kruise-mesh-webhook-certs",
+        "Secret shared by replicas",
+    )
+    add(
+        "--local-webhooks",
+        "KRUISE_MESH_LOCAL_WEBHOOKS",
+        "",
+        "local mode: register webhooks calling this base URL",
+    )
+    add(
+        "--webhook-manifests",
+        "KRUISE_MESH_WEBHOOK_MANIFESTS",
+        str(ROOT / "deploy" / "webhooks.yaml"),
+        "webhook YAML for local mode",
+    )
+    add(
+        "--install-crds",
+        "KRUISE_MESH_INSTALL_CRDS",
+        "",
+        "install the CRDs in this directory at start",
+    )
+    add(
+        "--review-mode",
+        "KRUISE_MESH_REVIEW_MODE",
+        "stream",
+        "admission hop: stream or unary",
+        choices=["stream", "unary"],
+    )
+    add("--log-level", "KRUISE_MESH_LOG_LEVEL", "INFO", "log level")
+    p.add_argument(
+        "--no-leader-election", action="store_true", help="run the watch hub unconditionally"
+    )
+    p.add_argument("--watch-inactivity", type=float, default=70.0, help="watch watchdog seconds")
+    p.add_argument("--plain-logs", action="store_true", help="human-readable logs")
+    a = p.parse_args(argv)
+    try:
+        static = parse_static_services(a.services) if a.services else {}
+        names = parse_service_names(a.service_names) if a.service_names else {}
+    except ValueError as e:
+        p.error(str(e))
+    if not static and not names:
+        p.error("name the service replicas: --services (static) or --service-names (discovery)")
+    return GatewayConfig(
+        kubeconfig=a.kubeconfig,
+        host=a.host,
+        grpc_port=a.grpc_port,
+        webhook_port=a.webhook_port,
+        ops_port=a.ops_port,
+        namespace=a.namespace,
+        identity=a.identity or f"{socket.gethostname()}-{os.getpid()}",
+        static_services=static,
+        service_names=names,
+        cert_dir=a.cert_dir,
+        cert_secret=a.cert_secret,
+        local_webhooks=a.local_webhooks,
+        webhook_manifests=a.webhook_manifests,
+        install_crds=a.install_crds,
+        leader_election=not a.no_leader_election,
+        review_mode=a.review_mode,
+        watch_inactivity_s=a.watch_inactivity,
+        log_level=a.log_level,
+        json_logs=not a.plain_logs,
+    )
