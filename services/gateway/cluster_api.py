@@ -1,0 +1,434 @@
+"""The gateway's ClusterService: the writes services ask for, with the preconditions they carry.
+
+Thin: each RPC converts the request, delegates to ``KubeClient`` and converts the answer.
+The request-shaping helpers (``patch_body``, ``status_update_body``, ``delete_options``,
+``event_body``, ``scale_response``) are pure functions, table-tested.
+
+Status codes (services/kit/errors.py)::
+
+    stale resourceVersion / uid precondition    ABORTED            (409, or a failed
+                                                                    JSON-patch ``test`` op)
+    missing object, kind without /scale          NOT_FOUND
+    bad argument (field named), unknown kind     INVALID_ARGUMENT
+    other API server answers                     as services/kit/errors.from_http maps them
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import grpc
+import orjson
+from prometheus_client import Counter, Histogram
+
+from kruise.cluster.v1 import cluster_pb2, cluster_pb2_grpc
+from services.gateway.kube.client import KubeClient, Resource
+from services.kit import errors
+
+T = TypeVar("T")
+Context = grpc.aio.ServicerContext[Any, Any]
+
+REQUESTS = Counter(
+    "kruise_mesh_cluster_api_requests_total",
+    "ClusterService calls by method and gRPC status code.",
+    ["method", "code"],
+)
+LATENCY = Histogram(
+    "kruise_mesh_cluster_api_request_duration_seconds",
+    "ClusterService call latency, including the API server round trips.",
+    ["method"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+
+CONTENT_TYPES: dict[int, str] = {
+    cluster_pb2.PATCH_TYPE_MERGE: "application/merge-patch+json",
+    cluster_pb2.PATCH_TYPE_JSON: "application/json-patch+json",
+    cluster_pb2.PATCH_TYPE_STRATEGIC: "application/strategic-merge-patch+json",
+}
+EVENT_TYPES = frozenset({"Normal", "Warning"})
+DEFAULT_COMPONENT = "kruise-mesh-gateway"
+
+
+# -- pure helpers ------------------------------------------------------------------------------
+
+
+def parse_json(data: bytes, *, field: str, want: type) -> Any:
+    """``data`` decoded, which must be a JSON ``want`` (dict or list); Invalid naming ``field``."""
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        raise errors.Invalid(f"{field}: not valid JSON: {e}") from e
+    if not isinstance(doc, want):
+        expected = "object" if want is dict else "array"
+        raise errors.Invalid(f"{field}: must be a JSON {expected}")
+    return doc
+
+
+def patch_body(
+    *, patch_type: int, patch: bytes, preconditions: cluster_pb2.Preconditions
+) -> tuple[bytes, str]:
+    """The patch to send and its Content-Type, made conditional on ``preconditions``.
+
+    Pure. Merge and strategic patches get ``metadata.resourceVersion`` / ``metadata.uid``
+    set (the API server answers 409 when the resourceVersion is stale); JSON patches get
+    ``test`` ops on ``/metadata/resourceVersion`` and ``/metadata/uid`` prepended (a failed
+    test op is a 422, which ``ClusterApi`` turns into ABORTED). Without preconditions the
+    bytes go out unchanged.
+    """
+    content_type = CONTENT_TYPES.get(patch_type)
+    if content_type is None:
+        raise errors.Invalid(f"type: unknown patch type {patch_type}")
+    rv, uid = preconditions.resource_version, preconditions.uid
+    if patch_type == cluster_pb2.PATCH_TYPE_JSON:
+        ops: list[Any] = parse_json(patch, field="patch", want=list)
+        if not (rv or uid):
+            return patch, content_type
+        tests = [{"op": "test", "path": "/metadata/resourceVersion", "value": rv}] if rv else []
+        if uid:
+            tests.append({"op": "test", "path": "/metadata/uid", "value": uid})
+        return orjson.dumps(tests + ops), content_type
+    doc: dict[str, Any] = parse_json(patch, field="patch", want=dict)
+    if not (rv or uid):
+        return patch, content_type
+    meta = doc.get("metadata")
+    if meta is None:
+        meta = doc["metadata"] = {}
+    elif not isinstance(meta, dict):
+        raise errors.Invalid("patch: metadata must be a JSON object")
+    if rv:
+        meta["resourceVersion"] = rv
+    if uid:
+        meta["uid"] = uid
+    return orjson.dumps(doc), content_type
+
+
+def precondition_failure(
+    current: dict[str, Any], preconditions: cluster_pb2.Preconditions
+) -> str | None:
+    """Why ``current`` fails ``preconditions``, or None when they hold. Pure."""
+    meta = current.get("metadata") or {}
+    if preconditions.uid and meta.get("uid") != preconditions.uid:
+        return f"uid is {meta.get('uid')}, precondition {preconditions.uid}"
+    rv = preconditions.resource_version
+    if rv and meta.get("resourceVersion") != rv:
+        return f"resourceVersion is {meta.get('resourceVersion')}, precondition {rv}"
+    return None
+
+
+def status_update_body(
+    *, current: dict[str, Any], status: dict[str, Any], resource_version: str
+) -> bytes:
+    """``current`` with ``.status`` replaced, conditional on ``resource_version``. Pure."""
+    updated = dict(current)
+    updated["metadata"] = {**(current.get("metadata") or {}), "resourceVersion": resource_version}
+    updated["status"] = status
+    return orjson.dumps(updated)
+
+
+def delete_options(
+    *, preconditions: cluster_pb2.Preconditions, grace_period_seconds: int | None, dry_run: bool
+) -> bytes:
+    """A meta/v1 DeleteOptions body. Pure."""
+    opts: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1"}
+    pre = {
+        k: v
+        for k, v in (
+            ("uid", preconditions.uid),
+            ("resourceVersion", preconditions.resource_version),
+        )
+        if v
+    }
+    if pre:
+        opts["preconditions"] = pre
+    if grace_period_seconds is not None:
+        opts["gracePeriodSeconds"] = grace_period_seconds
+    if dry_run:
+        opts["dryRun"] = ["All"]
+    return orjson.dumps(opts)
+
+
+def scale_response(scale: dict[str, Any]) -> cluster_pb2.GetScaleResponse:
+    """An autoscaling/v1 Scale as the RPC answer. Pure."""
+    spec = scale.get("spec") or {}
+    status = scale.get("status") or {}
+    return cluster_pb2.GetScaleResponse(
+        spec_replicas=int(spec.get("replicas") or 0),
+        status_replicas=int(status.get("replicas") or 0),
+        selector=str(status.get("selector") or ""),
+        resource_version=str((scale.get("metadata") or {}).get("resourceVersion") or ""),
+    )
+
+
+def event_body(
+    request: cluster_pb2.RecordEventRequest, *, now: datetime, suffix: str
+) -> dict[str, Any]:
+    """A core/v1 Event about ``request.involved``, named ``<name>.<suffix>``. Pure."""
+    if request.type not in EVENT_TYPES:
+        raise errors.Invalid(f"type: must be Normal or Warning, not {request.type!r}")
+    if not request.reason:
+        raise errors.Invalid("reason: required")
+    ref = request.involved
+    stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    involved = {
+        "apiVersion": ref.api_version,
+        "kind": ref.kind,
+        "name": ref.name,
+    }
+    if ref.namespace:
+        involved["namespace"] = ref.namespace
+    if request.involved_uid:
+        involved["uid"] = request.involved_uid
+    component = request.reporting_component or DEFAULT_COMPONENT
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": f"{ref.name}.{suffix}", "namespace": ref.namespace or "default"},
+        "involvedObject": involved,
+        "reason": request.reason,
+        "message": request.message,
+        "type": request.type,
+        "source": {"component": component},
+        "reportingComponent": component,
+        "reportingInstance": "",
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+    }
+
+
+def object_response(raw: bytes) -> cluster_pb2.ObjectResponse:
+    """The API server's answer as ObjectResponse (raw bytes kept, rv/uid lifted out)."""
+    meta = (orjson.loads(raw) or {}).get("metadata") or {}
+    return cluster_pb2.ObjectResponse(
+        object_json=raw,
+        resource_version=str(meta.get("resourceVersion") or ""),
+        uid=str(meta.get("uid") or ""),
+    )
+
+
+def _dry_run(flag: bool) -> dict[str, str]:
+    return {"dryRun": "All"} if flag else {}
+
+
+# -- the servicer ------------------------------------------------------------------------------
+
+
+class ClusterApi(cluster_pb2_grpc.ClusterServiceServicer):
+    """ClusterService over one KubeClient."""
+
+    def __init__(self, kube: KubeClient) -> None:
+        self.kube = kube
+
+    async def Get(
+        self, request: cluster_pb2.GetRequest, context: Context
+    ) -> cluster_pb2.ObjectResponse:
+        return await _serve("Get", context, self._get(request))
+
+    async def Create(
+        self, request: cluster_pb2.CreateRequest, context: Context
+    ) -> cluster_pb2.ObjectResponse:
+        return await _serve("Create", context, self._create(request))
+
+    async def Patch(
+        self, request: cluster_pb2.PatchRequest, context: Context
+    ) -> cluster_pb2.ObjectResponse:
+        return await _serve("Patch", context, self._patch(request))
+
+    async def UpdateStatus(
+        self, request: cluster_pb2.UpdateStatusRequest, context: Context
+    ) -> cluster_pb2.ObjectResponse:
+        return await _serve("UpdateStatus", context, self._update_status(request))
+
+    async def Delete(
+        self, request: cluster_pb2.DeleteRequest, context: Context
+    ) -> cluster_pb2.DeleteResponse:
+        return await _serve("Delete", context, self._delete(request))
+
+    async def GetScale(
+        self, request: cluster_pb2.GetScaleRequest, context: Context
+    ) -> cluster_pb2.GetScaleResponse:
+        return await _serve("GetScale", context, self._get_scale(request))
+
+    async def RecordEvent(
+        self, request: cluster_pb2.RecordEventRequest, context: Context
+    ) -> cluster_pb2.RecordEventResponse:
+        return await _serve("RecordEvent", context, self._record_event(request))
+
+    # -- implementations (raise MeshError) -------------------------------------------------------
+
+    async def _resource(self, ref: cluster_pb2.ObjectRef, *, field: str = "ref") -> Resource:
+        if not ref.api_version:
+            raise errors.Invalid(f"{field}.api_version: required")
+        if not ref.kind:
+            raise errors.Invalid(f"{field}.kind: required")
+        try:
+            res = await self.kube.resolve(api_version=ref.api_version, kind=ref.kind)
+        except errors.NotFound as e:
+            raise errors.Invalid(f"{field}.kind: unknown kind: {e}") from e
+        if res.namespaced and not ref.namespace:
+            raise errors.Invalid(f"{field}.namespace: required for namespaced kind {ref.kind}")
+        return res
+
+    async def _object_path(
+        self, ref: cluster_pb2.ObjectRef, *, subresource: str | None = None, field: str = "ref"
+    ) -> tuple[Resource, str]:
+        res = await self._resource(ref, field=field)
+        if not ref.name:
+            raise errors.Invalid(f"{field}.name: required")
+        path = self.kube.path(res, namespace=ref.namespace, name=ref.name, subresource=subresource)
+        return res, path
+
+    async def _get(self, request: cluster_pb2.GetRequest) -> cluster_pb2.ObjectResponse:
+        _, path = await self._object_path(request.ref)
+        return object_response(await self.kube.request("GET", path))
+
+    async def _create(self, request: cluster_pb2.CreateRequest) -> cluster_pb2.ObjectResponse:
+        res = await self._resource(request.ref)
+        obj: dict[str, Any] = parse_json(request.object_json, field="object_json", want=dict)
+        body = request.object_json
+        meta = obj.get("metadata")
+        if not isinstance(meta, dict):
+            meta = obj["metadata"] = {}
+        fill_name = bool(request.ref.name) and not meta.get("name")
+        if fill_name or obj.get("apiVersion") != res.api_version or obj.get("kind") != res.kind:
+            obj["apiVersion"], obj["kind"] = res.api_version, res.kind
+            if fill_name:
+                meta["name"] = request.ref.name
+            body = orjson.dumps(obj)
+        path = self.kube.path(res, namespace=request.ref.namespace)
+        raw = await self.kube.request("POST", path, body=body, query=_dry_run(request.dry_run))
+        return object_response(raw)
+
+    async def _patch(self, request: cluster_pb2.PatchRequest) -> cluster_pb2.ObjectResponse:
+        if request.subresource not in ("", "status"):
+            raise errors.Invalid(f"subresource: must be empty or status, not {request.subresource}")
+        body, content_type = patch_body(
+            patch_type=request.type, patch=request.patch, preconditions=request.preconditions
+        )
+        res, path = await self._object_path(request.ref, subresource=request.subresource or None)
+        if request.subresource and request.subresource not in res.subresources:
+            raise errors.Invalid(f"subresource: kind {res.kind} has no {request.subresource}")
+        pre = request.preconditions
+        if pre.uid and not pre.resource_version:
+            # A uid alone is checked here as well: API servers that do not reject a changed
+            # metadata.uid in a patch (the sandbox) would otherwise let it through. With a
+            # resourceVersion the server's check covers identity too (versions are unique).
+            current = await self.kube.request_json(
+                "GET", self.kube.path(res, namespace=request.ref.namespace, name=request.ref.name)
+            )
+            why = precondition_failure(current, pre)
+            if why is not None:
+                raise errors.Conflict(f"precondition failed: {why}")
+        try:
+            raw = await self.kube.request(
+                "PATCH",
+                path,
+                body=body,
+                content_type=content_type,
+                query=_dry_run(request.dry_run),
+            )
+        except errors.Invalid as e:
+            await self._raise_if_stale(request.ref, request.preconditions, e)
+            raise
+        return object_response(raw)
+
+    async def _raise_if_stale(
+        self, ref: cluster_pb2.ObjectRef, pre: cluster_pb2.Preconditions, cause: errors.Invalid
+    ) -> None:
+        """A 422 for a conditional write is a Conflict when the preconditions no longer hold.
+
+        A failed JSON-patch ``test`` op and a changed ``metadata.uid`` both come back as
+        422; re-reading the object tells them apart from a genuinely invalid patch.
+        """
+        if not (pre.uid or pre.resource_version):
+            return
+        _, path = await self._object_path(ref)
+        current = await self.kube.request_json("GET", path)
+        why = precondition_failure(current, pre)
+        if why is not None:
+            raise errors.Conflict(f"precondition failed: {why}") from cause
+
+    async def _update_status(
+        self, request: cluster_pb2.UpdateStatusRequest
+    ) -> cluster_pb2.ObjectResponse:
+        pre = request.preconditions
+        if not pre.resource_version:
+            raise errors.Invalid("preconditions.resource_version is required")
+        status: dict[str, Any] = parse_json(request.status_json, field="status_json", want=dict)
+        res, path = await self._object_path(request.ref)
+        current = await self.kube.request_json("GET", path)
+        if pre.uid and (current.get("metadata") or {}).get("uid") != pre.uid:
+            raise errors.Conflict(f"precondition failed: {precondition_failure(current, pre)}")
+        body = status_update_body(
+            current=current, status=status, resource_version=pre.resource_version
+        )
+        put_path = path + "/status" if "status" in res.subresources else path
+        raw = await self.kube.request("PUT", put_path, body=body, query=_dry_run(request.dry_run))
+        return object_response(raw)
+
+    async def _delete(self, request: cluster_pb2.DeleteRequest) -> cluster_pb2.DeleteResponse:
+        _, path = await self._object_path(request.ref)
+        grace = request.grace_period_seconds if request.HasField("grace_period_seconds") else None
+        body = delete_options(
+            preconditions=request.preconditions,
+            grace_period_seconds=grace,
+            dry_run=request.dry_run,
+        )
+        await self.kube.request("DELETE", path, body=body)
+        return cluster_pb2.DeleteResponse()
+
+    async def _get_scale(
+        self, request: cluster_pb2.GetScaleRequest
+    ) -> cluster_pb2.GetScaleResponse:
+        res, path = await self._object_path(request.ref, subresource="scale")
+        if "scale" not in res.subresources:
+            raise errors.NotFound(f"kind {res.kind} ({res.api_version}) has no scale subresource")
+        try:
+            scale = await self.kube.request_json("GET", path)
+        except errors.NotFound as e:
+            raise errors.NotFound(
+                f"{res.kind} {request.ref.namespace}/{request.ref.name} not found"
+            ) from e
+        return scale_response(scale)
+
+    async def _record_event(
+        self, request: cluster_pb2.RecordEventRequest
+    ) -> cluster_pb2.RecordEventResponse:
+        ref = request.involved
+        if not ref.kind:
+            raise errors.Invalid("involved.kind: required")
+        if not ref.name:
+            raise errors.Invalid("involved.name: required")
+        event = event_body(request, now=datetime.now(UTC), suffix=f"{time.time_ns():x}")
+        events = await self.kube.resolve(api_version="v1", kind="Event")
+        path = self.kube.path(events, namespace=event["metadata"]["namespace"])
+        await self.kube.request("POST", path, body=orjson.dumps(event))
+        return cluster_pb2.RecordEventResponse()
+
+
+async def _serve(method: str, context: Context, work: Awaitable[T]) -> T:
+    """Run one call: count it, time it, and turn a MeshError into its gRPC status."""
+    started = time.perf_counter()
+    code = "OK"
+    try:
+        return await work
+    except errors.MeshError as e:
+        code = e.code.name
+        await errors.abort_with(context, e)
+    except Exception:
+        code = "UNKNOWN"
+        raise
+    finally:
+        REQUESTS.labels(method, code).inc()
+        LATENCY.labels(method).observe(time.perf_counter() - started)
+
+
+def add_to_server(server: grpc.aio.Server, servicer: ClusterApi) -> None:
+    """Register ``servicer`` on ``server`` (for ``kit.rpc.create_server(register=[...])``)."""
+    cluster_pb2_grpc.add_ClusterServiceServicer_to_server(servicer, server)
+
+
+SERVICE_NAME = cluster_pb2.DESCRIPTOR.services_by_name["ClusterService"].full_name
