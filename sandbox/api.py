@@ -444,6 +444,16 @@ class ApiCore:
         want_rv = new_meta.get("resourceVersion")
         if want_rv and str(want_rv) != old_meta.get("resourceVersion"):
             raise self._stale(rt, name)
+        want_uid = new_meta.get("uid")
+        if want_uid and want_uid != old_meta.get("uid"):
+            # kube-apiserver treats a uid in the body as a precondition on update and patch.
+            raise errors.conflict(
+                resource=rt.resource,
+                group=rt.group,
+                name=name,
+                why=f"Precondition failed: UID in precondition: {want_uid}, "
+                f"UID in object meta: {old_meta.get('uid')}",
+            )
         if subresource == "status":
             merged = dict(old)
             if "status" in new:

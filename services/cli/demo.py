@@ -126,7 +126,14 @@ async def walk_through(kube: KubeClient, mesh: LocalMesh, console: Console) -> N
         return True
 
     await wait_for("demo pods to run", all_running)
-    pods = Table("namespace", "pod", "node", "pod IP", *(f"{s} owner" for s in SERVICES))
+    pods = Table(
+        "namespace",
+        "pod",
+        "node",
+        "pod IP",
+        *(f"held by ({s})" for s in SERVICES),
+        title="each pod reaches exactly one replica per service: the owner of its namespace",
+    )
     statuses = {s: [await replica_status(a) for a in mesh.addresses[s]] for s in SERVICES}
 
     async def every_replica_has_its_pods() -> bool:
@@ -171,6 +178,7 @@ async def walk_through(kube: KubeClient, mesh: LocalMesh, console: Console) -> N
     console.print(replicas)
     console.rule("3. features")
     console.print(
-        "PersistentPodState, CloneSet partition, lifecycle hooks and PodUnavailableBudget are\n"
-        "not built yet: their webhooks admit everything (see README, 'What works today')."
+        "PersistentPodState, CloneSet partition, lifecycle hooks and PodUnavailableBudget "
+        "are not built yet: their webhooks admit everything (README, 'What works today').",
+        soft_wrap=False,
     )

@@ -140,3 +140,25 @@ async def test_lease_update_conflict_and_cluster_scoped(api: client.ApiClient) -
     assert names == ["node-a"]
     nss = {n.metadata.name for n in (await core.list_namespace()).items}
     assert {"default", "kube-system", "kube-public"} <= nss
+
+
+
+async def test_a_wrong_uid_in_the_body_is_a_failed_precondition(raw) -> None:
+    """PUT and PATCH carrying another object's uid answer 409, as kube-apiserver does."""
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "uid-check"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+    }
+    status, _, _ = await raw.call("POST", "/api/v1/namespaces/default/pods", pod)
+    assert status == 201
+    status, _, body = await raw.call(
+        "PATCH",
+        "/api/v1/namespaces/default/pods/uid-check",
+        {"metadata": {"uid": "not-the-uid", "labels": {"x": "y"}}},
+        content_type="application/merge-patch+json",
+    )
+    assert status == 409
+    assert body["reason"] == "Conflict"
+    assert "UID in precondition: not-the-uid" in body["message"]

@@ -1,0 +1,1 @@
+"""Benchmarks: bounded, loopback only; ``python -m bench`` runs them all."""

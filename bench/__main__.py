@@ -1,0 +1,30 @@
+"""Run every benchmark module's ``main()``; each prints its own table.
+
+    python -m bench                 # all of them
+    python -m bench admission       # only bench/admission.py
+
+Add a module by appending its name to ``MODULES``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+MODULES: list[str] = [
+    "bench.admission",
+]
+
+
+def main(argv: list[str] | None = None) -> None:
+    wanted = argv if argv is not None else sys.argv[1:]
+    for name in MODULES:
+        if wanted and name.rsplit(".", 1)[-1] not in wanted:
+            continue
+        module = importlib.import_module(name)
+        print(f"== {name}", flush=True)
+        module.main([])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""The gateway's admission webhooks: HTTPS AdmissionReview in, one RPC to the owning replica.
+
+* ``reviews``: AdmissionReview types, ``parse_review`` and ``build_response``;
+* ``forward``: ``AdmissionForwarder`` and ``ReplicaLink``, the hop to a service replica;
+* ``server``: ``start_webhook_server``, the aiohttp HTTPS server.
+"""
+
+from services.gateway.webhook.forward import AdmissionForwarder, ReplicaLink, ReviewTimeout
+from services.gateway.webhook.reviews import InvalidReview, build_response, parse_review
+from services.gateway.webhook.server import WebhookServer, start_webhook_server
+
+__all__ = [
+    "AdmissionForwarder",
+    "InvalidReview",
+    "ReplicaLink",
+    "ReviewTimeout",
+    "WebhookServer",
+    "build_response",
+    "parse_review",
+    "start_webhook_server",
+]
