@@ -123,13 +123,15 @@ def encode_continue(*, rv: int, namespace: str, name: str) -> str:
     return base64.b64encode(raw).decode()
 
 
-def decode_continue(token: str) -> tuple[str, str]:
+def decode_continue(token: str) -> tuple[int, tuple[str, str]]:
+    """The first page's resourceVersion and the key the next page starts after."""
     try:
         data = orjson.loads(base64.b64decode(token))
         ns, _, name = str(data["start"]).rstrip("\x00").partition("/")
+        rv = int(data["rv"])
     except (ValueError, KeyError, TypeError) as e:
         raise errors.bad_request(f"invalid continue token: {e}") from e
-    return ns, name
+    return rv, (ns, name)
 
 
 class ApiCore:
@@ -245,7 +247,10 @@ class ApiCore:
         rv = self.store.rv
         objs = self.store.sorted_objects(rt.key, namespace)
         if cont:
-            start = decode_continue(cont)
+            # Every page of one list reports the first page's resourceVersion, as
+            # kube-apiserver does. Later pages show current objects (no snapshot here), so
+            # a watch from that version replays whatever changed since the first page.
+            rv, start = decode_continue(cont)
             lo, hi = 0, len(objs)
             while lo < hi:
                 mid = (lo + hi) // 2

@@ -271,7 +271,9 @@ class Reflector(Generic[T]):
                 fresh.setdefault(ns, {})[name] = entry
                 size += 1
             meta = page.get("metadata") or {}
-            list_rv = meta.get("resourceVersion") or list_rv
+            # The first page's version: watching from it replays anything that changed
+            # while the later pages were read, so no change between pages is skipped.
+            list_rv = list_rv or meta.get("resourceVersion") or ""
             token = meta.get("continue") or ""
             del page
             if not token:

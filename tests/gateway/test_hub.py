@@ -276,11 +276,16 @@ async def test_expired_history_mid_stream_loses_and_repeats_nothing(kube: KubeCl
             await delete_pod(kube, "churn", f"r{round_}-0")
         want = await listed_pods(kube)
         seen: list[HubEvent] = []
-        async with asyncio.timeout(10):
-            while state != want:
-                batch = [await sub.get(), *sub.drain(1000)]
-                seen += batch
-                apply(state, batch)
+        try:
+            async with asyncio.timeout(10):
+                while state != want:
+                    batch = [await sub.get(), *sub.drain(1000)]
+                    seen += batch
+                    apply(state, batch)
+        except TimeoutError:
+            missing = {k: v for k, v in want.items() if state.get(k) != v}
+            extra = {k: v for k, v in state.items() if k not in want}
+            raise AssertionError(f"not converged: missing/stale {missing}, extra {extra}") from None
         assert hub.reflectors[0].relists > relists
         # nothing repeated: no (name, resourceVersion) arrives twice
         pairs = [(e.name, e.resource_version, e.type) for e in seen]

@@ -121,3 +121,32 @@ async def test_ten_thousand_pods(api: client.ApiClient, raw: Raw) -> None:
     assert len(body["items"]) == 500  # i % 10 == 3 is odd, so i % 4 is 1 or 3
     code, _, stats = await raw.call("GET", "/sandbox/v1/stats")
     assert stats["objects"]["pods"] == 10_000
+
+
+async def test_every_page_of_a_list_reports_the_first_pages_resource_version(raw) -> None:
+    """A change between pages must stay visible to a watch started from the list's version."""
+    for i in range(4):
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": f"page-{i}"},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+        }
+        status, _, _ = await raw.call("POST", "/api/v1/namespaces/default/pods", pod)
+        assert status == 201
+    status, _, first = await raw.call("GET", "/api/v1/namespaces/default/pods?limit=2")
+    list_rv = first["metadata"]["resourceVersion"]
+    # page-3 is deleted after the first page was served but before the second is read.
+    status, _, _ = await raw.call(
+        "DELETE", "/api/v1/namespaces/default/pods/page-3", {"gracePeriodSeconds": 0}
+    )
+    assert status == 200
+    token = first["metadata"]["continue"]
+    status, _, second = await raw.call(
+        "GET", f"/api/v1/namespaces/default/pods?limit=2&continue={token}"
+    )
+    assert second["metadata"]["resourceVersion"] == list_rv
+    events = await raw.lines(
+        f"/api/v1/namespaces/default/pods?watch=1&resourceVersion={list_rv}&timeoutSeconds=1"
+    )
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("DELETED", "page-3")]
