@@ -220,7 +220,9 @@ class _LocalAnswer:
         return mesh_pb2.AdmissionResponse(allowed=True, patch=PATCH)
 
 
-async def _serve_webhook(*, cert: str, key: str, mode: str, target: str, streams: int) -> None:
+async def _serve_webhook(
+    *, cert: str, key: str, mode: str, target: str, streams: int, batch: int
+) -> None:
     from services.gateway.webhook.forward import AdmissionForwarder
     from services.gateway.webhook.server import start_webhook_server
     from services.kit.rpc import wait_for_signal
@@ -233,6 +235,7 @@ async def _serve_webhook(*, cert: str, key: str, mode: str, target: str, streams
             route=lambda s, n: target,
             mode=mode,  # type: ignore[arg-type]
             streams=streams,
+            max_batch=batch,
         )
     server = await start_webhook_server(
         host="127.0.0.1", port=0, cert_file=cert, key_file=key, forwarder=forwarder
@@ -426,16 +429,25 @@ def _run_load(
     return result, cpu
 
 
-def _variant(name: str) -> tuple[str, int]:
-    """("bare"|"stream"|"unary", streams) for a variant name such as gateway-stream4."""
+def _variant(name: str) -> tuple[str, int, int]:
+    """(mode, streams, max_batch) for a variant name such as gateway-stream4.
+
+    ``gateway-stream`` batches the reviews waiting at one moment into one gRPC message
+    (up to 64); ``gateway-stream-unbatched`` sends one message per review.
+    """
     if name == "bare":
-        return "bare", 1
+        return "bare", 1, 1
     mode = name.removeprefix("gateway-")
+    if mode == "stream-unbatched":
+        return "stream", 1, 1
     if mode.startswith("stream"):
-        return "stream", int(mode.removeprefix("stream") or 1)
+        return "stream", int(mode.removeprefix("stream") or 1), 64
     if mode == "unary":
-        return "unary", 1
-    raise SystemExit(f"unknown variant {name!r} (bare, gateway-stream[N], gateway-unary)")
+        return "unary", 1, 1
+    raise SystemExit(
+        f"unknown variant {name!r} "
+        "(bare, gateway-stream[N], gateway-stream-unbatched, gateway-unary)"
+    )
 
 
 def _fmt(value: float, digits: int = 2) -> str:
@@ -450,8 +462,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=500.0, help="open-loop reviews/s")
     parser.add_argument(
         "--variants",
-        default="bare,gateway-stream,gateway-unary",
-        help="comma-separated: bare, gateway-stream, gateway-streamN (N streams), gateway-unary",
+        default="bare,gateway-stream,gateway-stream-unbatched,gateway-unary",
+        help="comma-separated: bare, gateway-stream, gateway-streamN (N streams), "
+        "gateway-stream-unbatched, gateway-unary",
     )
     args = parser.parse_args(argv)
 
@@ -484,10 +497,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                 target = f"127.0.0.1:{replica_port}"
                 replica_pids = [replica.pid]
             for variant in variants:
-                mode, streams = _variant(variant)
+                mode, streams, batch = _variant(variant)
                 proc, port = _spawn(
                     "webhook", f"--cert={cert}", f"--key={key}", f"--mode={mode}",
-                    f"--target={target}", f"--streams={streams}",
+                    f"--target={target}", f"--streams={streams}", f"--batch={batch}",
                 )  # fmt: skip
                 procs.append(proc)
                 pids = [proc.pid] + ([] if mode == "bare" else replica_pids)
@@ -557,7 +570,7 @@ def _entry(argv: Sequence[str]) -> None:
         for name in ("cert", "key", "mode", "target", "cafile", "body"):
             parser.add_argument(f"--{name}")
         parser.add_argument("--port", type=int)
-        for name in ("connections", "count", "warmup", "streams"):
+        for name in ("connections", "count", "warmup", "streams", "batch"):
             parser.add_argument(f"--{name}", type=int, default=0)
         for name in ("time-cap", "rate", "duration"):
             parser.add_argument(f"--{name}", type=float, default=0.0)
@@ -570,6 +583,7 @@ def _entry(argv: Sequence[str]) -> None:
                     mode=args.mode,
                     target=args.target,
                     streams=args.streams or 1,
+                    batch=args.batch or 64,
                 )
             )
         else:

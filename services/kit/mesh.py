@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 Handler = Callable[[mesh_pb2.AdmissionRequest], Awaitable[mesh_pb2.AdmissionResponse]]
 Listener = Callable[[mesh_pb2.WatchEvent], None]
 
+# Answers per ReviewStream message, at most.
+MAX_BATCH = 256
+
 EVENTS = Counter(
     "kruise_mesh_service_events_total", "Watch events applied to the replica cache", ["service"]
 )
@@ -126,55 +129,70 @@ class MeshServicer(mesh_pb2_grpc.MeshServiceServicer):
         REVIEWS.labels(self.service, request.webhook, str(response.allowed).lower()).inc()
         return response
 
+    async def _answer(self, request: mesh_pb2.AdmissionRequest) -> mesh_pb2.AdmissionResponse:
+        """Decide one review; a missing webhook or a failed handler becomes ``error``."""
+        try:
+            return await self._decide(request)
+        except LookupError as e:
+            return mesh_pb2.AdmissionResponse(call_id=request.call_id, error=str(e))
+        except Exception as e:  # a handler bug must not take the stream down
+            log.exception("admission handler failed", extra={"webhook": request.webhook})
+            return mesh_pb2.AdmissionResponse(
+                call_id=request.call_id, error=f"{self.service} failed to decide: {e}"
+            )
+
     async def Review(
         self,
         request: mesh_pb2.AdmissionRequest,
         context: grpc.aio.ServicerContext[mesh_pb2.AdmissionRequest, mesh_pb2.AdmissionResponse],
     ) -> mesh_pb2.AdmissionResponse:
-        try:
-            return await self._decide(request)
-        except LookupError as e:
-            await context.abort(grpc.StatusCode.UNIMPLEMENTED, str(e))
-            raise
+        answer = await self._answer(request)
+        if answer.error:
+            code = (
+                grpc.StatusCode.UNIMPLEMENTED
+                if request.webhook not in self.handlers
+                else grpc.StatusCode.INTERNAL
+            )
+            await context.abort(code, answer.error)
+        return answer
 
     async def ReviewStream(
         self,
-        request_iterator: AsyncIterator[mesh_pb2.AdmissionRequest],
-        context: grpc.aio.ServicerContext[mesh_pb2.AdmissionRequest, mesh_pb2.AdmissionResponse],
-    ) -> AsyncIterator[mesh_pb2.AdmissionResponse]:
+        request_iterator: AsyncIterator[mesh_pb2.AdmissionBatch],
+        context: grpc.aio.ServicerContext[mesh_pb2.AdmissionBatch, mesh_pb2.AdmissionAnswers],
+    ) -> AsyncIterator[mesh_pb2.AdmissionAnswers]:
+        """Decide every review concurrently; send back whatever is decided, batched."""
         answers: asyncio.Queue[mesh_pb2.AdmissionResponse | None] = asyncio.Queue()
         pending: set[asyncio.Task[None]] = set()
 
         async def answer(request: mesh_pb2.AdmissionRequest) -> None:
-            try:
-                response = await self._decide(request)
-            except LookupError as e:
-                response = mesh_pb2.AdmissionResponse(
-                    call_id=request.call_id, allowed=False, code=500, message=str(e)
-                )
-            except Exception as e:  # a handler bug must not take the stream down
-                log.exception("admission handler failed", extra={"webhook": request.webhook})
-                response = mesh_pb2.AdmissionResponse(
-                    call_id=request.call_id,
-                    allowed=False,
-                    code=500,
-                    message=f"{self.service} failed to decide: {e}",
-                )
-            await answers.put(response)
+            answers.put_nowait(await self._answer(request))
 
         async def read() -> None:
-            async for request in request_iterator:
-                task = asyncio.create_task(answer(request))
-                pending.add(task)
-                task.add_done_callback(pending.discard)
+            async for batch in request_iterator:
+                for request in batch.requests:
+                    task = asyncio.create_task(answer(request))
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
             if pending:
                 await asyncio.gather(*pending)
-            await answers.put(None)
+            answers.put_nowait(None)
 
         reader = asyncio.create_task(read())
         try:
-            while (response := await answers.get()) is not None:
-                yield response
+            done = False
+            while not done:
+                first = await answers.get()
+                if first is None:
+                    break
+                out = mesh_pb2.AdmissionAnswers(responses=[first])
+                while not answers.empty() and len(out.responses) < MAX_BATCH:
+                    more = answers.get_nowait()
+                    if more is None:
+                        done = True
+                        break
+                    out.responses.append(more)
+                yield out
         finally:
             reader.cancel()
             for task in list(pending):

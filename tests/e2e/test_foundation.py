@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from pathlib import Path
 
 import aiohttp
 import grpc
@@ -26,6 +27,7 @@ from tests.e2e.conftest import (
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
 NAMESPACES = [f"spread-{i}" for i in range(8)]
+FIXTURES = Path(__file__).resolve().parents[2].parent / "shared/fixtures/real-apiserver/admission"
 
 
 async def test_each_pod_reaches_exactly_the_replica_that_owns_its_namespace(
@@ -282,3 +284,17 @@ async def test_webhook_down_fails_deletes_under_fail_and_passes_under_ignore(
         "DELETE", "/api/v1/namespaces/down-fail/pods/victim", query={"gracePeriodSeconds": "0"}
     )
     await asyncio.sleep(0)
+
+
+async def test_a_webhook_the_service_does_not_have_fails_the_call(mesh: LocalMesh) -> None:
+    """Not a silent allow: a 5xx, so the API server applies the webhook's failurePolicy."""
+    review = orjson.loads((FIXTURES / "pod-create-by-user.validating.json").read_bytes())[
+        "admissionReview"
+    ]
+    ctx = ssl.create_default_context(cafile=str(mesh.workdir / "gateway-certs" / "ca.crt"))
+    url = f"https://127.0.0.1:{mesh.webhook_port}/budget/validate-nodes"
+    async with aiohttp.ClientSession() as http:
+        headers = {"Content-Type": "application/json"}
+        async with http.post(url, data=orjson.dumps(review), ssl=ctx, headers=headers) as r:
+            assert r.status >= 500
+            assert "validate-nodes" in await r.text()

@@ -78,7 +78,7 @@ class StandIn(mesh_pb2_grpc.MeshServiceServicer):
 
     async def ReviewStream(
         self, request_iterator: Any, context: Any
-    ) -> AsyncIterator[mesh_pb2.AdmissionResponse]:
+    ) -> AsyncIterator[mesh_pb2.AdmissionAnswers]:
         self.streams += 1
         answers: asyncio.Queue[mesh_pb2.AdmissionResponse | None] = asyncio.Queue()
         tasks: set[asyncio.Task[None]] = set()
@@ -88,10 +88,11 @@ class StandIn(mesh_pb2_grpc.MeshServiceServicer):
             await answers.put(await self._answer(request))
 
         async def read() -> None:
-            async for request in request_iterator:
-                task = asyncio.create_task(answer(request))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
+            async for batch in request_iterator:
+                for request in batch.requests:
+                    task = asyncio.create_task(answer(request))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
             await asyncio.gather(*tasks, return_exceptions=True)
             await answers.put(None)
 
@@ -99,7 +100,7 @@ class StandIn(mesh_pb2_grpc.MeshServiceServicer):
         try:
             while (response := await answers.get()) is not None:
                 self.streamed += 1
-                yield response
+                yield mesh_pb2.AdmissionAnswers(responses=[response])
         finally:
             reader.cancel()
             for task in list(tasks):

@@ -14,7 +14,9 @@ from kruise.placement.v1 import placement_pb2, placement_pb2_grpc
 
 
 def pod_event(ns: str, name: str, rv: str, kind: int = mesh_pb2.WatchEvent.TYPE_ADDED):
-    view = views_pb2.PodView(meta=views_pb2.ObjectMeta(namespace=ns, name=name, resource_version=rv))
+    view = views_pb2.PodView(
+        meta=views_pb2.ObjectMeta(namespace=ns, name=name, resource_version=rv)
+    )
     return mesh_pb2.WatchEvent(
         type=kind, kind=mesh_pb2.KIND_POD, object=views_pb2.ObjectView(pod=view)
     )
@@ -87,16 +89,27 @@ async def test_unknown_webhook_is_unimplemented_not_allowed(placement):
 async def test_review_stream_answers_every_call_by_id(placement):
     _, channel = placement
     call = mesh_pb2_grpc.MeshServiceStub(channel).ReviewStream()
-    for i in range(1, 201):
-        webhook = "mutate-pods" if i % 50 else "no-such-webhook"
-        await call.write(mesh_pb2.AdmissionRequest(call_id=i, webhook=webhook))
+    for first in range(1, 201, 20):
+        batch = mesh_pb2.AdmissionBatch(
+            requests=[
+                mesh_pb2.AdmissionRequest(
+                    call_id=i, webhook="mutate-pods" if i % 50 else "no-such-webhook"
+                )
+                for i in range(first, first + 20)
+            ]
+        )
+        await call.write(batch)
     await call.done_writing()
     answers = {}
-    async for answer in call:
-        answers[answer.call_id] = answer
+    messages = 0
+    async for batch in call:
+        messages += 1
+        for answer in batch.responses:
+            answers[answer.call_id] = answer
     assert sorted(answers) == list(range(1, 201))
-    assert all(answers[i].allowed for i in answers if i % 50)
-    assert not answers[50].allowed and "no-such-webhook" in answers[50].message
+    assert messages < 200, "answers decided together travel together"
+    assert all(answers[i].allowed and not answers[i].error for i in answers if i % 50)
+    assert not answers[50].allowed and "no-such-webhook" in answers[50].error
 
 
 async def test_bad_arguments_are_invalid_argument(placement):
@@ -170,7 +183,9 @@ def test_workloads_of_different_kinds_with_one_name_do_not_collide():
         ("apps.kruise.io/v1beta1", "StatefulSet"),
     ]:
         view = views_pb2.WorkloadView(
-            meta=views_pb2.ObjectMeta(namespace="ns", name="web"), api_version=api_version, kind=kind
+            meta=views_pb2.ObjectMeta(namespace="ns", name="web"),
+            api_version=api_version,
+            kind=kind,
         )
         cache.apply(
             mesh_pb2.WatchEvent(

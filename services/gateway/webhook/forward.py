@@ -8,6 +8,9 @@
 address and calls it through that replica's ``ReplicaLink``. A link holds one channel
 and, in ``"stream"`` mode, one long-lived ``MeshService.ReviewStream`` (or ``streams`` of
 them, taken in turn) on which many reviews are multiplexed (``call_id`` → waiting future).
+Reviews are queued and a writer task sends everything queued as one ``AdmissionBatch``
+(at most ``max_batch``): alone a review travels by itself, under load one gRPC message
+carries many, which is where the hop's CPU goes (``bench/admission.py`` compares).
 A broken stream fails the calls waiting on it and is reopened by the next call; a stream
 older than ``max_stream_age`` is replaced for new calls and closed once its last answer
 arrived, so server-side connection ageing (``grpc.max_connection_age_ms``) never cuts
@@ -40,7 +43,7 @@ log = logging.getLogger(__name__)
 
 Mode = Literal["stream", "unary"]
 Route = Callable[[str, str], str | None]
-ReviewCall = grpc.aio.StreamStreamCall[mesh_pb2.AdmissionRequest, mesh_pb2.AdmissionResponse]
+ReviewCall = grpc.aio.StreamStreamCall[mesh_pb2.AdmissionBatch, mesh_pb2.AdmissionAnswers]
 
 
 class ReviewTimeout(errors.Unavailable):
@@ -52,15 +55,36 @@ class ReviewTimeout(errors.Unavailable):
 class _Session:
     """One ReviewStream call and the reviews waiting for an answer on it."""
 
-    def __init__(self, *, call: ReviewCall, address: str) -> None:
+    def __init__(self, *, call: ReviewCall, address: str, max_batch: int) -> None:
         self.call = call
         self.address = address
+        self.max_batch = max_batch
         self.opened = time.monotonic()
         self.pending: dict[int, asyncio.Future[mesh_pb2.AdmissionResponse]] = {}
         self.broken: BaseException | None = None
         self.draining = False
-        self.write_lock = asyncio.Lock()
+        self.outbox: list[mesh_pb2.AdmissionRequest] = []
+        self.wake = asyncio.Event()
         self.reader = asyncio.create_task(self._read(), name=f"review-stream {address}")
+        self.writer = asyncio.create_task(self._write(), name=f"review-writer {address}")
+
+    def send(self, request: mesh_pb2.AdmissionRequest) -> None:
+        self.outbox.append(request)
+        self.wake.set()
+
+    async def _write(self) -> None:
+        try:
+            while True:
+                await self.wake.wait()
+                self.wake.clear()
+                while self.outbox:
+                    batch = self.outbox[: self.max_batch]
+                    del self.outbox[: self.max_batch]
+                    await self.call.write(mesh_pb2.AdmissionBatch(requests=batch))
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a failed write ends the session
+            self._fail(errors.Unavailable(f"review stream to {self.address}: {e}"))
 
     @property
     def usable(self) -> bool:
@@ -69,12 +93,13 @@ class _Session:
     async def _read(self) -> None:
         try:
             while True:
-                answer = await self.call.read()
-                if not isinstance(answer, mesh_pb2.AdmissionResponse):  # grpc.aio.EOF
+                answers = await self.call.read()
+                if not isinstance(answers, mesh_pb2.AdmissionAnswers):  # grpc.aio.EOF
                     raise errors.Unavailable(f"replica {self.address} closed the review stream")
-                future = self.pending.pop(answer.call_id, None)
-                if future is not None and not future.done():
-                    future.set_result(answer)
+                for answer in answers.responses:
+                    future = self.pending.pop(answer.call_id, None)
+                    if future is not None and not future.done():
+                        future.set_result(answer)
                 if self.draining and not self.pending:
                     break
         except grpc.aio.AioRpcError as e:
@@ -95,6 +120,7 @@ class _Session:
                 "review stream failed", extra={"replica": self.address, "error": str(error)}
             )
         self.broken = error
+        self.outbox.clear()
         pending, self.pending = self.pending, {}
         for future in pending.values():
             if not future.done():
@@ -111,11 +137,20 @@ class _Session:
         self.draining = True
         if not self.reader.done():
             self.reader.cancel()
+        if not self.writer.done():
+            self.writer.cancel()
         self.call.cancel()
 
 
 def _discard(sessions: set[_Session], session: _Session, _: object) -> None:
     sessions.discard(session)
+
+
+def _checked(answer: mesh_pb2.AdmissionResponse, address: str) -> mesh_pb2.AdmissionResponse:
+    """The answer, unless the service said it could not decide."""
+    if answer.error:
+        raise errors.Unavailable(f"replica {address} could not decide: {answer.error}")
+    return answer
 
 
 def _rpc_text(error: grpc.aio.AioRpcError) -> str:
@@ -132,7 +167,11 @@ class ReplicaLink:
         mode: Mode = "stream",
         max_stream_age: float = 300.0,
         streams: int = 1,
+        max_batch: int = 64,
     ) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        self.max_batch = max_batch
         if mode not in ("stream", "unary"):
             raise ValueError(f"mode must be 'stream' or 'unary', got {mode!r}")
         if streams < 1:
@@ -166,7 +205,7 @@ class ReplicaLink:
         self, request: mesh_pb2.AdmissionRequest, *, timeout: float
     ) -> mesh_pb2.AdmissionResponse:
         try:
-            return await self._stub.Review(request, timeout=timeout)
+            return _checked(await self._stub.Review(request, timeout=timeout), self.address)
         except grpc.aio.AioRpcError as e:
             if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise ReviewTimeout(
@@ -188,7 +227,7 @@ class ReplicaLink:
                     functools.partial(_discard, self._retired, session)
                 )
         call: ReviewCall = self._stub.ReviewStream()
-        session = _Session(call=call, address=self.address)
+        session = _Session(call=call, address=self.address, max_batch=self.max_batch)
         self._sessions[slot] = session
         return session
 
@@ -202,19 +241,15 @@ class ReplicaLink:
             asyncio.get_running_loop().create_future()
         )
         session.pending[call_id] = future
-        written = False
         try:
             async with asyncio.timeout(timeout):
-                async with session.write_lock:
-                    if session.broken is not None:
-                        raise errors.Unavailable(str(session.broken))
-                    await session.call.write(request)
-                    written = True
-                return await future
+                if session.broken is not None:
+                    raise errors.Unavailable(str(session.broken))
+                session.send(request)
+                return _checked(await future, self.address)
         except TimeoutError as e:
-            if not written and session.broken is None:
-                # A write cut off half way leaves the stream unusable; a replica that
-                # stopped reading is not worth keeping either.
+            if request in session.outbox and session.broken is None:
+                # Still unsent at the deadline: the replica stopped reading.
                 session._fail(errors.Unavailable(f"replica {self.address} stopped reading"))
             raise ReviewTimeout(
                 f"replica {self.address} did not answer within {timeout:.3g}s"
@@ -235,8 +270,9 @@ class ReplicaLink:
         for session in sessions:
             session.close()
         for session in sessions:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await session.reader
+            for task in (session.reader, session.writer):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         await self._channel.close()
 
 
@@ -250,8 +286,10 @@ class AdmissionForwarder:
         mode: Mode = "stream",
         max_stream_age: float = 300.0,
         streams: int = 1,
+        max_batch: int = 64,
     ) -> None:
         self._route = route
+        self.max_batch = max_batch
         self.mode: Mode = mode
         self.max_stream_age = max_stream_age
         self.streams = streams
@@ -262,7 +300,11 @@ class AdmissionForwarder:
         link = self._links.get(address)
         if link is None:
             link = ReplicaLink(
-                address, mode=self.mode, max_stream_age=self.max_stream_age, streams=self.streams
+                address,
+                mode=self.mode,
+                max_stream_age=self.max_stream_age,
+                streams=self.streams,
+                max_batch=self.max_batch,
             )
             self._links[address] = link
         return link

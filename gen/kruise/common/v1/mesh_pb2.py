@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from kruise.common.v1 import views_pb2 as kruise_dot_common_dot_v1_dot_views__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bkruise/common/v1/mesh.proto\x12\x10kruise.common.v1\x1a\x1ckruise/common/v1/views.proto\"\xe4\x01\n\nWatchEvent\x12/\n\x04type\x18\x01 \x01(\x0e\x32!.kruise.common.v1.WatchEvent.Type\x12$\n\x04kind\x18\x02 \x01(\x0e\x32\x16.kruise.common.v1.Kind\x12,\n\x06object\x18\x03 \x01(\x0b\x32\x1c.kruise.common.v1.ObjectView\"Q\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x0e\n\nTYPE_ADDED\x10\x01\x12\x11\n\rTYPE_MODIFIED\x10\x02\x12\x10\n\x0cTYPE_DELETED\x10\x03\"\xa2\x01\n\x0bSyncMessage\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x16\n\x0esnapshot_begin\x18\x02 \x01(\x08\x12\x14\n\x0csnapshot_end\x18\x03 \x01(\x08\x12,\n\x06\x65vents\x18\x04 \x03(\x0b\x32\x1c.kruise.common.v1.WatchEvent\x12\x0f\n\x07replica\x18\x05 \x01(\t\x12\x14\n\x0cring_members\x18\x06 \x03(\t\"B\n\x07SyncAck\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12%\n\x05kinds\x18\x02 \x03(\x0e\x32\x16.kruise.common.v1.Kind\"@\n\x10GroupVersionKind\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\"H\n\x14GroupVersionResource\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x10\n\x08resource\x18\x03 \x01(\t\"\xcc\x02\n\x10\x41\x64missionRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\x04\x12\x0f\n\x07webhook\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12.\n\toperation\x18\x04 \x01(\x0e\x32\x1b.kruise.common.v1.Operation\x12\x30\n\x04kind\x18\x05 \x01(\x0b\x32\".kruise.common.v1.GroupVersionKind\x12\x38\n\x08resource\x18\x06 \x01(\x0b\x32&.kruise.common.v1.GroupVersionResource\x12\x14\n\x0csub_resource\x18\x07 \x01(\t\x12\x11\n\tnamespace\x18\x08 \x01(\t\x12\x0c\n\x04name\x18\t \x01(\t\x12\x0f\n\x07\x64ry_run\x18\n \x01(\x08\x12\x10\n\x08username\x18\x0b \x01(\t\x12\x13\n\x0breview_json\x18\x0c \x01(\x0c\"\x94\x02\n\x11\x41\x64missionResponse\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\x04\x12\x0f\n\x07\x61llowed\x18\x02 \x01(\x08\x12\x0c\n\x04\x63ode\x18\x03 \x01(\x05\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\r\n\x05patch\x18\x06 \x01(\x0c\x12\x10\n\x08warnings\x18\x07 \x03(\t\x12T\n\x11\x61udit_annotations\x18\x08 \x03(\x0b\x32\x39.kruise.common.v1.AdmissionResponse.AuditAnnotationsEntry\x1a\x37\n\x15\x41uditAnnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x19\n\x17GetReplicaStatusRequest\"@\n\tKindCount\x12$\n\x04kind\x18\x01 \x01(\x0e\x32\x16.kruise.common.v1.Kind\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"\xc1\x01\n\x18GetReplicaStatusResponse\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0f\n\x07replica\x18\x02 \x01(\t\x12\x0e\n\x06synced\x18\x03 \x01(\x08\x12\x15\n\rlast_sequence\x18\x04 \x01(\x04\x12+\n\x06\x63ounts\x18\x05 \x03(\x0b\x32\x1b.kruise.common.v1.KindCount\x12\x14\n\x0cring_members\x18\x06 \x03(\t\x12\x19\n\x11\x61\x64mission_reviews\x18\x07 \x01(\x04\"S\n\x18ListCachedObjectsRequest\x12$\n\x04kind\x18\x01 \x01(\x0e\x32\x16.kruise.common.v1.Kind\x12\x11\n\tnamespace\x18\x02 \x01(\t\"F\n\tObjectKey\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x18\n\x10resource_version\x18\x03 \x01(\t\"F\n\x19ListCachedObjectsResponse\x12)\n\x04keys\x18\x01 \x03(\x0b\x32\x1b.kruise.common.v1.ObjectKey*\xa0\x01\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0c\n\x08KIND_POD\x10\x01\x12\r\n\tKIND_NODE\x10\x02\x12\x11\n\rKIND_WORKLOAD\x10\x03\x12\x1d\n\x19KIND_PERSISTENT_POD_STATE\x10\x04\x12\x1f\n\x1bKIND_POD_UNAVAILABLE_BUDGET\x10\x05\x12\x12\n\x0eKIND_CLONE_SET\x10\x06*\x7f\n\tOperation\x12\x19\n\x15OPERATION_UNSPECIFIED\x10\x00\x12\x14\n\x10OPERATION_CREATE\x10\x01\x12\x14\n\x10OPERATION_UPDATE\x10\x02\x12\x14\n\x10OPERATION_DELETE\x10\x03\x12\x15\n\x11OPERATION_CONNECT\x10\x04\x32\xdc\x03\n\x0bMeshService\x12\x44\n\x04Sync\x12\x1d.kruise.common.v1.SyncMessage\x1a\x19.kruise.common.v1.SyncAck(\x01\x30\x01\x12Q\n\x06Review\x12\".kruise.common.v1.AdmissionRequest\x1a#.kruise.common.v1.AdmissionResponse\x12[\n\x0cReviewStream\x12\".kruise.common.v1.AdmissionRequest\x1a#.kruise.common.v1.AdmissionResponse(\x01\x30\x01\x12i\n\x10GetReplicaStatus\x12).kruise.common.v1.GetReplicaStatusRequest\x1a*.kruise.common.v1.GetReplicaStatusResponse\x12l\n\x11ListCachedObjects\x12*.kruise.common.v1.ListCachedObjectsRequest\x1a+.kruise.common.v1.ListCachedObjectsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bkruise/common/v1/mesh.proto\x12\x10kruise.common.v1\x1a\x1ckruise/common/v1/views.proto\"\xe4\x01\n\nWatchEvent\x12/\n\x04type\x18\x01 \x01(\x0e\x32!.kruise.common.v1.WatchEvent.Type\x12$\n\x04kind\x18\x02 \x01(\x0e\x32\x16.kruise.common.v1.Kind\x12,\n\x06object\x18\x03 \x01(\x0b\x32\x1c.kruise.common.v1.ObjectView\"Q\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x0e\n\nTYPE_ADDED\x10\x01\x12\x11\n\rTYPE_MODIFIED\x10\x02\x12\x10\n\x0cTYPE_DELETED\x10\x03\"\xa2\x01\n\x0bSyncMessage\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x16\n\x0esnapshot_begin\x18\x02 \x01(\x08\x12\x14\n\x0csnapshot_end\x18\x03 \x01(\x08\x12,\n\x06\x65vents\x18\x04 \x03(\x0b\x32\x1c.kruise.common.v1.WatchEvent\x12\x0f\n\x07replica\x18\x05 \x01(\t\x12\x14\n\x0cring_members\x18\x06 \x03(\t\"B\n\x07SyncAck\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12%\n\x05kinds\x18\x02 \x03(\x0e\x32\x16.kruise.common.v1.Kind\"@\n\x10GroupVersionKind\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\"H\n\x14GroupVersionResource\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x10\n\x08resource\x18\x03 \x01(\t\"\xcc\x02\n\x10\x41\x64missionRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\x04\x12\x0f\n\x07webhook\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12.\n\toperation\x18\x04 \x01(\x0e\x32\x1b.kruise.common.v1.Operation\x12\x30\n\x04kind\x18\x05 \x01(\x0b\x32\".kruise.common.v1.GroupVersionKind\x12\x38\n\x08resource\x18\x06 \x01(\x0b\x32&.kruise.common.v1.GroupVersionResource\x12\x14\n\x0csub_resource\x18\x07 \x01(\t\x12\x11\n\tnamespace\x18\x08 \x01(\t\x12\x0c\n\x04name\x18\t \x01(\t\x12\x0f\n\x07\x64ry_run\x18\n \x01(\x08\x12\x10\n\x08username\x18\x0b \x01(\t\x12\x13\n\x0breview_json\x18\x0c \x01(\x0c\"\xa3\x02\n\x11\x41\x64missionResponse\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\x04\x12\x0f\n\x07\x61llowed\x18\x02 \x01(\x08\x12\x0c\n\x04\x63ode\x18\x03 \x01(\x05\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\r\n\x05patch\x18\x06 \x01(\x0c\x12\x10\n\x08warnings\x18\x07 \x03(\t\x12T\n\x11\x61udit_annotations\x18\x08 \x03(\x0b\x32\x39.kruise.common.v1.AdmissionResponse.AuditAnnotationsEntry\x12\r\n\x05\x65rror\x18\t \x01(\t\x1a\x37\n\x15\x41uditAnnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"F\n\x0e\x41\x64missionBatch\x12\x34\n\x08requests\x18\x01 \x03(\x0b\x32\".kruise.common.v1.AdmissionRequest\"J\n\x10\x41\x64missionAnswers\x12\x36\n\tresponses\x18\x01 \x03(\x0b\x32#.kruise.common.v1.AdmissionResponse\"\x19\n\x17GetReplicaStatusRequest\"@\n\tKindCount\x12$\n\x04kind\x18\x01 \x01(\x0e\x32\x16.kruise.common.v1.Kind\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"\xc1\x01\n\x18GetReplicaStatusResponse\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0f\n\x07replica\x18\x02 \x01(\t\x12\x0e\n\x06synced\x18\x03 \x01(\x08\x12\x15\n\rlast_sequence\x18\x04 \x01(\x04\x12+\n\x06\x63ounts\x18\x05 \x03(\x0b\x32\x1b.kruise.common.v1.KindCount\x12\x14\n\x0cring_members\x18\x06 \x03(\t\x12\x19\n\x11\x61\x64mission_reviews\x18\x07 \x01(\x04\"S\n\x18ListCachedObjectsRequest\x12$\n\x04kind\x18\x01 \x01(\x0e\x32\x16.kruise.common.v1.Kind\x12\x11\n\tnamespace\x18\x02 \x01(\t\"F\n\tObjectKey\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x18\n\x10resource_version\x18\x03 \x01(\t\"F\n\x19ListCachedObjectsResponse\x12)\n\x04keys\x18\x01 \x03(\x0b\x32\x1b.kruise.common.v1.ObjectKey*\xa0\x01\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0c\n\x08KIND_POD\x10\x01\x12\r\n\tKIND_NODE\x10\x02\x12\x11\n\rKIND_WORKLOAD\x10\x03\x12\x1d\n\x19KIND_PERSISTENT_POD_STATE\x10\x04\x12\x1f\n\x1bKIND_POD_UNAVAILABLE_BUDGET\x10\x05\x12\x12\n\x0eKIND_CLONE_SET\x10\x06*\x7f\n\tOperation\x12\x19\n\x15OPERATION_UNSPECIFIED\x10\x00\x12\x14\n\x10OPERATION_CREATE\x10\x01\x12\x14\n\x10OPERATION_UPDATE\x10\x02\x12\x14\n\x10OPERATION_DELETE\x10\x03\x12\x15\n\x11OPERATION_CONNECT\x10\x04\x32\xd9\x03\n\x0bMeshService\x12\x44\n\x04Sync\x12\x1d.kruise.common.v1.SyncMessage\x1a\x19.kruise.common.v1.SyncAck(\x01\x30\x01\x12Q\n\x06Review\x12\".kruise.common.v1.AdmissionRequest\x1a#.kruise.common.v1.AdmissionResponse\x12X\n\x0cReviewStream\x12 .kruise.common.v1.AdmissionBatch\x1a\".kruise.common.v1.AdmissionAnswers(\x01\x30\x01\x12i\n\x10GetReplicaStatus\x12).kruise.common.v1.GetReplicaStatusRequest\x1a*.kruise.common.v1.GetReplicaStatusResponse\x12l\n\x11ListCachedObjects\x12*.kruise.common.v1.ListCachedObjectsRequest\x1a+.kruise.common.v1.ListCachedObjectsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,10 +34,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ADMISSIONRESPONSE_AUDITANNOTATIONSENTRY']._loaded_options = None
   _globals['_ADMISSIONRESPONSE_AUDITANNOTATIONSENTRY']._serialized_options = b'8\001'
-  _globals['_KIND']._serialized_start=1816
-  _globals['_KIND']._serialized_end=1976
-  _globals['_OPERATION']._serialized_start=1978
-  _globals['_OPERATION']._serialized_end=2105
+  _globals['_KIND']._serialized_start=1979
+  _globals['_KIND']._serialized_end=2139
+  _globals['_OPERATION']._serialized_start=2141
+  _globals['_OPERATION']._serialized_end=2268
   _globals['_WATCHEVENT']._serialized_start=80
   _globals['_WATCHEVENT']._serialized_end=308
   _globals['_WATCHEVENT_TYPE']._serialized_start=227
@@ -53,21 +53,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ADMISSIONREQUEST']._serialized_start=684
   _globals['_ADMISSIONREQUEST']._serialized_end=1016
   _globals['_ADMISSIONRESPONSE']._serialized_start=1019
-  _globals['_ADMISSIONRESPONSE']._serialized_end=1295
-  _globals['_ADMISSIONRESPONSE_AUDITANNOTATIONSENTRY']._serialized_start=1240
-  _globals['_ADMISSIONRESPONSE_AUDITANNOTATIONSENTRY']._serialized_end=1295
-  _globals['_GETREPLICASTATUSREQUEST']._serialized_start=1297
-  _globals['_GETREPLICASTATUSREQUEST']._serialized_end=1322
-  _globals['_KINDCOUNT']._serialized_start=1324
-  _globals['_KINDCOUNT']._serialized_end=1388
-  _globals['_GETREPLICASTATUSRESPONSE']._serialized_start=1391
-  _globals['_GETREPLICASTATUSRESPONSE']._serialized_end=1584
-  _globals['_LISTCACHEDOBJECTSREQUEST']._serialized_start=1586
-  _globals['_LISTCACHEDOBJECTSREQUEST']._serialized_end=1669
-  _globals['_OBJECTKEY']._serialized_start=1671
-  _globals['_OBJECTKEY']._serialized_end=1741
-  _globals['_LISTCACHEDOBJECTSRESPONSE']._serialized_start=1743
-  _globals['_LISTCACHEDOBJECTSRESPONSE']._serialized_end=1813
-  _globals['_MESHSERVICE']._serialized_start=2108
-  _globals['_MESHSERVICE']._serialized_end=2584
+  _globals['_ADMISSIONRESPONSE']._serialized_end=1310
+  _globals['_ADMISSIONRESPONSE_AUDITANNOTATIONSENTRY']._serialized_start=1255
+  _globals['_ADMISSIONRESPONSE_AUDITANNOTATIONSENTRY']._serialized_end=1310
+  _globals['_ADMISSIONBATCH']._serialized_start=1312
+  _globals['_ADMISSIONBATCH']._serialized_end=1382
+  _globals['_ADMISSIONANSWERS']._serialized_start=1384
+  _globals['_ADMISSIONANSWERS']._serialized_end=1458
+  _globals['_GETREPLICASTATUSREQUEST']._serialized_start=1460
+  _globals['_GETREPLICASTATUSREQUEST']._serialized_end=1485
+  _globals['_KINDCOUNT']._serialized_start=1487
+  _globals['_KINDCOUNT']._serialized_end=1551
+  _globals['_GETREPLICASTATUSRESPONSE']._serialized_start=1554
+  _globals['_GETREPLICASTATUSRESPONSE']._serialized_end=1747
+  _globals['_LISTCACHEDOBJECTSREQUEST']._serialized_start=1749
+  _globals['_LISTCACHEDOBJECTSREQUEST']._serialized_end=1832
+  _globals['_OBJECTKEY']._serialized_start=1834
+  _globals['_OBJECTKEY']._serialized_end=1904
+  _globals['_LISTCACHEDOBJECTSRESPONSE']._serialized_start=1906
+  _globals['_LISTCACHEDOBJECTSRESPONSE']._serialized_end=1976
+  _globals['_MESHSERVICE']._serialized_start=2271
+  _globals['_MESHSERVICE']._serialized_end=2744
 # @@protoc_insertion_point(module_scope)

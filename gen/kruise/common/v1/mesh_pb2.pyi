@@ -324,6 +324,7 @@ class AdmissionResponse(_message.Message):
     PATCH_FIELD_NUMBER: _builtins.int
     WARNINGS_FIELD_NUMBER: _builtins.int
     AUDIT_ANNOTATIONS_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
     call_id: _builtins.int
     allowed: _builtins.bool
     code: _builtins.int
@@ -332,6 +333,10 @@ class AdmissionResponse(_message.Message):
     message: _builtins.str
     patch: _builtins.bytes
     """A JSONPatch (RFC 6902) array as JSON; empty when nothing changes."""
+    error: _builtins.str
+    """Set when the service could not decide (no such webhook, a failed handler). The
+    gateway then fails the webhook call, so the API server applies its failurePolicy.
+    """
     @_builtins.property
     def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -347,14 +352,59 @@ class AdmissionResponse(_message.Message):
         patch: _builtins.bytes = ...,
         warnings: _abc.Iterable[_builtins.str] | None = ...,
         audit_annotations: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        error: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed", b"allowed", "audit_annotations", b"audit_annotations", "call_id", b"call_id", "code", b"code", "message", b"message", "patch", b"patch", "reason", b"reason", "warnings", b"warnings"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed", b"allowed", "audit_annotations", b"audit_annotations", "call_id", b"call_id", "code", b"code", "error", b"error", "message", b"message", "patch", b"patch", "reason", b"reason", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AdmissionResponse: _TypeAlias = AdmissionResponse  # noqa: Y015
+
+@_typing.final
+class AdmissionBatch(_message.Message):
+    """Reviews that were waiting at the same moment travel in one message: under load
+    one gRPC message carries many reviews, alone it carries one.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___AdmissionRequest]: ...
+    def __init__(
+        self,
+        *,
+        requests: _abc.Iterable[Global___AdmissionRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["requests", b"requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AdmissionBatch: _TypeAlias = AdmissionBatch  # noqa: Y015
+
+@_typing.final
+class AdmissionAnswers(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESPONSES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def responses(self) -> _containers.RepeatedCompositeFieldContainer[Global___AdmissionResponse]: ...
+    def __init__(
+        self,
+        *,
+        responses: _abc.Iterable[Global___AdmissionResponse] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["responses", b"responses"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AdmissionAnswers: _TypeAlias = AdmissionAnswers  # noqa: Y015
 
 @_typing.final
 class GetReplicaStatusRequest(_message.Message):

@@ -47,8 +47,8 @@ class MeshServiceStub:
                 _registered_method=True)
         self.ReviewStream = channel.stream_stream(
                 '/kruise.common.v1.MeshService/ReviewStream',
-                request_serializer=kruise_dot_common_dot_v1_dot_mesh__pb2.AdmissionRequest.SerializeToString,
-                response_deserializer=kruise_dot_common_dot_v1_dot_mesh__pb2.AdmissionResponse.FromString,
+                request_serializer=kruise_dot_common_dot_v1_dot_mesh__pb2.AdmissionBatch.SerializeToString,
+                response_deserializer=kruise_dot_common_dot_v1_dot_mesh__pb2.AdmissionAnswers.FromString,
                 _registered_method=True)
         self.GetReplicaStatus = channel.unary_unary(
                 '/kruise.common.v1.MeshService/GetReplicaStatus',
@@ -81,7 +81,8 @@ class MeshServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ReviewStream(self, request_iterator, context):
-        """Many admission decisions multiplexed on one long-lived stream, matched by call_id.
+        """Many admission decisions multiplexed on one long-lived stream, matched by call_id;
+        answers come back as they are decided, batched the same way.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -115,8 +116,8 @@ def add_MeshServiceServicer_to_server(servicer, server):
             ),
             'ReviewStream': grpc.stream_stream_rpc_method_handler(
                     servicer.ReviewStream,
-                    request_deserializer=kruise_dot_common_dot_v1_dot_mesh__pb2.AdmissionRequest.FromString,
-                    response_serializer=kruise_dot_common_dot_v1_dot_mesh__pb2.AdmissionResponse.SerializeToString,
+                    request_deserializer=kruise_dot_common_dot_v1_dot_mesh__pb2.AdmissionBatch.FromString,
+                    response_serializer=kruise_dot_common_dot_v1_dot_mesh__pb2.AdmissionAnswers.SerializeToString,
             ),
             'GetReplicaStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.GetReplicaStatus,
@@ -209,8 +210,8 @@ class MeshService:
             request_iterator,
             target,
             '/kruise.common.v1.MeshService/ReviewStream',
-            kruise_dot_common_dot_v1_dot_mesh__pb2.AdmissionRequest.SerializeToString,
-            kruise_dot_common_dot_v1_dot_mesh__pb2.AdmissionResponse.FromString,
+            kruise_dot_common_dot_v1_dot_mesh__pb2.AdmissionBatch.SerializeToString,
+            kruise_dot_common_dot_v1_dot_mesh__pb2.AdmissionAnswers.FromString,
             options,
             channel_credentials,
             insecure,

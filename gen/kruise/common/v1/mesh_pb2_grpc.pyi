@@ -39,8 +39,10 @@ class MeshServiceStub:
     """The gateway's event stream to this replica (see SyncMessage)."""
     Review: _grpc.UnaryUnaryMultiCallable[_mesh_pb2.AdmissionRequest, _mesh_pb2.AdmissionResponse]
     """One admission decision."""
-    ReviewStream: _grpc.StreamStreamMultiCallable[_mesh_pb2.AdmissionRequest, _mesh_pb2.AdmissionResponse]
-    """Many admission decisions multiplexed on one long-lived stream, matched by call_id."""
+    ReviewStream: _grpc.StreamStreamMultiCallable[_mesh_pb2.AdmissionBatch, _mesh_pb2.AdmissionAnswers]
+    """Many admission decisions multiplexed on one long-lived stream, matched by call_id;
+    answers come back as they are decided, batched the same way.
+    """
     GetReplicaStatus: _grpc.UnaryUnaryMultiCallable[_mesh_pb2.GetReplicaStatusRequest, _mesh_pb2.GetReplicaStatusResponse]
     """What this replica holds: sync state and cached object counts."""
     ListCachedObjects: _grpc.UnaryUnaryMultiCallable[_mesh_pb2.ListCachedObjectsRequest, _mesh_pb2.ListCachedObjectsResponse]
@@ -54,8 +56,10 @@ class MeshServiceAsyncStub(MeshServiceStub):
     """The gateway's event stream to this replica (see SyncMessage)."""
     Review: _aio.UnaryUnaryMultiCallable[_mesh_pb2.AdmissionRequest, _mesh_pb2.AdmissionResponse]  # type: ignore[assignment]
     """One admission decision."""
-    ReviewStream: _aio.StreamStreamMultiCallable[_mesh_pb2.AdmissionRequest, _mesh_pb2.AdmissionResponse]  # type: ignore[assignment]
-    """Many admission decisions multiplexed on one long-lived stream, matched by call_id."""
+    ReviewStream: _aio.StreamStreamMultiCallable[_mesh_pb2.AdmissionBatch, _mesh_pb2.AdmissionAnswers]  # type: ignore[assignment]
+    """Many admission decisions multiplexed on one long-lived stream, matched by call_id;
+    answers come back as they are decided, batched the same way.
+    """
     GetReplicaStatus: _aio.UnaryUnaryMultiCallable[_mesh_pb2.GetReplicaStatusRequest, _mesh_pb2.GetReplicaStatusResponse]  # type: ignore[assignment]
     """What this replica holds: sync state and cached object counts."""
     ListCachedObjects: _aio.UnaryUnaryMultiCallable[_mesh_pb2.ListCachedObjectsRequest, _mesh_pb2.ListCachedObjectsResponse]  # type: ignore[assignment]
@@ -82,10 +86,12 @@ class MeshServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
     def ReviewStream(
         self,
-        request_iterator: _MaybeAsyncIterator[_mesh_pb2.AdmissionRequest],
+        request_iterator: _MaybeAsyncIterator[_mesh_pb2.AdmissionBatch],
         context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_mesh_pb2.AdmissionResponse], _abc.AsyncIterator[_mesh_pb2.AdmissionResponse]]:
-        """Many admission decisions multiplexed on one long-lived stream, matched by call_id."""
+    ) -> _typing.Union[_abc.Iterator[_mesh_pb2.AdmissionAnswers], _abc.AsyncIterator[_mesh_pb2.AdmissionAnswers]]:
+        """Many admission decisions multiplexed on one long-lived stream, matched by call_id;
+        answers come back as they are decided, batched the same way.
+        """
 
     @_abc_1.abstractmethod
     def GetReplicaStatus(
