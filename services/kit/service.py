@@ -18,6 +18,7 @@ import grpc
 
 from kruise.common.v1 import mesh_pb2_grpc
 from services.kit import logs
+from services.kit.cluster import ClusterClient
 from services.kit.config import ServiceConfig, parse_service_config
 from services.kit.httpserver import OpsServer, start_ops_server
 from services.kit.mesh import Handler, MeshServicer
@@ -43,10 +44,12 @@ class RunningService:
     mesh: MeshServicer
     grpc: Server
     ops: OpsServer
+    cluster: ClusterClient
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.grpc.stop(grace)
         await self.ops.stop()
+        await self.cluster.close()
 
 
 async def start_service(spec: ServiceSpec, config: ServiceConfig) -> RunningService:
@@ -78,7 +81,8 @@ async def start_service(spec: ServiceSpec, config: ServiceConfig) -> RunningServ
             "advertise": config.advertise,
         },
     )
-    return RunningService(config=config, mesh=mesh, grpc=server, ops=ops)
+    cluster = ClusterClient.connect(config.gateway, component=spec.name)
+    return RunningService(config=config, mesh=mesh, grpc=server, ops=ops, cluster=cluster)
 
 
 async def run_service(spec: ServiceSpec, argv: Sequence[str] | None = None) -> None:

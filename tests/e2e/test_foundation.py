@@ -11,10 +11,10 @@ import grpc
 import orjson
 import pytest
 
-from kruise.cluster.v1 import cluster_pb2, cluster_pb2_grpc
 from services.cli.local import LocalMesh
 from services.gateway.kube.client import KubeClient
 from services.kit import errors
+from services.kit.cluster import ClusterClient, Ref
 from tests.e2e.conftest import (
     cached_pods,
     create_pod,
@@ -74,52 +74,47 @@ async def test_pod_create_goes_through_the_webhook_and_a_service(
 async def test_cluster_api_write_with_stale_version_is_aborted_and_fresh_one_lands(
     mesh: LocalMesh, kube: KubeClient
 ) -> None:
+    """A service's status write, decided on a resourceVersion that has moved on, is refused."""
     await ensure_namespace(kube, "writes")
-    pod = await create_pod(kube, "writes", "target")
-    stale = pod["metadata"]["resourceVersion"]
+    pub = {
+        "apiVersion": "policy.kruise.io/v1alpha1",
+        "kind": "PodUnavailableBudget",
+        "metadata": {"name": "budget", "namespace": "writes"},
+        "spec": {"selector": {"matchLabels": {"app": "e2e"}}, "maxUnavailable": 1},
+    }
+    path = "/apis/policy.kruise.io/v1alpha1/namespaces/writes/podunavailablebudgets"
+    created = await kube.request_json("POST", path, body=orjson.dumps(pub))
+    stale = created["metadata"]["resourceVersion"]
     await kube.request(
         "PATCH",
-        "/api/v1/namespaces/writes/pods/target",
+        f"{path}/budget",
         body=b'{"metadata":{"labels":{"touched":"yes"}}}',
         content_type="application/merge-patch+json",
     )
-    async with grpc.aio.insecure_channel(mesh.gateway_grpc) as channel:
-        api = cluster_pb2_grpc.ClusterServiceStub(channel)
-        ref = cluster_pb2.ObjectRef(api_version="v1", kind="Pod", namespace="writes", name="target")
-        patch = orjson.dumps({"metadata": {"annotations": {"decided": "on-stale-state"}}})
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await api.Patch(
-                cluster_pb2.PatchRequest(
-                    ref=ref,
-                    type=cluster_pb2.PATCH_TYPE_MERGE,
-                    patch=patch,
-                    preconditions=cluster_pb2.Preconditions(resource_version=stale),
-                ),
-                timeout=10,
-            )
-        assert caught.value.code() == grpc.StatusCode.ABORTED
-        fresh = (await api.Get(cluster_pb2.GetRequest(ref=ref), timeout=10)).resource_version
-        landed = await api.Patch(
-            cluster_pb2.PatchRequest(
-                ref=ref,
-                type=cluster_pb2.PATCH_TYPE_MERGE,
-                patch=orjson.dumps({"metadata": {"annotations": {"decided": "on-fresh-state"}}}),
-                preconditions=cluster_pb2.Preconditions(resource_version=fresh),
-            ),
-            timeout=10,
-        )
+    status = {
+        "unavailableAllowed": 1,
+        "currentAvailable": 3,
+        "desiredAvailable": 2,
+        "totalReplicas": 3,
+    }
+    ref = Ref("policy.kruise.io/v1alpha1", "PodUnavailableBudget", "writes", "budget")
+    cluster = ClusterClient.connect(mesh.gateway_grpc, component="e2e")
+    try:
+        with pytest.raises(errors.Conflict):
+            await cluster.update_status(ref, status=status, resource_version=stale)
+        fresh = (await cluster.get(ref)).resource_version
+        landed = await cluster.update_status(ref, status=status, resource_version=fresh)
         assert landed.resource_version != fresh
-        missing = cluster_pb2.ObjectRef(
-            api_version="v1", kind="Pod", namespace="writes", name="nope"
-        )
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await api.Get(cluster_pb2.GetRequest(ref=missing), timeout=10)
-        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await api.Get(cluster_pb2.GetRequest(ref=cluster_pb2.ObjectRef()), timeout=10)
-        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    stored = await kube.request_json("GET", "/api/v1/namespaces/writes/pods/target")
-    assert stored["metadata"]["annotations"]["decided"] == "on-fresh-state"
+        with pytest.raises(errors.NotFound):
+            await cluster.get(Ref("v1", "Pod", "writes", "nope"))
+        with pytest.raises(errors.Invalid):
+            await cluster.get(Ref("", "", "", ""))
+        with pytest.raises(errors.Invalid):
+            await cluster.get(Ref("example.com/v1", "NoSuchKind", "writes", "x"))
+    finally:
+        await cluster.close()
+    stored = await kube.request_json("GET", f"{path}/budget")
+    assert stored["status"]["unavailableAllowed"] == 1
 
 
 async def test_a_restarted_replica_gets_a_snapshot_of_everything_it_owns(
