@@ -120,13 +120,16 @@ async def test_cluster_api_write_with_stale_version_is_aborted_and_fresh_one_lan
 async def test_a_restarted_replica_gets_a_snapshot_of_everything_it_owns(
     mesh: LocalMesh, kube: KubeClient
 ) -> None:
-    namespaces = [f"restart-{i}" for i in range(6)]
+    victim = mesh.addresses["budget"][0]
+    candidates = [f"restart-{i}" for i in range(64)]
+    mine = [ns for ns in candidates if owner(mesh, "budget", ns) == victim][:3]
+    others = [ns for ns in candidates if owner(mesh, "budget", ns) != victim][:3]
+    assert len(mine) == 3 and len(others) == 3
+    namespaces = mine + others
     for ns in namespaces:
         await ensure_namespace(kube, ns)
         await create_pod(kube, ns, "before")
-    victim = mesh.addresses["budget"][0]
-    owned = {f"{ns}/before" for ns in namespaces if owner(mesh, "budget", ns) == victim}
-    assert owned, "pick namespaces so that the victim owns some"
+    owned = {f"{ns}/before" for ns in mine}
     await eventually("victim holds its pods", lambda: _holds(victim, owned))
     await mesh.restart_replica("budget", 0, kill=True)
     # Created while the replica is down: must arrive in the snapshot as well.
