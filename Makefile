@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-KUBECONFIG ?=
+# Only `make run KUBECONFIG=<file>` on the command line targets a real cluster; a KUBECONFIG
+# exported in the shell does not, so a plain `make run` always uses the sandbox.
+KUBE_ARG := $(if $(filter command line,$(origin KUBECONFIG)),--kubeconfig $(KUBECONFIG),)
 
 .DEFAULT_GOAL := help
 
@@ -17,8 +19,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## create .venv and install the project with its dev tools (only when missing)
 
 .PHONY: run
-run: $(STAMP) ## run the sandbox, the gateway and every service, and walk through each feature (KUBECONFIG=... for a real cluster)
-	$(PY) -m services.cli demo $(if $(KUBECONFIG),--kubeconfig $(KUBECONFIG),)
+run: $(STAMP) ## start sandbox, gateway and services and walk through them (KUBECONFIG=<file> [WEBHOOK_HOST=<ip>] for a real cluster)
+	$(PY) -m services.cli demo $(KUBE_ARG) $(if $(WEBHOOK_HOST),--webhook-host $(WEBHOOK_HOST),)
 
 .PHONY: gen
 gen: $(STAMP) ## regenerate gen/ from protos/

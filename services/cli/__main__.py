@@ -23,6 +23,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--replicas", type=int, default=2, help="replicas per service (default 2)")
     demo.add_argument("--workdir", default=".run", help="state, certificates and logs")
     demo.add_argument("--keep", action="store_true", help="keep the mesh running after the walk")
+    demo.add_argument(
+        "--webhook-host",
+        default="127.0.0.1",
+        help="with --kubeconfig: this machine's address as the cluster's API server reaches it",
+    )
     args = parser.parse_args(argv)
     console = Console()
     if args.command == "demo":
@@ -36,6 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     replicas=args.replicas,
                     keep=args.keep,
                     console=console,
+                    webhook_host=args.webhook_host,
                 )
             )
         except KeyboardInterrupt:

@@ -75,12 +75,20 @@ async def replica_status(address: str) -> tuple[mesh_pb2.GetReplicaStatusRespons
 
 
 async def run_demo(
-    *, workdir: Path, kubeconfig: str | None, replicas: int, keep: bool, console: Console
+    *,
+    workdir: Path,
+    kubeconfig: str | None,
+    replicas: int,
+    keep: bool,
+    console: Console,
+    webhook_host: str = "127.0.0.1",
 ) -> int:
     target = kubeconfig or "the embedded sandbox"
     console.rule(f"[bold]kruise-mesh demo[/] against {target}")
     with console.status("starting the sandbox, the gateway and the services…"):
-        mesh = LocalMesh(workdir=workdir, replicas=replicas, kubeconfig=kubeconfig)
+        mesh = LocalMesh(
+            workdir=workdir, replicas=replicas, kubeconfig=kubeconfig, webhook_host=webhook_host
+        )
         await mesh.start()
     try:
         table = Table("process", "pid", "listens on", title="processes (each its own OS process)")

@@ -31,6 +31,9 @@ class LocalMesh:
     kubeconfig: str | None = None
     world: bool = True
     review_mode: str = "stream"
+    # The address the API server calls the webhooks at: 127.0.0.1 for the sandbox; for a
+    # real cluster, an address of this machine that the cluster's API server can reach.
+    webhook_host: str = "127.0.0.1"
     gateway_args: list[str] = field(default_factory=list)
     sandbox_args: list[str] = field(default_factory=list)
 
@@ -129,7 +132,7 @@ class LocalMesh:
             "--kubeconfig",
             self.kubeconfig,
             "--host",
-            "127.0.0.1",
+            "127.0.0.1" if self.webhook_host == "127.0.0.1" else "0.0.0.0",
             "--grpc-port",
             str(grpc_port),
             "--webhook-port",
@@ -141,7 +144,7 @@ class LocalMesh:
             "--cert-dir",
             str(self.workdir / "gateway-certs"),
             "--local-webhooks",
-            f"https://127.0.0.1:{self.webhook_port}",
+            f"https://{self.webhook_host}:{self.webhook_port}",
             "--review-mode",
             self.review_mode,
             *self.gateway_args,

@@ -18,6 +18,7 @@ import logging
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -124,6 +125,9 @@ async def _ensure_namespace(kube: KubeClient, namespace: str) -> None:
 
 async def _serving_cert(kube: KubeClient, config: GatewayConfig) -> certs.ServingCert:
     hosts = certs.webhook_hosts(service=config.webhook_service, namespace=config.namespace)
+    local_host = urlsplit(config.local_webhooks).hostname if config.local_webhooks else None
+    if local_host and local_host not in hosts:
+        hosts.append(local_host)
     if config.local_webhooks or config.kubeconfig:
         return certs.local_serving_cert(Path(config.cert_dir), hosts=hosts)
     work = Path(tempfile.mkdtemp(prefix="webhook-certs-"))
