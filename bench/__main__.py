@@ -13,6 +13,8 @@ import sys
 
 MODULES: list[str] = [
     "bench.admission",
+    "bench.watch",
+    "bench.sandbox",
 ]
 
 
