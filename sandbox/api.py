@@ -245,33 +245,29 @@ class ApiCore:
     ) -> dict[str, Any]:
         """A List body; built-in items carry no kind/apiVersion, custom ones do."""
         rv = self.store.rv
-        objs = self.store.sorted_objects(rt.key, namespace)
+        after: tuple[str, str] | None = None
         if cont:
             # Every page of one list reports the first page's resourceVersion, as
             # kube-apiserver does. Later pages show current objects (no snapshot here), so
             # a watch from that version replays whatever changed since the first page.
-            rv, start = decode_continue(cont)
-            lo, hi = 0, len(objs)
-            while lo < hi:
-                mid = (lo + hi) // 2
-                m = _meta(objs[mid])
-                if (str(m.get("namespace") or ""), str(m.get("name"))) <= start:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            objs = objs[lo:]
+            rv, after = decode_continue(cont)
         filtered = not (labels.empty and fields.empty)
-        if filtered:
-            objs = [o for o in objs if labels.matches(_meta(o).get("labels")) and fields.matches(o)]
+        objs: list[dict[str, Any]] = []
+        more = False
+        for o in self.store.iter_sorted(rt.key, namespace, after=after):
+            if filtered and not (labels.matches(_meta(o).get("labels")) and fields.matches(o)):
+                continue
+            if limit and len(objs) == limit:
+                more = True
+                break
+            objs.append(o)
         meta: dict[str, Any] = {"resourceVersion": str(rv)}
-        if limit and len(objs) > limit:
-            last = _meta(objs[limit - 1])
-            meta["continue"] = encode_continue(
-                rv=rv, namespace=str(last.get("namespace") or ""), name=str(last.get("name"))
-            )
+        if more:
+            last = _meta(objs[-1])
+            last_key = (str(last.get("namespace") or ""), str(last.get("name")))
+            meta["continue"] = encode_continue(rv=rv, namespace=last_key[0], name=last_key[1])
             if not filtered:
-                meta["remainingItemCount"] = len(objs) - limit
-            objs = objs[:limit]
+                meta["remainingItemCount"] = self.store.count_after(rt.key, namespace, last_key)
         api_version = rt.api_version(version)
         if rt.custom:
             items: list[Any] = (

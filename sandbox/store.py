@@ -25,9 +25,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from sortedcontainers import SortedList
 
 from sandbox.resources import Registry, ResourceType
 from sandbox.selectors import EVERYTHING, NO_FIELDS, FieldSelector, LabelSelector
+
+_LAST = "\U0010ffff"  # sorts after every name
 
 TypeKey = tuple[str, str]
 ObjKey = tuple[TypeKey, str, str]
@@ -172,6 +175,9 @@ class Store:
         self.registry = registry
         self.rv = 0
         self._objects: dict[TypeKey, dict[str, dict[str, dict[str, Any]]]] = {}
+        # (namespace, name) of every object in key order, so a LIST page costs
+        # O(log n + limit) instead of sorting every object again.
+        self._order: dict[TypeKey, SortedList] = {}
         self._history: deque[Event] = deque(maxlen=history_size)
         self._floor = 0  # events with rv <= floor are no longer retained
         self._watchers: dict[TypeKey, set[Watcher]] = {}
@@ -200,15 +206,36 @@ class Store:
 
     def sorted_objects(self, key: TypeKey, namespace: str | None) -> list[dict[str, Any]]:
         """Objects in etcd key order (namespace, then name)."""
-        by_ns = self._objects.get(key) or {}
-        if namespace is not None:
-            names = by_ns.get(namespace) or {}
-            return [names[n] for n in sorted(names)]
-        out: list[dict[str, Any]] = []
-        for ns in sorted(by_ns):
-            names = by_ns[ns]
-            out.extend(names[n] for n in sorted(names))
-        return out
+        return list(self.iter_sorted(key, namespace))
+
+    def iter_sorted(
+        self, key: TypeKey, namespace: str | None, *, after: tuple[str, str] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Objects in key order, optionally only those after ``after`` (namespace, name)."""
+        order = self._order.get(key)
+        by_ns = self._objects.get(key)
+        if not order or by_ns is None:
+            return
+        if namespace is None:
+            keys = order.irange(minimum=after, inclusive=(False, True)) if after else iter(order)
+        elif after is not None and after[0] > namespace:
+            return
+        elif after is not None and after[0] == namespace:
+            keys = order.irange(minimum=after, maximum=(namespace, _LAST), inclusive=(False, True))
+        else:
+            keys = order.irange(minimum=(namespace, ""), maximum=(namespace, _LAST))
+        for ns, name in keys:
+            obj = by_ns.get(ns, {}).get(name)
+            if obj is not None:
+                yield obj
+
+    def count_after(self, key: TypeKey, namespace: str | None, after: tuple[str, str]) -> int:
+        """How many objects sort after ``after`` (within ``namespace`` when given)."""
+        order = self._order.get(key)
+        if not order:
+            return 0
+        end = len(order) if namespace is None else order.bisect_right((namespace, _LAST))
+        return max(0, int(end) - int(order.bisect_right(after)))
 
     def count(self, key: TypeKey) -> int:
         return sum(len(v) for v in (self._objects.get(key) or {}).values())
@@ -273,6 +300,8 @@ class Store:
         names = self._objects.setdefault(rt.key, {}).setdefault(ns, {})
         prev = names.get(name)
         names[name] = obj
+        if prev is None:
+            self._order.setdefault(rt.key, SortedList()).add((ns, name))
         self._index(rt.key, ns, name, prev, obj)
         self._emit(Event(rv, "ADDED" if prev is None else "MODIFIED", rt.key, ns, obj, prev))
         return obj
@@ -284,6 +313,7 @@ class Store:
         if not names or name not in names:
             return None
         prev = names.pop(name)
+        self._order[rt.key].discard((ns, name))
         if not names:
             del self._objects[rt.key][ns]
         rv = self.next_rv()
@@ -300,6 +330,7 @@ class Store:
         for w in list(self._watchers.pop(key, ())):
             w.close("gone")
         self._objects.pop(key, None)
+        self._order.pop(key, None)
 
     def _index(
         self,

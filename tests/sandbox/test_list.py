@@ -150,3 +150,44 @@ async def test_every_page_of_a_list_reports_the_first_pages_resource_version(raw
         f"/api/v1/namespaces/default/pods?watch=1&resourceVersion={list_rv}&timeoutSeconds=1"
     )
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("DELETED", "page-3")]
+
+
+async def test_pages_walk_key_order_within_and_across_namespaces(raw) -> None:
+    for ns in ("zeta", "alpha"):
+        status, _, _ = await raw.call(
+            "POST",
+            "/api/v1/namespaces",
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
+        )
+        assert status == 201
+        for name in ("c", "a", "b"):
+            pod = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": name},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+            }
+            status, _, _ = await raw.call("POST", f"/api/v1/namespaces/{ns}/pods", pod)
+            assert status == 201
+
+    async def walk(path: str) -> tuple[list[str], list[int]]:
+        seen: list[str] = []
+        remaining: list[int] = []
+        token = ""
+        while True:
+            sep = "&" if "?" in path else "?"
+            query = f"{sep}limit=2" + (f"&continue={token}" if token else "")
+            status, _, page = await raw.call("GET", path + query)
+            assert status == 200
+            seen += [f"{i['metadata']['namespace']}/{i['metadata']['name']}" for i in page["items"]]
+            token = page["metadata"].get("continue", "")
+            if not token:
+                return seen, remaining
+            remaining.append(page["metadata"]["remainingItemCount"])
+
+    everything, remaining = await walk("/api/v1/pods")
+    assert everything == [f"{ns}/{n}" for ns in ("alpha", "zeta") for n in "abc"]
+    assert remaining == [4, 2]
+    zeta, remaining = await walk("/api/v1/namespaces/zeta/pods")
+    assert zeta == ["zeta/a", "zeta/b", "zeta/c"]
+    assert remaining == [1]
