@@ -184,7 +184,13 @@ async def _start(kube: KubeClient, config: GatewayConfig) -> Gateway:
         forwarder=forwarder,
     )
     leading = Leading(kube=kube, router=router, config=config)
-    ops = await start_ops_server(host=config.host, port=config.ops_port)
+
+    def ready() -> bool:
+        # Serving webhooks needs a replica to send each review to; leadership does not matter.
+        expected = set(config.static_services) | set(config.service_names)
+        return all(router.ring(s).members for s in expected)
+
+    ops = await start_ops_server(host=config.host, port=config.ops_port, ready=ready)
     gateway = Gateway(
         config=config,
         kube=kube,

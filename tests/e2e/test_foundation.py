@@ -296,3 +296,16 @@ async def test_a_webhook_the_service_does_not_have_fails_the_call(mesh: LocalMes
         async with http.post(url, data=orjson.dumps(review), ssl=ctx, headers=headers) as r:
             assert r.status >= 500
             assert "validate-nodes" in await r.text()
+
+
+async def test_every_process_serves_health_and_metrics(mesh: LocalMesh) -> None:
+    async with aiohttp.ClientSession() as http:
+        for name, proc in mesh.procs.items():
+            if name == "sandbox":
+                continue
+            base = f"http://127.0.0.1:{proc.ready['ops_port']}"
+            async with http.get(f"{base}/readyz") as r:
+                assert r.status == 200, f"{name} not ready"
+            async with http.get(f"{base}/metrics") as r:
+                text = await r.text()
+                assert "kruise_mesh_" in text, f"{name} exports no mesh metrics"
