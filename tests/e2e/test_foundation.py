@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from pathlib import Path
 
 import aiohttp
 import grpc
@@ -23,11 +22,12 @@ from tests.e2e.conftest import (
     owner,
     replica_status,
 )
+from tests.fixtures import REAL_APISERVER
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
 NAMESPACES = [f"spread-{i}" for i in range(8)]
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared/fixtures/real-apiserver/admission"
+FIXTURES = REAL_APISERVER / "admission"
 
 
 async def test_each_pod_reaches_exactly_the_replica_that_owns_its_namespace(

@@ -8,7 +8,6 @@ import gc
 import json
 import tracemalloc
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -32,6 +31,7 @@ from services.gateway.hub import (
 from services.gateway.kube.client import KubeClient
 from services.gateway.projection import project_pod
 from services.kit import errors
+from tests.fixtures import REAL_APISERVER
 
 FAST = ReflectorConfig(
     page_size=2,  # exercise paging with a handful of objects
@@ -339,7 +339,7 @@ async def test_crd_installed_later_is_picked_up(kube: KubeClient, sandbox: Sandb
 
 # -- memory --------------------------------------------------------------------------------------
 
-FIXTURE = Path("/work/shared/fixtures/real-apiserver/api/pod-get-running.json")
+FIXTURE = REAL_APISERVER / "api" / "pod-get-running.json"
 
 
 @pytest.mark.slow

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -12,8 +11,9 @@ import pytest
 
 from kruise.common.v1 import mesh_pb2
 from services.gateway import projection as p
+from tests.fixtures import REAL_APISERVER
 
-FIXTURES = Path("/work/shared/fixtures/real-apiserver/api")
+FIXTURES = REAL_APISERVER / "api"
 
 
 def fixture(name: str) -> dict[str, Any]:

@@ -25,11 +25,10 @@ from services.gateway.routing import (
     parse_static_services,
 )
 from services.kit.ring import HashRing
+from tests.fixtures import REAL_APISERVER
 from tests.gateway.test_hub import ensure_namespace
 
-FIXTURE = Path(
-    "/work/shared/fixtures/real-apiserver/api/endpointslice-list-headless-service-2-ready.json"
-)
+FIXTURE = Path(REAL_APISERVER / "api" / "endpointslice-list-headless-service-2-ready.json")
 
 
 @pytest.mark.parametrize(

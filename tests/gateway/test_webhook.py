@@ -4,7 +4,7 @@ A small grpc.aio MeshService stands in for a feature service (it is the peer, no
 thing under test): it allows, patches ``mutate-pods`` reviews, denies pod
 ``deny429-pod`` with 429, stalls pods named ``slow-*``, and echoes the uid it saw in an
 audit annotation so that call_id matching can be checked. Reviews are the AdmissionReviews
-a real kube-apiserver sent (``/work/shared/fixtures/real-apiserver``), POSTed over TLS.
+a real kube-apiserver sent (``shared/fixtures/real-apiserver``), POSTed over TLS.
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ from services.gateway.webhook.forward import AdmissionForwarder, Mode
 from services.gateway.webhook.server import WebhookServer, start_webhook_server
 from services.kit import certs
 from services.kit.rpc import Server, create_server
+from tests.fixtures import REAL_APISERVER
 
-FIXTURES = Path("/work/shared/fixtures/real-apiserver/admission")
+FIXTURES = REAL_APISERVER / "admission"
 MUTATING = sorted(FIXTURES.glob("*.mutating.json"))
 pytestmark = pytest.mark.skipif(not MUTATING, reason="real-apiserver fixtures not present")
 

@@ -21,8 +21,9 @@ from services.gateway.webhook.reviews import (
     parse_review,
 )
 from services.gateway.webhook.server import hop_deadline, parse_go_duration
+from tests.fixtures import REAL_APISERVER
 
-FIXTURES = Path("/work/shared/fixtures/real-apiserver")
+FIXTURES = REAL_APISERVER
 REVIEW_FILES = sorted((FIXTURES / "admission").glob("*.json")) + sorted(
     (FIXTURES / "webhook-mutate").glob("*mutating-review-and-response.json")
 )

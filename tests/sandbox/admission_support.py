@@ -21,8 +21,9 @@ from aiohttp import web
 
 from sandbox.admission_types import AdmissionAttributes, GroupVersionKind, GroupVersionResource
 from services.kit.certs import CertPair, generate_ca, issue_serving_cert, write_pair
+from tests.fixtures import REAL_APISERVER
 
-FIXTURES = Path("/work/shared/fixtures/real-apiserver")
+FIXTURES = REAL_APISERVER
 
 
 def load_fixture(relative: str) -> dict[str, Any]:

@@ -13,9 +13,10 @@ import pytest
 from kubernetes_asyncio import client, config
 
 from sandbox.app import Sandbox
+from tests.fixtures import REAL_APISERVER
 
 HERE = Path(__file__).parent
-FIXTURES = Path("/work/shared/fixtures/real-apiserver")
+FIXTURES = REAL_APISERVER
 
 
 def fixture(name: str) -> Any:

@@ -142,7 +142,6 @@ async def test_lease_update_conflict_and_cluster_scoped(api: client.ApiClient) -
     assert {"default", "kube-system", "kube-public"} <= nss
 
 
-
 async def test_a_wrong_uid_in_the_body_is_a_failed_precondition(raw) -> None:
     """PUT and PATCH carrying another object's uid answer 409, as kube-apiserver does."""
     pod = {
