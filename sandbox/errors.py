@@ -90,9 +90,7 @@ def conflict(*, resource: str, group: str, name: str, why: str) -> ApiError:
     )
 
 
-def invalid(
-    *, kind: str, group: str, name: str, causes: list[dict[str, str]]
-) -> ApiError:
+def invalid(*, kind: str, group: str, name: str, causes: list[dict[str, str]]) -> ApiError:
     text = ", ".join(f"{c.get('field', '')}: {c.get('message', '')}" for c in causes)
     details = _details(name, group, kind)
     details["causes"] = causes
