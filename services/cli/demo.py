@@ -139,7 +139,7 @@ async def walk_through(kube: KubeClient, mesh: LocalMesh, console: Console) -> N
         "pod",
         "node",
         "pod IP",
-        *(f"held by ({s})" for s in SERVICES),
+        *SERVICES,
         title="each pod reaches exactly one replica per service: the owner of its namespace",
     )
     statuses = {s: [await replica_status(a) for a in mesh.addresses[s]] for s in SERVICES}
@@ -157,7 +157,7 @@ async def walk_through(kube: KubeClient, mesh: LocalMesh, console: Console) -> N
         pod = await kube.request_json("GET", f"/api/v1/namespaces/{ns}/pods/web")
         owners = []
         for s in SERVICES:
-            holders = [st.replica for st, held in statuses[s] if f"{ns}/web" in held]
+            holders = [f"{s}-{i}" for i, (_, held) in enumerate(statuses[s]) if f"{ns}/web" in held]
             owners.append(", ".join(holders) or "-")
         pods.add_row(
             ns,
@@ -175,13 +175,15 @@ async def walk_through(kube: KubeClient, mesh: LocalMesh, console: Console) -> N
                 await apply(kube, obj, "demo-a")
                 console.print(f"applied {obj['kind']}/{obj['metadata']['name']} from {path.name}")
 
-    replicas = Table("service", "replica", "synced", "cached objects", "admission reviews")
+    replicas = Table(
+        "replica", "address", "synced", "cached objects", "admission reviews", title="replicas"
+    )
     for s in SERVICES:
-        for address in mesh.addresses[s]:
+        for i, address in enumerate(mesh.addresses[s]):
             status, _ = await replica_status(address)
             cached = sum(c.count for c in status.counts)
             replicas.add_row(
-                s, address, str(status.synced), str(cached), str(status.admission_reviews)
+                f"{s}-{i}", address, str(status.synced), str(cached), str(status.admission_reviews)
             )
     console.print(replicas)
     console.rule("3. features")
