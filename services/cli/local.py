@@ -4,7 +4,10 @@
         mesh.kubeconfig            # the cluster the gateway talks to
         mesh.replicas["budget"]    # ["127.0.0.1:port", ...]
 
-Every component is a separate process (see ``procs``). With ``kubeconfig`` set
+Every component is a separate process (see ``procs``). ``gateways`` > 1 runs several
+gateways (one holds the Lease and runs the watch hub); ``discovery`` makes the gateways
+find the service replicas from EndpointSlices, as in a cluster, instead of a static
+list. With ``kubeconfig`` set
 the sandbox is not started and the gateway runs against that cluster in local
 mode: it installs the CRDs, registers the webhook configurations with a ``url:``
 pointing at itself, and removes them on exit.
@@ -17,10 +20,15 @@ import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
+
+import orjson
 
 from services.cli import procs
+from services.kit import errors
 
 SERVICES = ("placement", "rollout", "budget")
+MESH_NAMESPACE = "kruise-mesh"
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -34,6 +42,9 @@ class LocalMesh:
     # The address the API server calls the webhooks at: 127.0.0.1 for the sandbox; for a
     # real cluster, an address of this machine that the cluster's API server can reach.
     webhook_host: str = "127.0.0.1"
+    gateways: int = 1
+    discovery: bool = False
+    lease_seconds: float = 15.0
     gateway_args: list[str] = field(default_factory=list)
     sandbox_args: list[str] = field(default_factory=list)
 
@@ -43,6 +54,7 @@ class LocalMesh:
         self.sandbox_url: str | None = None
         self.sandbox_token: str | None = None
         self.gateway_grpc = ""
+        self.gateway_ports: list[int] = []
         self.webhook_port = 0
         self.logs = self.workdir / "logs"
         self._external_kubeconfig = self.kubeconfig is not None
@@ -70,8 +82,8 @@ class LocalMesh:
         self.workdir.mkdir(parents=True, exist_ok=True)
         if not self._external_kubeconfig:
             await self.start_sandbox()
-        gateway_port = procs.free_port()
-        self.gateway_grpc = f"127.0.0.1:{gateway_port}"
+        self.gateway_ports = [procs.free_port() for _ in range(self.gateways)]
+        self.gateway_grpc = f"127.0.0.1:{self.gateway_ports[0]}"
         starts = []
         for service in SERVICES:
             ports = [procs.free_port() for _ in range(self.count(service))]
@@ -79,7 +91,45 @@ class LocalMesh:
             for index, port in enumerate(ports):
                 starts.append(self.start_replica(service, index, port))
         await asyncio.gather(*starts)
-        await self.start_gateway(gateway_port)
+        if self.discovery:
+            for service in SERVICES:
+                await self.publish_endpoints(service)
+        for index in range(self.gateways):
+            await self.start_gateway(self.gateway_ports[index], index=index)
+
+    @property
+    def gateway_target(self) -> str:
+        """Every gateway's gRPC address, for the services' round-robin channel."""
+        return "ipv4:" + ",".join(f"127.0.0.1:{p}" for p in self.gateway_ports)
+
+    async def publish_endpoints(self, service: str) -> None:
+        """One EndpointSlice per replica of ``service``, as the endpoint controller would."""
+        from services.gateway.kube.client import KubeClient  # the CLI's own API access
+
+        assert self.kubeconfig is not None
+        kube = await KubeClient.connect(kubeconfig=self.kubeconfig)
+        try:
+            await _ensure(kube, "/api/v1/namespaces", _namespace(MESH_NAMESPACE))
+            base = f"/apis/discovery.k8s.io/v1/namespaces/{MESH_NAMESPACE}/endpointslices"
+            for index, address in enumerate(self.addresses[service]):
+                host, port = address.rsplit(":", 1)
+                name = f"kruise-mesh-{service}-{index}"
+                body = _endpoint_slice(name=name, service=service, host=host, port=int(port))
+                with contextlib.suppress(errors.NotFound):
+                    await kube.request("DELETE", f"{base}/{name}")
+                await kube.request("POST", base, body=orjson.dumps(body))
+        finally:
+            await kube.close()
+
+    async def add_replica(self, service: str) -> str:
+        """Start one more replica of ``service``; with discovery, publish its endpoint."""
+        index = len(self.addresses[service])
+        port = procs.free_port()
+        self.addresses[service].append(f"127.0.0.1:{port}")
+        await self.start_replica(service, index, port)
+        if self.discovery:
+            await self.publish_endpoints(service)
+        return self.addresses[service][index]
 
     async def start_sandbox(self) -> None:
         state = self.workdir / "sandbox"
@@ -108,7 +158,7 @@ class LocalMesh:
                 "--ops-port",
                 "0",
                 "--gateway",
-                self.gateway_grpc,
+                self.gateway_target,
                 "--advertise",
                 f"127.0.0.1:{port}",
             ],
@@ -124,10 +174,10 @@ class LocalMesh:
         port = int(self.addresses[service][index].rsplit(":", 1)[1])
         return await self.start_replica(service, index, port)
 
-    async def start_gateway(self, grpc_port: int) -> None:
+    async def start_gateway(self, grpc_port: int, *, index: int = 0) -> procs.Proc:
+        """Start gateway ``index``; only gateway 0 registers the local webhooks."""
         assert self.kubeconfig is not None
-        self.webhook_port = self.webhook_port or procs.free_port()
-        services = ";".join(f"{s}={','.join(a)}" for s, a in self.addresses.items())
+        name = "gateway" if index == 0 else f"gateway-{index}"
         args = [
             "--kubeconfig",
             self.kubeconfig,
@@ -135,31 +185,78 @@ class LocalMesh:
             "127.0.0.1" if self.webhook_host == "127.0.0.1" else "0.0.0.0",
             "--grpc-port",
             str(grpc_port),
-            "--webhook-port",
-            str(self.webhook_port),
             "--ops-port",
             "0",
-            "--services",
-            services,
+            "--identity",
+            name,
             "--cert-dir",
             str(self.workdir / "gateway-certs"),
-            "--local-webhooks",
-            f"https://{self.webhook_host}:{self.webhook_port}",
             "--review-mode",
             self.review_mode,
-            *self.gateway_args,
+            "--lease-seconds",
+            str(self.lease_seconds),
+            "--renew-seconds",
+            str(max(0.2, self.lease_seconds / 3)),
         ]
-        if self._external_kubeconfig:
-            args += ["--install-crds", str(ROOT / "deploy" / "crds")]
-        self.procs["gateway"] = await procs.start(
-            "gateway", "services.gateway", args, log_dir=self.logs, timeout=60
+        if self.discovery:
+            names = ",".join(f"{s}=kruise-mesh-{s}" for s in SERVICES)
+            args += ["--service-names", names, "--namespace", MESH_NAMESPACE]
+        else:
+            services = ";".join(f"{s}={','.join(a)}" for s, a in self.addresses.items())
+            args += ["--services", services]
+        if index == 0:
+            self.webhook_port = self.webhook_port or procs.free_port()
+            args += [
+                "--webhook-port",
+                str(self.webhook_port),
+                "--local-webhooks",
+                f"https://{self.webhook_host}:{self.webhook_port}",
+            ]
+            if self._external_kubeconfig:
+                args += ["--install-crds", str(ROOT / "deploy" / "crds")]
+        else:
+            args += ["--webhook-port", str(procs.free_port())]
+        proc = await procs.start(
+            name, "services.gateway", [*args, *self.gateway_args], log_dir=self.logs, timeout=60
         )
+        self.procs[name] = proc
+        return proc
 
     async def stop(self) -> None:
         # The gateway first, so it removes its webhook registrations while the API is up.
-        order = ["gateway", *(n for n in self.procs if n not in ("gateway", "sandbox")), "sandbox"]
+        gateways = [n for n in self.procs if n.startswith("gateway")]
+        order = [*gateways, *(n for n in self.procs if n not in gateways and n != "sandbox")]
+        order.append("sandbox")
         for name in order:
             proc = self.procs.get(name)
             if proc is not None:
                 with contextlib.suppress(Exception):
                     await proc.stop()
+
+
+def _namespace(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": {"control-plane": "kruise-mesh"}},
+    }
+
+
+def _endpoint_slice(*, name: str, service: str, host: str, port: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": name,
+            "namespace": MESH_NAMESPACE,
+            "labels": {"kubernetes.io/service-name": f"kruise-mesh-{service}"},
+        },
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [host], "conditions": {"ready": True}}],
+        "ports": [{"name": "grpc", "port": port, "protocol": "TCP"}],
+    }
+
+
+async def _ensure(kube: Any, path: str, body: dict[str, Any]) -> None:
+    with contextlib.suppress(errors.AlreadyExists):
+        await kube.request("POST", path, body=orjson.dumps(body))

@@ -205,7 +205,12 @@ async def _start(kube: KubeClient, config: GatewayConfig) -> Gateway:
     if config.leader_election:
         await _ensure_lease_namespace(kube, config.namespace)
         gateway.elector = LeaderElector(
-            kube, namespace=config.namespace, name=LEASE_NAME, identity=config.identity
+            kube,
+            namespace=config.namespace,
+            name=LEASE_NAME,
+            identity=config.identity,
+            lease_seconds=config.lease_seconds,
+            renew_seconds=config.renew_seconds,
         )
         gateway._election = asyncio.create_task(
             gateway.elector.run(leading.start, leading.stop), name="leader election"

@@ -33,6 +33,8 @@ class GatewayConfig:
     webhook_manifests: str = str(ROOT / "deploy" / "webhooks.yaml")
     install_crds: str = ""
     leader_election: bool = True
+    lease_seconds: float = 15.0
+    renew_seconds: float = 5.0
     review_mode: Literal["stream", "unary"] = "stream"
     watch_inactivity_s: float = 70.0
     log_level: str = "INFO"
@@ -119,6 +121,8 @@ def parse_gateway_config(
         "--no-leader-election", action="store_true", help="run the watch hub unconditionally"
     )
     p.add_argument("--watch-inactivity", type=float, default=70.0, help="watch watchdog seconds")
+    p.add_argument("--lease-seconds", type=float, default=15.0, help="leader lease duration")
+    p.add_argument("--renew-seconds", type=float, default=5.0, help="leader lease renew period")
     p.add_argument("--plain-logs", action="store_true", help="human-readable logs")
     a = p.parse_args(argv)
     try:
@@ -128,6 +132,8 @@ def parse_gateway_config(
         p.error(str(e))
     if not static and not names:
         p.error("name the service replicas: --services (static) or --service-names (discovery)")
+    if not 0 < a.renew_seconds < a.lease_seconds:
+        p.error("--renew-seconds must be positive and shorter than --lease-seconds")
     return GatewayConfig(
         kubeconfig=a.kubeconfig,
         host=a.host,
@@ -144,6 +150,8 @@ def parse_gateway_config(
         webhook_manifests=a.webhook_manifests,
         install_crds=a.install_crds,
         leader_election=not a.no_leader_election,
+        lease_seconds=a.lease_seconds,
+        renew_seconds=a.renew_seconds,
         review_mode=a.review_mode,
         watch_inactivity_s=a.watch_inactivity,
         log_level=a.log_level,

@@ -119,9 +119,9 @@ class ClusterClient:
 
     @classmethod
     def connect(cls, target: str, *, component: str, timeout: float = 5.0) -> ClusterClient:
-        return cls(
-            insecure_channel(target, idempotent=IDEMPOTENT), component=component, timeout=timeout
-        )
+        # Round robin: a headless Service (or an ipv4:a,b target) names every gateway replica.
+        channel = insecure_channel(target, idempotent=IDEMPOTENT, round_robin=True)
+        return cls(channel, component=component, timeout=timeout)
 
     async def close(self) -> None:
         await self.channel.close()
