@@ -22,8 +22,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import grpc
 import orjson
 
+from kruise.common.v1 import mesh_pb2, mesh_pb2_grpc
 from services.cli import procs
 from services.kit import errors
 
@@ -96,6 +98,19 @@ class LocalMesh:
                 await self.publish_endpoints(service)
         for index in range(self.gateways):
             await self.start_gateway(self.gateway_ports[index], index=index)
+        await self.wait_synced()
+
+    async def wait_synced(self, *, timeout: float = 30.0) -> None:
+        """Until every replica has its snapshot (it decides nothing before)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        pending = [a for addresses in self.addresses.values() for a in addresses]
+        while pending:
+            pending = [a for a in pending if not await _synced(a)]
+            if not pending:
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                raise procs.StartError(f"replicas without a snapshot after {timeout}s: {pending}")
+            await asyncio.sleep(0.1)
 
     @property
     def gateway_target(self) -> str:
@@ -260,3 +275,13 @@ def _endpoint_slice(*, name: str, service: str, host: str, port: int) -> dict[st
 async def _ensure(kube: Any, path: str, body: dict[str, Any]) -> None:
     with contextlib.suppress(errors.AlreadyExists):
         await kube.request("POST", path, body=orjson.dumps(body))
+
+
+async def _synced(address: str) -> bool:
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = mesh_pb2_grpc.MeshServiceStub(channel)
+        try:
+            status = await stub.GetReplicaStatus(mesh_pb2.GetReplicaStatusRequest(), timeout=2)
+        except grpc.aio.AioRpcError:
+            return False
+    return bool(status.synced)

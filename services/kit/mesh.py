@@ -46,6 +46,10 @@ REVIEWS = Counter(
 CACHED = Gauge("kruise_mesh_service_cached_objects", "Objects in the replica cache", ["service"])
 
 
+class NotSynced(Exception):
+    """The replica has not received its first snapshot, so it cannot decide yet."""
+
+
 async def allow_all(request: mesh_pb2.AdmissionRequest) -> mesh_pb2.AdmissionResponse:
     """The handler of a webhook whose feature has not landed yet: admit as is."""
     return mesh_pb2.AdmissionResponse(call_id=request.call_id, allowed=True)
@@ -69,6 +73,7 @@ class MeshServicer(mesh_pb2_grpc.MeshServiceServicer):
         self.last_sequence = 0
         self.ring_members: list[str] = []
         self.reviews = 0
+        self.on_synced: Callable[[bool], None] = lambda synced: None
         self._listeners: list[Listener] = []
         self._sync_lock = asyncio.Lock()
 
@@ -89,7 +94,6 @@ class MeshServicer(mesh_pb2_grpc.MeshServiceServicer):
             async for message in request_iterator:
                 if message.snapshot_begin:
                     staged = ObjectCache()
-                    self.synced = False
                     self.ring_members = list(message.ring_members)
                     log.info(
                         "snapshot started",
@@ -105,7 +109,9 @@ class MeshServicer(mesh_pb2_grpc.MeshServiceServicer):
                 if message.snapshot_end and staged is not None:
                     self.cache.replace(staged)
                     staged = None
-                    self.synced = True
+                    if not self.synced:
+                        self.synced = True
+                        self.on_synced(True)
                     SNAPSHOTS.labels(self.service).inc()
                     log.info(
                         "snapshot applied",
@@ -123,6 +129,9 @@ class MeshServicer(mesh_pb2_grpc.MeshServiceServicer):
         handler = self.handlers.get(request.webhook)
         if handler is None:
             raise LookupError(f"service {self.service} has no webhook {request.webhook!r}")
+        if not self.synced:
+            # Never decide on an empty cache: fail the call, the failurePolicy decides.
+            raise NotSynced(f"{self.service} replica {self.replica} has no snapshot yet")
         response = await handler(request)
         response.call_id = request.call_id
         self.reviews += 1
@@ -133,7 +142,7 @@ class MeshServicer(mesh_pb2_grpc.MeshServiceServicer):
         """Decide one review; a missing webhook or a failed handler becomes ``error``."""
         try:
             return await self._decide(request)
-        except LookupError as e:
+        except (LookupError, NotSynced) as e:
             return mesh_pb2.AdmissionResponse(call_id=request.call_id, error=str(e))
         except Exception as e:  # a handler bug must not take the stream down
             log.exception("admission handler failed", extra={"webhook": request.webhook})
@@ -148,11 +157,12 @@ class MeshServicer(mesh_pb2_grpc.MeshServiceServicer):
     ) -> mesh_pb2.AdmissionResponse:
         answer = await self._answer(request)
         if answer.error:
-            code = (
-                grpc.StatusCode.UNIMPLEMENTED
-                if request.webhook not in self.handlers
-                else grpc.StatusCode.INTERNAL
-            )
+            if request.webhook not in self.handlers:
+                code = grpc.StatusCode.UNIMPLEMENTED
+            elif not self.synced:
+                code = grpc.StatusCode.UNAVAILABLE
+            else:
+                code = grpc.StatusCode.INTERNAL
             await context.abort(code, answer.error)
         return answer
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import grpc
+from grpc_health.v1 import health_pb2
 
 from kruise.common.v1 import mesh_pb2_grpc
 from services.kit import logs
@@ -71,6 +72,19 @@ async def start_service(spec: ServiceSpec, config: ServiceConfig) -> RunningServ
         host=config.host,
         port=config.port,
     )
+    # "" is liveness (the process serves); MeshService is readiness (it has its snapshot).
+    readiness = "kruise.common.v1.MeshService"
+
+    def on_synced(synced: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if synced
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        asyncio.ensure_future(server.health.set(readiness, status))
+
+    mesh.on_synced = on_synced
+    on_synced(False)
     ops = await start_ops_server(host=config.host, port=config.ops_port, ready=lambda: mesh.synced)
     log.info(
         "service started",

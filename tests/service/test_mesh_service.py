@@ -70,15 +70,44 @@ async def test_sync_snapshot_then_deltas_fill_the_cache(placement):
     gw.call.cancel()
 
 
+async def synced(channel: grpc.aio.Channel) -> Gateway:
+    gw = Gateway(channel)
+    await gw.call.read()
+    await gw.send(snapshot_begin=True, snapshot_end=True)
+    return gw
+
+
 async def test_review_allows_until_the_feature_lands(placement):
     _, channel = placement
+    gw = await synced(channel)
     stub = mesh_pb2_grpc.MeshServiceStub(channel)
     answer = await stub.Review(mesh_pb2.AdmissionRequest(webhook="mutate-pods", uid="u1"))
     assert answer.allowed and not answer.patch
+    gw.call.cancel()
+
+
+async def test_no_decision_before_the_first_snapshot(placement):
+    """An empty cache is not a basis for a decision: the call fails, failurePolicy decides."""
+    _, channel = placement
+    stub = mesh_pb2_grpc.MeshServiceStub(channel)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.Review(mesh_pb2.AdmissionRequest(webhook="mutate-pods"))
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "no snapshot yet" in caught.value.details()
+    call = stub.ReviewStream()
+    await call.write(
+        mesh_pb2.AdmissionBatch(
+            requests=[mesh_pb2.AdmissionRequest(call_id=7, webhook="mutate-pods")]
+        )
+    )
+    answers = await call.read()
+    assert answers.responses[0].call_id == 7 and "no snapshot yet" in answers.responses[0].error
+    call.cancel()
 
 
 async def test_unknown_webhook_is_unimplemented_not_allowed(placement):
     _, channel = placement
+    await synced(channel)
     stub = mesh_pb2_grpc.MeshServiceStub(channel)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.Review(mesh_pb2.AdmissionRequest(webhook="mutate-nodes"))
@@ -88,6 +117,7 @@ async def test_unknown_webhook_is_unimplemented_not_allowed(placement):
 
 async def test_review_stream_answers_every_call_by_id(placement):
     _, channel = placement
+    await synced(channel)
     call = mesh_pb2_grpc.MeshServiceStub(channel).ReviewStream()
     for first in range(1, 201, 20):
         batch = mesh_pb2.AdmissionBatch(
@@ -158,6 +188,9 @@ async def test_health_readiness_and_metrics(placement):
         health_pb2.HealthCheckRequest(service="kruise.placement.v1.PlacementService")
     )
     assert answer.status == health_pb2.HealthCheckResponse.SERVING
+    readiness = health_pb2.HealthCheckRequest(service="kruise.common.v1.MeshService")
+    answer = await health.Check(readiness)
+    assert answer.status == health_pb2.HealthCheckResponse.NOT_SERVING, "no snapshot yet"
     base = f"http://127.0.0.1:{running.ops.port}"
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{base}/readyz") as r:
@@ -169,6 +202,9 @@ async def test_health_readiness_and_metrics(placement):
         await gw.send(snapshot_begin=True, snapshot_end=True)
         async with http.get(f"{base}/readyz") as r:
             assert r.status == 200
+        await asyncio.sleep(0.05)
+        answer = await health.Check(readiness)
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
         gw.call.cancel()
         await asyncio.sleep(0)
 

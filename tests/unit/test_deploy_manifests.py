@@ -561,7 +561,10 @@ def test_deployment_shape(component: str, ports: dict[str, int], command: list[s
         assert certs["secret"]["optional"] is True
     else:
         assert "KRUISE_MESH_GATEWAY" in env
-        assert container["readinessProbe"]["grpc"] == {"port": 7100}
+        assert container["readinessProbe"]["grpc"] == {
+            "port": 7100,
+            "service": "kruise.common.v1.MeshService",
+        }
         assert container["livenessProbe"]["grpc"] == {"port": 7100}
 
 
@@ -572,6 +575,9 @@ def test_deployment_shape(component: str, ports: dict[str, int], command: list[s
 def test_discovery_services_are_headless(name: str, port: int) -> None:
     service = find("Service", name)
     assert service["spec"]["clusterIP"] == "None"
+    if name != "kruise-mesh-gateway-grpc":
+        # the gateway syncs a replica before it is Ready, so it must see it before then
+        assert service["spec"]["publishNotReadyAddresses"] is True
     (service_port,) = service["spec"]["ports"]
     assert (service_port["name"], service_port["port"]) == ("grpc", port)
 
