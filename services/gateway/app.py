@@ -21,6 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import orjson
+from prometheus_client import Gauge
 
 from services.gateway import certs, register
 from services.gateway.cluster_api import ClusterApi, add_to_server
@@ -38,6 +39,10 @@ from services.kit.httpserver import OpsServer, start_ops_server
 from services.kit.rpc import Server, create_server
 
 log = logging.getLogger(__name__)
+
+LEADER = Gauge(
+    "kruise_mesh_gateway_leader", "1 while this gateway holds the Lease and runs the watch hub"
+)
 
 LEASE_NAME = "kruise-mesh-gateway"
 WEBHOOK_CONFIGS = {
@@ -63,9 +68,11 @@ class Leading:
         await self.hub.start()
         self.sync = SyncManager(self.hub, self.router)
         await self.sync.start()
+        LEADER.set(1)
         log.info("watch hub and replica streams started")
 
     async def stop(self) -> None:
+        LEADER.set(0)
         if self.sync is not None:
             await self.sync.stop()
             self.sync = None

@@ -75,7 +75,7 @@ class MeshServicer(mesh_pb2_grpc.MeshServiceServicer):
         self.reviews = 0
         self.on_synced: Callable[[bool], None] = lambda synced: None
         self._listeners: list[Listener] = []
-        self._sync_lock = asyncio.Lock()
+        self._stream_generation = 0
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener`` for every event applied after the snapshot (for reconcile loops)."""
@@ -87,39 +87,45 @@ class MeshServicer(mesh_pb2_grpc.MeshServiceServicer):
         request_iterator: AsyncIterator[mesh_pb2.SyncMessage],
         context: grpc.aio.ServicerContext[mesh_pb2.SyncMessage, mesh_pb2.SyncAck],
     ) -> AsyncIterator[mesh_pb2.SyncAck]:
-        # One stream at a time: a reconnecting gateway replaces the old stream.
-        async with self._sync_lock:
-            yield mesh_pb2.SyncAck(sequence=0, kinds=self.kinds)  # type: ignore[arg-type]
-            staged: ObjectCache | None = None
-            async for message in request_iterator:
-                if message.snapshot_begin:
-                    staged = ObjectCache()
-                    self.ring_members = list(message.ring_members)
-                    log.info(
-                        "snapshot started",
-                        extra={"service": self.service, "members": self.ring_members},
-                    )
-                target = staged if staged is not None else self.cache
-                for event in message.events:
-                    target.apply(event)
-                    if staged is None:
-                        for listener in self._listeners:
-                            listener(event)
-                EVENTS.labels(self.service).inc(len(message.events))
-                if message.snapshot_end and staged is not None:
-                    self.cache.replace(staged)
-                    staged = None
-                    if not self.synced:
-                        self.synced = True
-                        self.on_synced(True)
-                    SNAPSHOTS.labels(self.service).inc()
-                    log.info(
-                        "snapshot applied",
-                        extra={"service": self.service, "objects": self._total()},
-                    )
-                self.last_sequence = message.sequence
-                CACHED.labels(self.service).set(self._total())
-                yield mesh_pb2.SyncAck(sequence=message.sequence)
+        # The newest stream wins: a new leader (or a reconnect) preempts the old stream,
+        # which stops at its next message without applying it, even if its connection
+        # is half-open and would only be noticed by keepalive.
+        self._stream_generation += 1
+        generation = self._stream_generation
+        yield mesh_pb2.SyncAck(sequence=0, kinds=self.kinds)  # type: ignore[arg-type]
+        staged: ObjectCache | None = None
+        async for message in request_iterator:
+            if generation != self._stream_generation:
+                log.info("sync stream replaced by a newer one", extra={"service": self.service})
+                return
+            if message.snapshot_begin:
+                staged = ObjectCache()
+                self.ring_members = list(message.ring_members)
+                log.info(
+                    "snapshot started",
+                    extra={"service": self.service, "members": self.ring_members},
+                )
+            target = staged if staged is not None else self.cache
+            for event in message.events:
+                target.apply(event)
+                if staged is None:
+                    for listener in self._listeners:
+                        listener(event)
+            EVENTS.labels(self.service).inc(len(message.events))
+            if message.snapshot_end and staged is not None:
+                self.cache.replace(staged)
+                staged = None
+                if not self.synced:
+                    self.synced = True
+                    self.on_synced(True)
+                SNAPSHOTS.labels(self.service).inc()
+                log.info(
+                    "snapshot applied",
+                    extra={"service": self.service, "objects": self._total()},
+                )
+            self.last_sequence = message.sequence
+            CACHED.labels(self.service).set(self._total())
+            yield mesh_pb2.SyncAck(sequence=message.sequence)
 
     def _total(self) -> int:
         return sum(self.cache.count(kind) for kind in self.cache.kinds())

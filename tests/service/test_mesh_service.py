@@ -237,3 +237,23 @@ def test_workloads_of_different_kinds_with_one_name_do_not_collide():
         workload_name(api_version="apps.kruise.io/v1beta1", kind="StatefulSet", name="web"),
     )
     assert found.api_version == "apps.kruise.io/v1beta1"
+
+
+async def test_a_newer_sync_stream_preempts_the_old_one(placement):
+    """A new leader's stream wins at once; the old stream's next message is not applied."""
+    _, channel = placement
+    old = await synced(channel)
+    new = Gateway(channel)
+    await new.call.read()
+    await new.send(
+        snapshot_begin=True, events=[pod_event("ns", "from-new", "5")], snapshot_end=True
+    )
+    old.sequence += 1
+    await old.call.write(
+        mesh_pb2.SyncMessage(sequence=old.sequence, events=[pod_event("ns", "from-old", "6")])
+    )
+    assert await old.call.read() == grpc.aio.EOF, "the old stream ends"
+    stub = mesh_pb2_grpc.MeshServiceStub(channel)
+    listed = await stub.ListCachedObjects(mesh_pb2.ListCachedObjectsRequest(kind=mesh_pb2.KIND_POD))
+    assert [k.name for k in listed.keys] == ["from-new"]
+    new.call.cancel()
