@@ -8,6 +8,7 @@ APIs. The steps that belong to features still being built say so.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -103,6 +104,12 @@ async def run_demo(
         kube = await KubeClient.connect(kubeconfig=mesh.kubeconfig)
         try:
             await walk_through(kube, mesh, console)
+            if kubeconfig and not keep:
+                # A real cluster outlives the demo: take away what it created.
+                for ns in NAMESPACES:
+                    with contextlib.suppress(errors.NotFound):
+                        await kube.request("DELETE", f"/api/v1/namespaces/{ns}")
+                console.print(f"deleted the demo namespaces {', '.join(NAMESPACES)}")
         finally:
             await kube.close()
 
