@@ -14,7 +14,7 @@ import orjson
 
 from services.gateway.app import start_gateway
 from services.gateway.config import parse_gateway_config
-from services.kit import logs
+from services.kit import errors, logs
 from services.kit.rpc import wait_for_signal
 
 log = logging.getLogger("services.gateway")
@@ -23,7 +23,11 @@ log = logging.getLogger("services.gateway")
 async def run(argv: Sequence[str] | None = None) -> None:
     config = parse_gateway_config(argv)
     logs.setup(component="gateway", level=config.log_level, json_format=config.json_logs)
-    gateway = await start_gateway(config)
+    try:
+        gateway = await start_gateway(config)
+    except errors.MeshError as e:
+        log.error("cannot start: %s", e)
+        raise SystemExit(1) from None
     ready = {
         "component": "gateway",
         "grpc_port": gateway.grpc.port,

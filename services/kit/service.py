@@ -102,7 +102,11 @@ async def start_service(spec: ServiceSpec, config: ServiceConfig) -> RunningServ
 async def run_service(spec: ServiceSpec, argv: Sequence[str] | None = None) -> None:
     config = parse_service_config(spec.name, argv)
     logs.setup(component=spec.name, level=config.log_level, json_format=config.json_logs)
-    running = await start_service(spec, config)
+    try:
+        running = await start_service(spec, config)
+    except OSError as e:
+        log.error("cannot start: %s", e)
+        raise SystemExit(1) from None
     # A single machine-readable line tells a supervisor (the CLI, tests) where we listen.
     print(
         f'{{"service": "{spec.name}", "grpc_port": {running.grpc.port}, '

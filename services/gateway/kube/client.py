@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -84,6 +85,8 @@ class KubeClient:
     ) -> KubeClient:
         """Load a kubeconfig file, or the in-cluster service account when ``kubeconfig`` is None."""
         cfg = k8s_client.Configuration()
+        if kubeconfig is not None and not os.path.isfile(kubeconfig):
+            raise errors.FailedPrecondition(f"kubeconfig {kubeconfig} does not exist")
         try:
             if kubeconfig is None:
                 k8s_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
