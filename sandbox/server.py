@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from sandbox import discovery, errors
+from sandbox import discovery, errors, table
 from sandbox.admission import begin_request, warning_header
 from sandbox.api import ApiCore, ConflictFault, Ctx
 from sandbox.errors import ApiError
@@ -28,6 +28,7 @@ from sandbox.store import Watcher, encode_event
 _HEADERS = {"Cache-Control": "no-cache, private"}
 _TRUE = ("1", "true", "True")
 _CHUNK = 512
+_CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
 
 
 @dataclass(slots=True)
@@ -238,6 +239,9 @@ async def _handle_resource(
                 limit=limit,
                 cont=q.get("continue"),
             )
+            tv = table.table_version(request.headers.get("Accept", ""))
+            if tv is not None:
+                return _json(_as_table(state, request, t, tv, body["items"], body["metadata"]))
             return _json(body)
         ctx = _ctx(state, request, user)
         if method == "POST":
@@ -300,7 +304,12 @@ async def _handle_resource(
     if sub == "finalize":
         sub = ""
     if method == "GET":
-        return _json(_versioned(rt, t.version, core.get(rt, ns, name)))
+        obj = _versioned(rt, t.version, core.get(rt, ns, name))
+        tv = table.table_version(request.headers.get("Accept", "")) if not sub else None
+        if tv is not None:
+            meta = {"resourceVersion": str((obj.get("metadata") or {}).get("resourceVersion", ""))}
+            return _json(_as_table(state, request, t, tv, [obj], meta))
+        return _json(obj)
     if method == "PUT":
         out = await core.update(
             ctx,
@@ -334,6 +343,34 @@ async def _handle_resource(
         )
         return _json(out, code, ctx.warnings)
     raise _method_not_allowed()
+
+
+def _as_table(
+    state: ServerState,
+    request: web.Request,
+    t: Target,
+    tv: str,
+    objects: list[dict[str, Any]],
+    meta: dict[str, Any],
+) -> dict[str, Any]:
+    """The Table kubectl asked for (Accept ``as=Table``); CRDs print their own columns."""
+    try:
+        include = table.parse_include(request.query.get("includeObject"))
+    except ValueError as e:
+        raise errors.bad_request(str(e)) from e
+    columns = None
+    if t.rt.custom:
+        crd = state.core.store.get(_CRD_KEY, "", t.rt.qualified)
+        columns = table.crd_columns(crd, t.version) if crd is not None else None
+    return table.table_for(
+        t.rt,
+        objects,
+        include=include,
+        columns=columns,
+        version=t.version,
+        table_version=tv,
+        metadata=meta,
+    )
 
 
 def _versioned(rt: ResourceType, version: str, obj: dict[str, Any]) -> dict[str, Any]:
