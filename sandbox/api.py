@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from sandbox import defaults, errors
+from sandbox import defaults, errors, schema
 from sandbox.admission_types import (
     AdmissionAttributes,
     Dispatcher,
@@ -151,6 +151,8 @@ class ApiCore:
         self.auto_namespaces = auto_namespaces
         self.faults: list[ConflictFault] = []
         self._gc_tasks: set[asyncio.Task[None]] = set()
+        # (group, resource, version) → that version's openAPIV3Schema; reset on CRD writes
+        self._schemas: dict[tuple[str, str, str], dict[str, Any] | None] = {}
         store.on_removed = self._on_removed
 
     # --- faults -----------------------------------------------------------------------
@@ -373,6 +375,8 @@ class ApiCore:
         elif rt.status:
             obj.pop("status", None)
         obj = defaults.default_object(rt, obj, creating=True)
+        if rt.custom:
+            obj = self._prune_custom(rt, version, obj)
         attrs = await self._admit(
             ctx,
             operation="CREATE",
@@ -395,6 +399,8 @@ class ApiCore:
         if rt.key == _CRD_KEY:
             obj = self._crd_accept(obj)
         defaults.validate_create(rt, obj)
+        if rt.custom:
+            obj = self._check_custom(rt, version, obj, subresource="")
         await self._validate(attrs, object=obj, name=meta["name"])
         ns = namespace if rt.namespaced else ""
         if self.store.get(rt.key, ns, meta["name"]) is not None:
@@ -485,6 +491,8 @@ class ApiCore:
         new["metadata"] = new_meta
         if not subresource:
             new = defaults.default_object(rt, new, creating=False)
+        if rt.custom:
+            new = self._prune_custom(rt, version, new)
         attrs = await self._admit(
             ctx,
             operation="UPDATE",
@@ -501,7 +509,9 @@ class ApiCore:
             new = dict(attrs.object)
         if not subresource:
             defaults.validate_update(rt, old, new)
-        return await self._commit_update(ctx, rt, old=old, new=new, attrs=attrs)
+        return await self._commit_update(
+            ctx, rt, old=old, new=new, attrs=attrs, version=version, subresource=subresource
+        )
 
     async def _commit_update(
         self,
@@ -511,8 +521,12 @@ class ApiCore:
         old: dict[str, Any],
         new: dict[str, Any],
         attrs: AdmissionAttributes | None,
+        version: str,
+        subresource: str,
         validate_changes: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        if rt.custom:
+            new = self._check_custom(rt, version, new, subresource=subresource)
         old_meta = _meta(old)
         new_meta = dict(_meta(new))
         new_meta["resourceVersion"] = old_meta.get("resourceVersion")
@@ -843,16 +857,79 @@ class ApiCore:
         return {**crd, "status": status}
 
     def _register_crd(self, crd: dict[str, Any]) -> None:
+        self._schemas.clear()
         for rt in types_from_crd(crd):
             self.registry.add(rt)
 
     def _unregister_crd(self, crd: dict[str, Any]) -> None:
+        self._schemas.clear()
         for rt in types_from_crd(crd):
             for o in list(self.store.iter_objects(rt.key, None)):
                 m = _meta(o)
                 self.store.remove(rt, str(m.get("namespace") or ""), str(m["name"]))
             self.registry.remove(rt.group, rt.resource)
             self.store.drop_type(rt.key)
+
+    # --- custom resource schemas -------------------------------------------------------
+
+    def _schema_of(self, rt: ResourceType, version: str) -> dict[str, Any] | None:
+        """The openAPIV3Schema the CRD of ``rt`` declares for ``version`` (cached)."""
+        key = (rt.group, rt.resource, version)
+        if key in self._schemas:
+            return self._schemas[key]
+        crd = self.store.get(_CRD_KEY, "", rt.qualified)
+        if crd is None:
+            crd = next(
+                (
+                    c
+                    for c in self.store.iter_objects(_CRD_KEY, None)
+                    if (c.get("spec") or {}).get("group") == rt.group
+                    and ((c.get("spec") or {}).get("names") or {}).get("plural") == rt.resource
+                ),
+                None,
+            )
+        spec = (crd or {}).get("spec") or {}
+        found: Any = None
+        for v in spec.get("versions") or []:
+            if v.get("name") == version:
+                found = (v.get("schema") or {}).get("openAPIV3Schema")
+        if found is None:
+            found = (spec.get("validation") or {}).get("openAPIV3Schema")
+        self._schemas[key] = found if isinstance(found, dict) and found else None
+        return self._schemas[key]
+
+    def _prune_custom(self, rt: ResourceType, version: str, obj: dict[str, Any]) -> dict[str, Any]:
+        s = self._schema_of(rt, version)
+        return obj if s is None else schema.prune(obj, s)
+
+    def _check_custom(
+        self, rt: ResourceType, version: str, obj: dict[str, Any], *, subresource: str
+    ) -> dict[str, Any]:
+        """Prune and validate a custom resource after mutating admission; 422 if invalid.
+
+        A status write checks the status; other writes check all but a status kept apart
+        by the status subresource (it is the stored one, already checked).
+        """
+        s = self._schema_of(rt, version)
+        if s is None:
+            return obj
+        obj = schema.prune(obj, s)
+        if subresource == "status":
+            status_schema = (s.get("properties") or {}).get("status")
+            causes = (
+                schema.validate(obj["status"], status_schema, path="status")
+                if "status" in obj and isinstance(status_schema, dict)
+                else []
+            )
+        elif rt.status and "status" in obj:
+            causes = schema.validate({k: v for k, v in obj.items() if k != "status"}, s)
+        else:
+            causes = schema.validate(obj, s)
+        if causes:
+            raise errors.invalid(
+                kind=rt.kind, group=rt.group, name=str(_meta(obj).get("name") or ""), causes=causes
+            )
+        return obj
 
     # --- scale ------------------------------------------------------------------------
 
@@ -935,7 +1012,14 @@ class ApiCore:
             )
         new = _set_path(obj, rt.scale.spec_replicas_path, replicas)
         stored = await self._commit_update(
-            ctx, rt, old=obj, new=new, attrs=attrs, validate_changes={"object": new_scale}
+            ctx,
+            rt,
+            old=obj,
+            new=new,
+            attrs=attrs,
+            version=version,
+            subresource="scale",
+            validate_changes={"object": new_scale},
         )
         return self.scale_of(rt, stored)
 

@@ -49,6 +49,18 @@ CLONESET = {
 }
 
 
+def cloneset_status(**fields: object) -> dict[str, object]:
+    """A CloneSet status with the fields its CRD requires (the API server checks them)."""
+    required = {
+        "replicas": 0,
+        "readyReplicas": 0,
+        "availableReplicas": 0,
+        "updatedReplicas": 0,
+        "updatedReadyReplicas": 0,
+    }
+    return {**required, **fields}
+
+
 @pytest.fixture
 async def stub(kube: KubeClient) -> AsyncIterator[Stub]:
     servicer = ClusterApi(kube)
@@ -277,7 +289,7 @@ async def test_patch_status_subresource(stub: Stub) -> None:
             ref=CS,
             type=MERGE,
             subresource="status",
-            patch=b'{"status":{"replicas":2}}',
+            patch=orjson.dumps({"status": cloneset_status(replicas=2)}),
             preconditions=Pre(resource_version=created.resource_version),
         )
     )
@@ -286,7 +298,9 @@ async def test_patch_status_subresource(stub: Stub) -> None:
 
 async def test_update_status(stub: Stub) -> None:
     created = await create_cloneset(stub)
-    status = orjson.dumps({"replicas": 0, "labelSelector": "app=web", "observedGeneration": 1})
+    status = orjson.dumps(
+        cloneset_status(replicas=0, labelSelector="app=web", observedGeneration=1)
+    )
     code, details = await code_of(
         stub.UpdateStatus(cluster_pb2.UpdateStatusRequest(ref=CS, status_json=status))
     )
@@ -327,7 +341,7 @@ async def test_update_status_conflict_injected_by_the_server(stub: Stub, kube: K
     )
     request = cluster_pb2.UpdateStatusRequest(
         ref=CS,
-        status_json=b'{"replicas":1}',
+        status_json=orjson.dumps(cloneset_status(replicas=1)),
         preconditions=Pre(resource_version=created.resource_version),
     )
     code, _ = await code_of(stub.UpdateStatus(request))
@@ -359,7 +373,7 @@ async def test_get_scale(stub: Stub) -> None:
     await stub.UpdateStatus(
         cluster_pb2.UpdateStatusRequest(
             ref=CS,
-            status_json=b'{"replicas":2,"labelSelector":"app=web"}',
+            status_json=orjson.dumps(cloneset_status(replicas=2, labelSelector="app=web")),
             preconditions=Pre(resource_version=created.resource_version),
         )
     )

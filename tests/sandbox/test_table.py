@@ -861,7 +861,15 @@ async def _create_sample_cloneset(raw: Raw) -> None:
     base = "/apis/apps.kruise.io/v1alpha1/namespaces/default/clonesets"
     code, _, out = await raw.call("POST", base, body)
     assert code == 201, out
-    status = {"status": {"replicas": 10, "updatedReplicas": 8, "readyReplicas": 9}}
+    status = {
+        "status": {
+            "replicas": 10,
+            "updatedReplicas": 8,
+            "readyReplicas": 9,
+            "availableReplicas": 9,
+            "updatedReadyReplicas": 7,
+        }
+    }
     code, _, out = await raw.call(
         "PATCH", f"{base}/sample/status", status, content_type="application/merge-patch+json"
     )
@@ -883,7 +891,7 @@ async def test_cloneset_table_shows_the_crd_columns(kruise_raw: Raw) -> None:
         9,
         10,
     )
-    assert by_col["UPDATED_READY"] is None
+    assert by_col["UPDATED_READY"] == 7
     assert re.fullmatch(r"\d+s", by_col["AGE"])  # an age, as the real CRD convertor sends
     assert (by_col["CONTAINERS"], by_col["IMAGES"]) == ("nginx", "nginx:alpine")
 
