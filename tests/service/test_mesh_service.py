@@ -209,36 +209,6 @@ async def test_health_readiness_and_metrics(placement):
         await asyncio.sleep(0)
 
 
-def test_workloads_of_different_kinds_with_one_name_do_not_collide():
-    from services.kit.cache import ObjectCache, workload_name
-
-    cache = ObjectCache()
-    for api_version, kind in [
-        ("apps/v1", "StatefulSet"),
-        ("apps/v1", "Deployment"),
-        ("apps.kruise.io/v1beta1", "StatefulSet"),
-    ]:
-        view = views_pb2.WorkloadView(
-            meta=views_pb2.ObjectMeta(namespace="ns", name="web"),
-            api_version=api_version,
-            kind=kind,
-        )
-        cache.apply(
-            mesh_pb2.WatchEvent(
-                type=mesh_pb2.WatchEvent.TYPE_ADDED,
-                kind=mesh_pb2.KIND_WORKLOAD,
-                object=views_pb2.ObjectView(workload=view),
-            )
-        )
-    assert cache.count(mesh_pb2.KIND_WORKLOAD) == 3
-    found = cache.get(
-        mesh_pb2.KIND_WORKLOAD,
-        "ns",
-        workload_name(api_version="apps.kruise.io/v1beta1", kind="StatefulSet", name="web"),
-    )
-    assert found.api_version == "apps.kruise.io/v1beta1"
-
-
 async def test_a_newer_sync_stream_preempts_the_old_one(placement):
     """A new leader's stream wins at once; the old stream's next message is not applied."""
     _, channel = placement
