@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 
 import orjson
@@ -19,6 +18,7 @@ from sandbox.admission import WebhookDispatcher
 from sandbox.admission_types import Dispatcher, ObjectSource
 from sandbox.app import Sandbox, WorldSpec
 from sandbox.world import World
+from services.kit.rpc import wait_for_signal
 
 
 def _world(sb: Sandbox) -> World:
@@ -30,10 +30,6 @@ def _dispatcher(source: ObjectSource) -> Dispatcher:
 
 
 async def _run(args: argparse.Namespace) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     world: list[WorldSpec] = [_world] if args.world else []
     async with Sandbox(
         world=world,
@@ -53,7 +49,7 @@ async def _run(args: argparse.Namespace) -> None:
         }
         sys.stdout.write(orjson.dumps(line).decode() + "\n")
         sys.stdout.flush()
-        await stop.wait()
+        await wait_for_signal()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,7 +1,7 @@
 """The gateway's ClusterService: the writes services ask for, with the preconditions they carry.
 
 Thin: each RPC converts the request, delegates to ``KubeClient`` and converts the answer.
-The request-shaping helpers (``patch_body``, ``status_update_body``, ``delete_options``,
+The request-shaping helpers (``patch_body``, ``status_patch``, ``delete_options``,
 ``event_body``, ``scale_response``) are pure functions, table-tested.
 
 Status codes (services/kit/errors.py)::
@@ -118,14 +118,19 @@ def precondition_failure(
     return None
 
 
-def status_update_body(
-    *, current: dict[str, Any], status: dict[str, Any], resource_version: str
-) -> bytes:
-    """``current`` with ``.status`` replaced, conditional on ``resource_version``. Pure."""
-    updated = dict(current)
-    updated["metadata"] = {**(current.get("metadata") or {}), "resourceVersion": resource_version}
-    updated["status"] = status
-    return orjson.dumps(updated)
+def status_patch(
+    *, status: dict[str, Any], preconditions: cluster_pb2.Preconditions
+) -> tuple[bytes, str]:
+    """One conditional JSON patch that replaces the whole ``.status``. Pure.
+
+    ``add`` on an existing member replaces it, so keys the decision dropped are gone (a
+    merge patch would keep them); ``patch_body`` prepends the precondition ``test`` ops.
+    One request, no read first.
+    """
+    replace = orjson.dumps([{"op": "add", "path": "/status", "value": status}])
+    return patch_body(
+        patch_type=cluster_pb2.PATCH_TYPE_JSON, patch=replace, preconditions=preconditions
+    )
 
 
 def delete_options(
@@ -311,17 +316,6 @@ class ClusterApi(cluster_pb2_grpc.ClusterServiceServicer):
         res, path = await self._object_path(request.ref, subresource=request.subresource or None)
         if request.subresource and request.subresource not in res.subresources:
             raise errors.Invalid(f"subresource: kind {res.kind} has no {request.subresource}")
-        pre = request.preconditions
-        if pre.uid and not pre.resource_version:
-            # A uid alone is checked here as well: API servers that do not reject a changed
-            # metadata.uid in a patch (the sandbox) would otherwise let it through. With a
-            # resourceVersion the server's check covers identity too (versions are unique).
-            current = await self.kube.request_json(
-                "GET", self.kube.path(res, namespace=request.ref.namespace, name=request.ref.name)
-            )
-            why = precondition_failure(current, pre)
-            if why is not None:
-                raise errors.Conflict(f"precondition failed: {why}")
         try:
             raw = await self.kube.request(
                 "PATCH",
@@ -359,14 +353,19 @@ class ClusterApi(cluster_pb2_grpc.ClusterServiceServicer):
             raise errors.Invalid("preconditions.resource_version is required")
         status: dict[str, Any] = parse_json(request.status_json, field="status_json", want=dict)
         res, path = await self._object_path(request.ref)
-        current = await self.kube.request_json("GET", path)
-        if pre.uid and (current.get("metadata") or {}).get("uid") != pre.uid:
-            raise errors.Conflict(f"precondition failed: {precondition_failure(current, pre)}")
-        body = status_update_body(
-            current=current, status=status, resource_version=pre.resource_version
-        )
-        put_path = path + "/status" if "status" in res.subresources else path
-        raw = await self.kube.request("PUT", put_path, body=body, query=_dry_run(request.dry_run))
+        body, content_type = status_patch(status=status, preconditions=pre)
+        target = path + "/status" if "status" in res.subresources else path
+        try:
+            raw = await self.kube.request(
+                "PATCH",
+                target,
+                body=body,
+                content_type=content_type,
+                query=_dry_run(request.dry_run),
+            )
+        except errors.Invalid as e:
+            await self._raise_if_stale(request.ref, pre, e)
+            raise
         return object_response(raw)
 
     async def _delete(self, request: cluster_pb2.DeleteRequest) -> cluster_pb2.DeleteResponse:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 
 import aiohttp
@@ -292,7 +291,6 @@ async def test_webhook_down_fails_deletes_under_fail_and_passes_under_ignore(
     await kube.request(
         "DELETE", "/api/v1/namespaces/down-fail/pods/victim", query={"gracePeriodSeconds": "0"}
     )
-    await asyncio.sleep(0)
 
 
 async def test_a_webhook_the_service_does_not_have_fails_the_call(mesh: LocalMesh) -> None:

@@ -67,9 +67,20 @@ async def test_local_mode_installs_registers_serves_and_cleans_up(tmp_path: Path
         for kind in ("mutatingwebhookconfigurations", "validatingwebhookconfigurations"):
             left = await kube.request_json("GET", f"{WEBHOOKS}/{kind}")
             assert not [i for i in left["items"] if i["metadata"]["name"].endswith("-local")]
-        # With the mesh gone and its webhooks removed, the cluster works on its own.
+        # With the mesh gone and its webhooks removed, the cluster admits pods on its own
+        # (a leftover webhook with failurePolicy Fail would refuse this eviction).
         pod = await create_pod(kube, "local-mode", "after-the-mesh")
-        assert orjson.dumps(pod)
+        assert pod["metadata"]["name"] == "after-the-mesh"
+        eviction = {
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": {"name": "after-the-mesh", "namespace": "local-mode"},
+        }
+        await kube.request(
+            "POST",
+            "/api/v1/namespaces/local-mode/pods/after-the-mesh/eviction",
+            body=orjson.dumps(eviction),
+        )
     finally:
         await kube.close()
         await cluster.stop()

@@ -20,7 +20,7 @@ from services.gateway.cluster_api import (
     event_body,
     patch_body,
     scale_response,
-    status_update_body,
+    status_patch,
 )
 from services.gateway.kube.client import KubeClient
 from services.kit import errors
@@ -162,15 +162,28 @@ def test_patch_body_rejects(
         patch_body(patch_type=patch_type, patch=patch, preconditions=Pre())
 
 
-def test_status_update_body_replaces_status_and_pins_the_version() -> None:
-    current = {"metadata": {"name": "a", "resourceVersion": "9"}, "spec": {}, "status": {"x": 1}}
-    body = orjson.loads(status_update_body(current=current, status={"y": 2}, resource_version="5"))
-    assert body == {
-        "metadata": {"name": "a", "resourceVersion": "5"},
-        "spec": {},
-        "status": {"y": 2},
-    }
-    assert current["status"] == {"x": 1}
+@pytest.mark.parametrize(
+    ("pre", "tests"),
+    [
+        pytest.param(
+            Pre(resource_version="5"),
+            [{"op": "test", "path": "/metadata/resourceVersion", "value": "5"}],
+            id="decided on version 5: the write holds only while it is still 5",
+        ),
+        pytest.param(
+            Pre(resource_version="5", uid="u-1"),
+            [
+                {"op": "test", "path": "/metadata/resourceVersion", "value": "5"},
+                {"op": "test", "path": "/metadata/uid", "value": "u-1"},
+            ],
+            id="and on that very object, not a namesake re-created since",
+        ),
+    ],
+)
+def test_status_patch_replaces_the_whole_status_conditionally(pre, tests) -> None:
+    body, content_type = status_patch(status={"y": 2}, preconditions=pre)
+    assert content_type == "application/json-patch+json"
+    assert orjson.loads(body) == [*tests, {"op": "add", "path": "/status", "value": {"y": 2}}]
 
 
 def test_delete_options() -> None:
@@ -317,6 +330,17 @@ async def test_update_status(stub: Stub) -> None:
     obj = orjson.loads(updated.object_json)
     assert obj["status"]["labelSelector"] == "app=web"
     assert obj["spec"]["replicas"] == 3
+
+    # The new status replaces the old one whole: a key the decision left out is gone.
+    without = await stub.UpdateStatus(
+        cluster_pb2.UpdateStatusRequest(
+            ref=CS,
+            status_json=orjson.dumps(cloneset_status(replicas=0)),
+            preconditions=Pre(resource_version=updated.resource_version),
+        )
+    )
+    assert "labelSelector" not in orjson.loads(without.object_json)["status"]
+    updated = without
 
     for stale in (
         Pre(resource_version=created.resource_version),
