@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[mesh_pb2.AdmissionRequest], Awaitable[mesh_pb2.AdmissionResponse]]
 Listener = Callable[[mesh_pb2.WatchEvent], None]
+SnapshotListener = Callable[[], None]
 
 # Answers per ReviewStream message, at most.
 MAX_BATCH = 256
@@ -75,11 +76,16 @@ class MeshServicer(mesh_pb2_grpc.MeshServiceServicer):
         self.reviews = 0
         self.on_synced: Callable[[bool], None] = lambda synced: None
         self._listeners: list[Listener] = []
+        self._snapshot_listeners: list[SnapshotListener] = []
         self._stream_generation = 0
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener`` for every event applied after the snapshot (for reconcile loops)."""
         self._listeners.append(listener)
+
+    def add_snapshot_listener(self, listener: SnapshotListener) -> None:
+        """Call ``listener`` after each snapshot replaced the cache (rebuild indexes, resync)."""
+        self._snapshot_listeners.append(listener)
 
     # ---- events -------------------------------------------------------------------------
     async def Sync(
@@ -115,6 +121,8 @@ class MeshServicer(mesh_pb2_grpc.MeshServiceServicer):
             if message.snapshot_end and staged is not None:
                 self.cache.replace(staged)
                 staged = None
+                for on_snapshot in self._snapshot_listeners:
+                    on_snapshot()
                 if not self.synced:
                     self.synced = True
                     self.on_synced(True)

@@ -3,16 +3,20 @@
     await run_service(spec, argv)        # the body of each service's __main__
 
 ``ServiceSpec`` names what differs between placement, rollout and budget: the
-kinds of view they want, their webhook handlers, and their own read servicers.
-``start_service`` is the same without signal handling, for tests.
+kinds of view they want, their webhook handlers, their own read servicers, and
+the ``Feature`` (reconcile loops plus the handlers that need their state) built
+once the replica's cache and cluster client exist. ``start_service`` is the same
+without signal handling, for tests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import grpc
 from grpc_health.v1 import health_pb2
@@ -31,12 +35,38 @@ ExtraServicer = Callable[[MeshServicer, grpc.aio.Server], str]
 """Registers one more servicer on the server, given the mesh servicer; returns its full name."""
 
 
+class Feature(Protocol):
+    """A service's feature: webhook handlers over its state, and loops that run beside them."""
+
+    @property
+    def handlers(self) -> Mapping[str, Handler]: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class FeatureContext:
+    """What a feature is built from: the replica's mesh servicer (its cache), the cluster
+    client, the service's configuration and its environment (feature settings)."""
+
+    mesh: MeshServicer
+    cluster: ClusterClient
+    config: ServiceConfig
+    env: Mapping[str, str]
+
+
+FeatureFactory = Callable[[FeatureContext], Feature]
+
+
 @dataclass(frozen=True)
 class ServiceSpec:
     name: str
     kinds: Sequence[int]
     handlers: Mapping[str, Handler]
     extra: Sequence[ExtraServicer] = field(default_factory=tuple)
+    feature: FeatureFactory | None = None
 
 
 @dataclass
@@ -46,18 +76,32 @@ class RunningService:
     grpc: Server
     ops: OpsServer
     cluster: ClusterClient
+    feature: Feature | None = None
 
     async def stop(self, grace: float = 5.0) -> None:
+        if self.feature is not None:
+            await self.feature.stop()
         await self.grpc.stop(grace)
         await self.ops.stop()
         await self.cluster.close()
 
 
-async def start_service(spec: ServiceSpec, config: ServiceConfig) -> RunningService:
+async def start_service(
+    spec: ServiceSpec, config: ServiceConfig, *, env: Mapping[str, str] | None = None
+) -> RunningService:
     mesh = MeshServicer(
         service=spec.name, replica=config.advertise, kinds=spec.kinds, handlers=spec.handlers
     )
     names = ["kruise.common.v1.MeshService"]
+    # The feature exists before the server serves, so its listeners see the first snapshot.
+    cluster = ClusterClient.connect(config.gateway, component=spec.name)
+    feature = None
+    if spec.feature is not None:
+        context = FeatureContext(
+            mesh=mesh, cluster=cluster, config=config, env=os.environ if env is None else env
+        )
+        feature = spec.feature(context)
+        mesh.handlers.update(feature.handlers)
 
     def register_mesh(server: grpc.aio.Server) -> None:
         mesh_pb2_grpc.add_MeshServiceServicer_to_server(mesh, server)
@@ -95,8 +139,11 @@ async def start_service(spec: ServiceSpec, config: ServiceConfig) -> RunningServ
             "advertise": config.advertise,
         },
     )
-    cluster = ClusterClient.connect(config.gateway, component=spec.name)
-    return RunningService(config=config, mesh=mesh, grpc=server, ops=ops, cluster=cluster)
+    if feature is not None:
+        await feature.start()
+    return RunningService(
+        config=config, mesh=mesh, grpc=server, ops=ops, cluster=cluster, feature=feature
+    )
 
 
 async def run_service(spec: ServiceSpec, argv: Sequence[str] | None = None) -> None:
@@ -104,7 +151,7 @@ async def run_service(spec: ServiceSpec, argv: Sequence[str] | None = None) -> N
     logs.setup(component=spec.name, level=config.log_level, json_format=config.json_logs)
     try:
         running = await start_service(spec, config)
-    except OSError as e:
+    except (OSError, ValueError) as e:  # a port in use, a bad feature setting
         log.error("cannot start: %s", e)
         raise SystemExit(1) from None
     # A single machine-readable line tells a supervisor (the CLI, tests) where we listen.

@@ -1,0 +1,86 @@
+"""Which workloads a PersistentPodState can target, and how a target is named.
+
+Pure; no I/O. Targets are StatefulSets (``apps/v1`` and ``apps.kruise.io``) and the
+"StatefulSet-like" kinds configured in ``KRUISE_MESH_STATEFULSET_LIKE_KINDS``
+(OpenKruise 1.4's custom-workload whitelist): kinds with a ``/scale`` subresource
+whose pods are named ``<name>-<ordinal>``. References compare by API group, kind
+and name; the version is ignored (OpenKruise's ``IsReferenceEqual``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+
+from kruise.common.v1 import views_pb2
+from services.kit.cache import workload_name
+from services.placement.recording import Target
+
+NATIVE_TARGETS: frozenset[tuple[str, str]] = frozenset(
+    {("apps", "StatefulSet"), ("apps.kruise.io", "StatefulSet")}
+)
+
+
+def group_of(api_version: str) -> str | None:
+    """The API group of an apiVersion; None when it is not ``[group/]version``.
+
+    >>> group_of("apps/v1"), group_of("v1"), group_of("a/b/c"), group_of("")
+    ('apps', '', None, None)
+    """
+    parts = api_version.split("/")
+    if not api_version or len(parts) > 2 or not all(parts):
+        return None
+    return parts[0] if len(parts) == 2 else ""
+
+
+@dataclass(frozen=True, slots=True)
+class TargetKinds:
+    """The (group, kind) pairs a PersistentPodState may target."""
+
+    extra: frozenset[tuple[str, str]] = frozenset()
+
+    @classmethod
+    def with_extra(cls, pairs: Iterable[tuple[str, str]]) -> TargetKinds:
+        return cls(extra=frozenset(pairs))
+
+    @property
+    def all(self) -> frozenset[tuple[str, str]]:
+        return NATIVE_TARGETS | self.extra
+
+    def accepts(self, *, api_version: str, kind: str) -> bool:
+        group = group_of(api_version)
+        return group is not None and (group, kind) in self.all
+
+
+def target_key(*, api_version: str, kind: str, name: str) -> str:
+    """The cache name of a referenced workload (version-free: ``group/Kind/name``)."""
+    return workload_name(api_version=api_version, kind=kind, name=name)
+
+
+def controller_ref(
+    refs: Iterable[views_pb2.OwnerReference],
+) -> views_pb2.OwnerReference | None:
+    """The ownerReference marked ``controller: true``, if any."""
+    for ref in refs:
+        if ref.controller:
+            return ref
+    return None
+
+
+def target_of(workload: views_pb2.WorkloadView) -> Target:
+    """Replicas (1 when unset, as the API server defaults), reserved ordinals, deleting."""
+    return Target(
+        replicas=workload.spec_replicas if workload.HasField("spec_replicas") else 1,
+        reserve_ordinals=frozenset(workload.reserve_ordinals),
+        deleting=bool(workload.meta.deletion_unix_ms),
+    )
+
+
+def first_live(
+    candidates: Collection[views_pb2.PersistentPodStateView],
+) -> views_pb2.PersistentPodStateView | None:
+    """The first PersistentPodState (by name) that is not being deleted."""
+    for pps in sorted(candidates, key=lambda p: p.meta.name):
+        if not pps.meta.deletion_unix_ms:
+            return pps
+    return None
