@@ -21,11 +21,12 @@ from rich.console import Console
 from rich.table import Table
 
 from kruise.common.v1 import mesh_pb2, mesh_pb2_grpc
+from services.cli import demo_placement
 from services.cli.local import ROOT, SERVICES, LocalMesh
 from services.gateway.kube.client import KubeClient
 from services.kit import errors
 
-NAMESPACES = ["demo-a", "demo-b", "demo-c", "demo-d"]
+NAMESPACES = ["demo-a", "demo-b", "demo-c", "demo-d", demo_placement.NAMESPACE]
 
 
 def demo_pod(name: str) -> dict[str, Any]:
@@ -193,9 +194,11 @@ async def walk_through(kube: KubeClient, mesh: LocalMesh, console: Console) -> N
                 f"{s}-{i}", address, str(status.synced), str(cached), str(status.admission_reviews)
             )
     console.print(replicas)
-    console.rule("3. features")
+    console.rule("3. PersistentPodState: a re-created pod goes back to its node and IP")
+    await demo_placement.show_persistent_pod_state(kube, mesh, console, wait_for=wait_for)
+    console.rule("4. still to come")
     console.print(
-        "PersistentPodState, CloneSet partition, lifecycle hooks and PodUnavailableBudget "
-        "are not built yet: their webhooks admit everything (README, 'What works today').",
+        "CloneSet partition, lifecycle hooks and PodUnavailableBudget are not built yet: "
+        "their webhooks admit everything (README, 'What works today').",
         soft_wrap=False,
     )

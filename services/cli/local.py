@@ -7,7 +7,9 @@
 Every component is a separate process (see ``procs``). ``gateways`` > 1 runs several
 gateways (one holds the Lease and runs the watch hub); ``discovery`` makes the gateways
 find the service replicas from EndpointSlices, as in a cluster, instead of a static
-list. With ``kubeconfig`` set
+list. ``statefulset_like`` (``group/version/Kind`` strings) sets
+``KRUISE_MESH_STATEFULSET_LIKE_KINDS`` for the gateways and the placement replicas,
+which then watch and accept those custom workload kinds. With ``kubeconfig`` set
 the sandbox is not started and the gateway runs against that cluster in local
 mode: it installs the CRDs, registers the webhook configurations with a ``url:``
 pointing at itself, and removes them on exit.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -28,6 +31,7 @@ import orjson
 from kruise.common.v1 import mesh_pb2, mesh_pb2_grpc
 from services.cli import procs
 from services.kit import errors
+from services.kit.config import STATEFULSET_LIKE_KINDS_ENV, parse_statefulset_like_kinds
 
 SERVICES = ("placement", "rollout", "budget")
 MESH_NAMESPACE = "kruise-mesh"
@@ -49,8 +53,11 @@ class LocalMesh:
     lease_seconds: float = 15.0
     gateway_args: list[str] = field(default_factory=list)
     sandbox_args: list[str] = field(default_factory=list)
+    statefulset_like: Sequence[str] = ()
 
     def __post_init__(self) -> None:
+        # A malformed kind fails here, not as a gateway that never becomes ready.
+        parse_statefulset_like_kinds(",".join(self.statefulset_like))
         self.procs: dict[str, procs.Proc] = {}
         self.addresses: dict[str, list[str]] = {}
         self.sandbox_url: str | None = None
@@ -60,6 +67,12 @@ class LocalMesh:
         self.webhook_port = 0
         self.logs = self.workdir / "logs"
         self._external_kubeconfig = self.kubeconfig is not None
+
+    def _kinds_env(self, component: str) -> dict[str, str] | None:
+        """The environment naming the custom workload kinds, for the components that read it."""
+        if not self.statefulset_like or component not in ("gateway", "placement"):
+            return None
+        return {STATEFULSET_LIKE_KINDS_ENV: ",".join(self.statefulset_like)}
 
     def count(self, service: str) -> int:
         return self.replicas if isinstance(self.replicas, int) else self.replicas.get(service, 1)
@@ -178,6 +191,7 @@ class LocalMesh:
                 f"127.0.0.1:{port}",
             ],
             log_dir=self.logs,
+            env=self._kinds_env(service),
         )
         self.procs[name] = proc
         return proc
@@ -232,7 +246,12 @@ class LocalMesh:
         else:
             args += ["--webhook-port", str(procs.free_port())]
         proc = await procs.start(
-            name, "services.gateway", [*args, *self.gateway_args], log_dir=self.logs, timeout=60
+            name,
+            "services.gateway",
+            [*args, *self.gateway_args],
+            log_dir=self.logs,
+            env=self._kinds_env("gateway"),
+            timeout=60,
         )
         self.procs[name] = proc
         return proc

@@ -27,10 +27,11 @@ from services.gateway import certs, register
 from services.gateway.cluster_api import ClusterApi, add_to_server
 from services.gateway.config import GatewayConfig
 from services.gateway.discovery import EndpointSliceDiscovery
-from services.gateway.hub import Hub, ReflectorConfig
+from services.gateway.hub import WATCHED, Hub, ReflectorConfig
 from services.gateway.kube.client import KubeClient
 from services.gateway.leader import LeaderElector
 from services.gateway.routing import Router
+from services.gateway.statefulset_like import resolve_statefulset_like
 from services.gateway.sync import SyncManager
 from services.gateway.webhook.forward import AdmissionForwarder
 from services.gateway.webhook.server import WebhookServer, start_webhook_server
@@ -62,8 +63,12 @@ class Leading:
     sync: SyncManager | None = None
 
     async def start(self) -> None:
+        # Looked up at every start, so a new lease holder sees CRDs installed since.
+        custom = await resolve_statefulset_like(self.kube, self.config.statefulset_like)
         self.hub = Hub(
-            self.kube, config=ReflectorConfig(read_timeout=self.config.watch_inactivity_s)
+            self.kube,
+            kinds=(*WATCHED, *custom),
+            config=ReflectorConfig(read_timeout=self.config.watch_inactivity_s),
         )
         await self.hub.start()
         self.sync = SyncManager(self.hub, self.router)

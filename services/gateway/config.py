@@ -11,6 +11,11 @@ from pathlib import Path
 from typing import Literal
 
 from services.gateway.routing import parse_service_names, parse_static_services
+from services.kit.config import (
+    STATEFULSET_LIKE_KINDS_ENV,
+    WorkloadKind,
+    parse_statefulset_like_kinds,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,6 +42,8 @@ class GatewayConfig:
     renew_seconds: float = 5.0
     review_mode: Literal["stream", "unary"] = "stream"
     watch_inactivity_s: float = 70.0
+    # Custom StatefulSet-like kinds watched as workloads (services.gateway.statefulset_like).
+    statefulset_like: tuple[WorkloadKind, ...] = ()
     log_level: str = "INFO"
     json_logs: bool = True
 
@@ -116,6 +123,13 @@ def parse_gateway_config(
         "admission hop: stream or unary",
         choices=["stream", "unary"],
     )
+    add(
+        "--statefulset-like-kinds",
+        STATEFULSET_LIKE_KINDS_ENV,
+        "",
+        "custom workload kinds with /scale to watch for PersistentPodState: "
+        "'apps.example.io/v1/ShardSet,...'",
+    )
     add("--log-level", "KRUISE_MESH_LOG_LEVEL", "INFO", "log level")
     p.add_argument(
         "--no-leader-election", action="store_true", help="run the watch hub unconditionally"
@@ -130,6 +144,10 @@ def parse_gateway_config(
         names = parse_service_names(a.service_names) if a.service_names else {}
     except ValueError as e:
         p.error(str(e))
+    try:
+        statefulset_like = parse_statefulset_like_kinds(a.statefulset_like_kinds)
+    except ValueError as e:
+        p.error(f"--statefulset-like-kinds: {e}")
     if not static and not names:
         p.error("name the service replicas: --services (static) or --service-names (discovery)")
     if not 0 < a.renew_seconds < a.lease_seconds:
@@ -154,6 +172,7 @@ def parse_gateway_config(
         renew_seconds=a.renew_seconds,
         review_mode=a.review_mode,
         watch_inactivity_s=a.watch_inactivity,
+        statefulset_like=statefulset_like,
         log_level=a.log_level,
         json_logs=not a.plain_logs,
     )

@@ -47,7 +47,7 @@ from prometheus_client import Gauge
 
 from kruise.common.v1 import mesh_pb2, views_pb2
 from services.gateway.kube.discovery import Resource
-from services.gateway.projection import Json, object_projector
+from services.gateway.projection import Json, ScalePaths, object_projector
 from services.kit import errors
 
 log = logging.getLogger(__name__)
@@ -354,8 +354,12 @@ class Reflector(Generic[T]):
 
 @dataclass(frozen=True, slots=True)
 class WatchSpec:
+    """One kind the hub lists and watches; ``scale`` only for a custom StatefulSet-like kind
+    (its CRD's ``/scale`` paths, ``services.gateway.statefulset_like``)."""
+
     api_version: str
     kind: str
+    scale: ScalePaths | None = None
 
 
 WATCHED: tuple[WatchSpec, ...] = (
@@ -572,7 +576,9 @@ class Hub:
         self._tasks: list[asyncio.Task[None]] = []
         self._by_kind: dict[int, list[_Watched]] = {}
         for spec in kinds:
-            mesh_kind, project = object_projector(api_version=spec.api_version, kind=spec.kind)
+            mesh_kind, project = object_projector(
+                api_version=spec.api_version, kind=spec.kind, scale=spec.scale
+            )
 
             def to_bytes(
                 obj: Json, project: Callable[[Json], views_pb2.ObjectView] = project

@@ -17,12 +17,17 @@ Rules applied everywhere:
 Each kind maps to a ``Kind`` of ``mesh.proto``; several Kubernetes kinds
 (StatefulSet in ``apps/v1`` and ``apps.kruise.io/v1beta1``, Deployment,
 ReplicaSet) share ``KIND_WORKLOAD`` and are told apart by ``api_version``/``kind``.
+Custom StatefulSet-like kinds (``KRUISE_MESH_STATEFULSET_LIKE_KINDS``) are
+``KIND_WORKLOAD`` too, read generically through their CRD's ``/scale`` paths
+(``ScalePaths``, ``fill_scaled_workload``).
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -228,6 +233,143 @@ def fill_workload(view: views_pb2.WorkloadView, obj: Json, *, api_version: str, 
     view.update_revision = _str(status.get("updateRevision"))
 
 
+@dataclass(frozen=True, slots=True)
+class ScalePaths:
+    """Where a custom kind keeps what ``/scale`` exposes: its CRD's ``subresources.scale``.
+
+    Simple dotted JSON paths such as ``.spec.replicas`` (Kubernetes allows no array
+    notation there). ``selector_path`` (``labelSelectorPath``) is optional in a CRD and
+    points at a *string*, a serialised label selector such as ``app=web,tier in (a,b)``.
+    """
+
+    replicas_path: str
+    selector_path: str = ""
+    status_replicas_path: str = ".status.replicas"
+
+
+def json_path_value(obj: Json, path: str) -> object:
+    """The value at a simple dotted JSON path (``.spec.replicas``); None when absent.
+
+    Pure. A path with array notation or an empty step reads nothing.
+
+    >>> json_path_value({"spec": {"replicas": 3}}, ".spec.replicas")
+    3
+    """
+    steps = path.removeprefix(".").split(".")
+    if "[" in path or not all(steps):
+        return None
+    node: object = obj
+    for step in steps:
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(step)
+    return node
+
+
+_SELECTOR_KEY = r"[A-Za-z0-9]([-A-Za-z0-9_./]*[A-Za-z0-9])?"
+_SELECTOR_VALUE = r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?"
+_SET_TERM = re.compile(rf"(?P<key>{_SELECTOR_KEY})\s+(?P<op>in|notin)\s*\((?P<values>[^()]*)\)")
+_EQUALITY_TERM = re.compile(
+    rf"(?P<key>{_SELECTOR_KEY})\s*(?P<op>==|=|!=)\s*(?P<value>{_SELECTOR_VALUE})"
+)
+_EXISTS_TERM = re.compile(rf"(?P<not>!?)\s*(?P<key>{_SELECTOR_KEY})")
+
+
+def _selector_terms(text: str) -> list[str]:
+    """``a=b,c in (x,y)`` → ``["a=b", "c in (x,y)"]``: commas outside parentheses split."""
+    terms: list[str] = []
+    depth = 0
+    start = 0
+    for i, char in enumerate(text):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "," and depth == 0:
+            terms.append(text[start:i].strip())
+            start = i + 1
+    terms.append(text[start:].strip())
+    return terms
+
+
+def parse_label_selector(text: str) -> views_pb2.LabelSelector | None:
+    """A serialised label selector (a ``/scale`` ``status.selector``) → LabelSelector.
+
+    Pure. ``k=v``/``k==v`` → matchLabels (a key repeated → ``In``); ``k!=v`` → ``NotIn
+    [v]``; ``k in (a,b)``/``k notin (a,b)`` → ``In``/``NotIn``; ``k`` → ``Exists``; ``!k`` →
+    ``DoesNotExist``. The empty string selects everything (an empty selector). None for
+    anything else (``k>1`` has no LabelSelector form), so a malformed value sets nothing.
+
+    >>> parse_label_selector("app=web,tier notin (db)").match_labels["app"]
+    'web'
+    """
+    selector = views_pb2.LabelSelector()
+    if not text.strip():
+        return selector
+    for term in _selector_terms(text):
+        if m := _SET_TERM.fullmatch(term):
+            values = [v.strip() for v in m["values"].split(",")]
+            if not all(re.fullmatch(_SELECTOR_VALUE, v) for v in values):
+                return None
+            operator = "In" if m["op"] == "in" else "NotIn"
+            selector.match_expressions.add(
+                key=_intern(m["key"]), operator=operator, values=[_intern(v) for v in values]
+            )
+        elif m := _EQUALITY_TERM.fullmatch(term):
+            key, value = _intern(m["key"]), _intern(m["value"])
+            if m["op"] == "!=":
+                selector.match_expressions.add(key=key, operator="NotIn", values=[value])
+            elif key in selector.match_labels:
+                selector.match_expressions.add(key=key, operator="In", values=[value])
+            else:
+                selector.match_labels[key] = value
+        elif m := _EXISTS_TERM.fullmatch(term):
+            operator = "DoesNotExist" if m["not"] else "Exists"
+            selector.match_expressions.add(key=_intern(m["key"]), operator=operator)
+        else:
+            return None
+    return selector
+
+
+def fill_scaled_workload(
+    view: views_pb2.WorkloadView,
+    obj: Json,
+    *,
+    api_version: str,
+    kind: str,
+    replicas_path: str,
+    selector_path: str,
+    status_replicas_path: str = ".status.replicas",
+) -> None:
+    """A custom StatefulSet-like kind → WorkloadView, read through its ``/scale`` paths.
+
+    Pure. ``spec_replicas`` is the int at ``replicas_path`` (unset when missing or not an
+    int, as for a StatefulSet without replicas); ``selector`` is ``spec.selector`` when that
+    is a LabelSelector object, else the selector string at ``selector_path`` parsed
+    (``parse_label_selector``), else unset; ``status_replicas`` is the int at
+    ``status_replicas_path``. Placement reads replicas and uid to keep the pods
+    ``<name>-<ordinal>`` of a PersistentPodState's target.
+    """
+    view.api_version = _intern(api_version)
+    view.kind = _intern(kind)
+    fill_meta(view.meta, obj)
+    replicas = json_path_value(obj, replicas_path)
+    if isinstance(replicas, int) and not isinstance(replicas, bool):
+        view.spec_replicas = replicas
+    spec_selector = _dict(obj.get("spec")).get("selector")
+    if isinstance(spec_selector, Mapping):
+        fill_selector(view.selector, spec_selector)
+        view.selector.SetInParent()
+    elif selector_path:
+        text = json_path_value(obj, selector_path)
+        parsed = parse_label_selector(text) if isinstance(text, str) else None
+        if parsed is not None:
+            view.selector.CopyFrom(parsed)
+            view.selector.SetInParent()
+    view.status_replicas = _int(json_path_value(obj, status_replicas_path))
+    view.observed_generation = _int(_dict(obj.get("status")).get("observedGeneration"))
+
+
 def project_persistent_pod_state(obj: Json) -> views_pb2.PersistentPodStateView:
     """apps.kruise.io/v1alpha1 PersistentPodState → PersistentPodStateView."""
     view = views_pb2.PersistentPodStateView()
@@ -377,12 +519,32 @@ def fill_clone_set(view: views_pb2.CloneSetView, obj: Json) -> None:
 Projector = Callable[[Json], views_pb2.ObjectView]
 
 
-def object_projector(*, api_version: str, kind: str) -> tuple[int, Projector]:
+def object_projector(
+    *, api_version: str, kind: str, scale: ScalePaths | None = None
+) -> tuple[int, Projector]:
     """The mesh ``Kind`` and the ObjectView projector for a Kubernetes apiVersion/kind.
 
-    The view is filled in place inside its ObjectView (no copy). Raises KeyError
-    for a kind the mesh does not project.
+    The view is filled in place inside its ObjectView (no copy). With ``scale`` the
+    kind is a custom StatefulSet-like kind: ``KIND_WORKLOAD`` by ``fill_scaled_workload``,
+    whatever its name (a custom kind may well be called ``StatefulSet``). Without it, the
+    fixed table below decides; raises KeyError for a kind the mesh does not project.
     """
+    if scale is not None:
+
+        def scaled(o: Json) -> views_pb2.ObjectView:
+            out = views_pb2.ObjectView()
+            fill_scaled_workload(
+                out.workload,
+                o,
+                api_version=api_version,
+                kind=kind,
+                replicas_path=scale.replicas_path,
+                selector_path=scale.selector_path,
+                status_replicas_path=scale.status_replicas_path,
+            )
+            return out
+
+        return mesh_pb2.KIND_WORKLOAD, scaled
     if kind in ("StatefulSet", "Deployment", "ReplicaSet"):
 
         def workload(o: Json) -> views_pb2.ObjectView:

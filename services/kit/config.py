@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -82,3 +83,79 @@ def parse_service_config(
         log_level=args.log_level,
         json_logs=not args.plain_logs,
     )
+
+
+# -- StatefulSet-like workload kinds (shared by the gateway and placement) --------------------
+
+STATEFULSET_LIKE_KINDS_ENV = "KRUISE_MESH_STATEFULSET_LIKE_KINDS"
+
+_GROUP = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_VERSION = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+_KIND = re.compile(r"[A-Z]([-A-Za-z0-9]*[A-Za-z0-9])?")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadKind:
+    """A custom StatefulSet-like kind: it has a ``/scale`` subresource and names its pods
+    ``<name>-<ordinal>`` (OpenKruise 1.4 lets PersistentPodState target such kinds)."""
+
+    group: str
+    version: str
+    kind: str
+
+    @property
+    def api_version(self) -> str:
+        """``group/version``, as in an object's ``apiVersion``."""
+        return f"{self.group}/{self.version}"
+
+    def __str__(self) -> str:
+        return f"{self.group}/{self.version}/{self.kind}"
+
+
+def parse_statefulset_like_kinds(text: str) -> tuple[WorkloadKind, ...]:
+    """``"apps.example.io/v1/ShardSet, db.example.io/v1beta1/Ring"`` → WorkloadKinds, in order.
+
+    Pure. The value of ``KRUISE_MESH_STATEFULSET_LIKE_KINDS`` (gateway and placement):
+    comma-separated ``group/version/Kind`` entries, whitespace around each entry and part
+    trimmed; blank text, or a blank entry such as a trailing comma, names nothing. Raises
+    ValueError naming the first malformed entry:
+
+    - not exactly three ``/``-separated non-empty parts (``apps.example.io/ShardSet``);
+    - an empty group (``/v1/Pod``): core-group kinds are not custom workloads;
+    - a group that is not a lowercase DNS subdomain, a version that is not a lowercase
+      DNS label (``V1``), a Kind that does not start with an uppercase letter (``shardSet``);
+    - the same group and Kind twice, whatever the versions: objects would be sent twice.
+
+    >>> parse_statefulset_like_kinds(" apps.example.io/v1/ShardSet ,")
+    (WorkloadKind(group='apps.example.io', version='v1', kind='ShardSet'),)
+    """
+    out: list[WorkloadKind] = []
+    seen: dict[tuple[str, str], str] = {}
+    for raw in text.split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        parts = [p.strip() for p in entry.split("/")]
+        what = f"statefulset-like kind {entry!r}"
+        if len(parts) != 3 or not parts[1] or not parts[2]:
+            raise ValueError(
+                f"{what}: expected group/version/Kind, e.g. apps.example.io/v1/ShardSet"
+            )
+        group, version, kind = parts
+        if not group:
+            raise ValueError(f"{what}: the group is empty; core-group kinds are not allowed")
+        if not _GROUP.fullmatch(group):
+            raise ValueError(f"{what}: group {group!r} is not a lowercase DNS subdomain")
+        if not _VERSION.fullmatch(version):
+            raise ValueError(f"{what}: version {version!r} is not a lowercase DNS label like v1")
+        if not _KIND.fullmatch(kind):
+            raise ValueError(
+                f"{what}: Kind {kind!r} must start with an uppercase letter "
+                "and hold only letters, digits and '-'"
+            )
+        previous = seen.get((group, kind))
+        if previous is not None:
+            raise ValueError(f"{what}: {group}/{kind} is already listed as {previous!r}")
+        seen[(group, kind)] = entry
+        out.append(WorkloadKind(group=group, version=version, kind=kind))
+    return tuple(out)

@@ -1,14 +1,31 @@
-"""placement: PersistentPodState (recording, pod CREATE mutation, validation).
+"""placement: PersistentPodState (recording, auto-generation, pod CREATE mutation, validation).
 
-Until the PersistentPodState feature lands, its webhooks admit everything.
+Settings beyond the common flags come from the environment:
+``KRUISE_MESH_STATEFULSET_LIKE_KINDS`` (``group/version/Kind,...``) adds kinds a
+PersistentPodState may target, as OpenKruise 1.4's custom-workload whitelist.
 """
 
 from __future__ import annotations
 
 from kruise.common.v1 import mesh_pb2
-from services.kit.mesh import allow_all
-from services.kit.service import ServiceSpec, main
+from services.kit.config import STATEFULSET_LIKE_KINDS_ENV, parse_statefulset_like_kinds
+from services.kit.service import FeatureContext, ServiceSpec, main
 from services.placement import api
+from services.placement.controller import PlacementController
+from services.placement.targets import TargetKinds
+
+
+def build(context: FeatureContext) -> PlacementController:
+    extra = parse_statefulset_like_kinds(context.env.get(STATEFULSET_LIKE_KINDS_ENV, ""))
+    controller = PlacementController(
+        cache=context.mesh.cache,
+        cluster=context.cluster,
+        kinds=TargetKinds.with_extra((k.group, k.kind) for k in extra),
+    )
+    context.mesh.add_listener(controller.on_event)
+    context.mesh.add_snapshot_listener(controller.on_snapshot)
+    return controller
+
 
 SPEC = ServiceSpec(
     name="placement",
@@ -18,8 +35,9 @@ SPEC = ServiceSpec(
         mesh_pb2.KIND_WORKLOAD,
         mesh_pb2.KIND_PERSISTENT_POD_STATE,
     ],
-    handlers={"mutate-pods": allow_all, "validate-persistentpodstates": allow_all},
+    handlers={},
     extra=[api.register],
+    feature=build,
 )
 
 if __name__ == "__main__":

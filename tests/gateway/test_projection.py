@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from kruise.common.v1 import mesh_pb2
+from kruise.common.v1 import mesh_pb2, views_pb2
 from services.gateway import projection as p
 from tests.fixtures import REAL_APISERVER
 
@@ -299,3 +299,199 @@ def test_object_projector(api_version: str, kind: str, mesh_kind: int, field: st
 def test_unknown_kind_has_no_projector() -> None:
     with pytest.raises(KeyError):
         p.object_projector(api_version="v1", kind="ConfigMap")
+
+
+# -- custom StatefulSet-like kinds (read through their CRD's /scale paths) -----------------------
+
+SHARD_SCALE = p.ScalePaths(replicas_path=".spec.replicas", selector_path=".status.selector")
+
+
+def shardset(**sections: Any) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "metadata": {"namespace": "ns", "name": "db", "uid": "u-1", "resourceVersion": "9"},
+        "spec": {},
+        "status": {},
+    }
+    obj.update(sections)
+    return obj
+
+
+@pytest.mark.parametrize(
+    ("obj", "path", "expected"),
+    [
+        pytest.param({"spec": {"replicas": 3}}, ".spec.replicas", 3, id="CRD path"),
+        pytest.param({"spec": {"replicas": 3}}, "spec.replicas", 3, id="without the leading dot"),
+        pytest.param({"spec": {"shards": {"count": 4}}}, ".spec.shards.count", 4, id="nested"),
+        pytest.param({"spec": {}}, ".spec.replicas", None, id="missing field"),
+        pytest.param({"spec": 3}, ".spec.replicas", None, id="a scalar on the way"),
+        pytest.param({"spec": {"r": [1]}}, ".spec.r[0]", None, id="array notation reads nothing"),
+        pytest.param({"spec": {}}, ".spec..replicas", None, id="empty step reads nothing"),
+    ],
+)
+def test_json_path_value(obj: dict[str, Any], path: str, expected: object) -> None:
+    assert p.json_path_value(obj, path) == expected
+
+
+def selector_parts(selector: Any) -> tuple[dict[str, str], list[tuple[str, str, list[str]]]]:
+    return dict(selector.match_labels), [
+        (e.key, e.operator, list(e.values)) for e in selector.match_expressions
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "labels", "expressions"),
+    [
+        pytest.param("app=web", {"app": "web"}, [], id="equality"),
+        pytest.param("app==web, tier=db", {"app": "web", "tier": "db"}, [], id="== and spaces"),
+        pytest.param(
+            "example.io/shard=a,example.io/shard=b",
+            {"example.io/shard": "a"},
+            [("example.io/shard", "In", ["b"])],
+            id="a key repeated becomes In",
+        ),
+        pytest.param("app!=web", {}, [("app", "NotIn", ["web"])], id="inequality is NotIn"),
+        pytest.param(
+            "tier in (a, b),zone notin (z1)",
+            {},
+            [("tier", "In", ["a", "b"]), ("zone", "NotIn", ["z1"])],
+            id="set-based terms",
+        ),
+        pytest.param(
+            "ready,!drain",
+            {},
+            [("ready", "Exists", []), ("drain", "DoesNotExist", [])],
+            id="exists",
+        ),
+        pytest.param("", {}, [], id="empty selects everything"),
+    ],
+)
+def test_label_selector_string(
+    text: str, labels: dict[str, str], expressions: list[tuple[str, str, list[str]]]
+) -> None:
+    selector = p.parse_label_selector(text)
+    assert selector is not None
+    assert selector_parts(selector) == (labels, expressions)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("replicas>1", id="Gt has no LabelSelector form"),
+        pytest.param("app=web,,tier=db", id="empty term"),
+        pytest.param("tier in (a,(b))", id="nested parentheses"),
+        pytest.param("app=we b", id="space inside a value"),
+    ],
+)
+def test_malformed_label_selector_string_sets_nothing(text: str) -> None:
+    assert p.parse_label_selector(text) is None
+
+
+@pytest.mark.parametrize(
+    ("obj", "check"),
+    [
+        pytest.param(
+            shardset(spec={"replicas": 5}, status={"replicas": 4, "selector": "app=db"}),
+            lambda v: (
+                (v.spec_replicas, v.status_replicas, dict(v.selector.match_labels))
+                == (5, 4, {"app": "db"})
+            ),
+            id="replicas and the selector string of /scale",
+        ),
+        pytest.param(
+            shardset(
+                spec={"replicas": 2, "selector": {"matchLabels": {"app": "spec"}}},
+                status={"selector": "app=status"},
+            ),
+            lambda v: dict(v.selector.match_labels) == {"app": "spec"},
+            id="a LabelSelector object in spec.selector wins",
+        ),
+        pytest.param(
+            shardset(),
+            lambda v: (
+                not v.HasField("spec_replicas")
+                and not v.HasField("selector")
+                and v.status_replicas == 0
+            ),
+            id="new object: no replicas, no selector, no status",
+        ),
+        pytest.param(
+            shardset(spec={"replicas": "3"}),
+            lambda v: not v.HasField("spec_replicas"),
+            id="replicas as a string stay unset",
+        ),
+        pytest.param(
+            shardset(spec={"replicas": True}),
+            lambda v: not v.HasField("spec_replicas"),
+            id="replicas as a boolean stay unset",
+        ),
+        pytest.param(
+            shardset(spec={"replicas": 0}),
+            lambda v: v.HasField("spec_replicas") and v.spec_replicas == 0,
+            id="scaled to zero is set",
+        ),
+        pytest.param(
+            shardset(status={"selector": "replicas>1"}),
+            lambda v: not v.HasField("selector"),
+            id="a selector string with no LabelSelector form sets nothing",
+        ),
+        pytest.param(
+            shardset(status={"selector": ""}),
+            lambda v: v.HasField("selector") and not v.selector.match_labels,
+            id="an empty selector string selects everything",
+        ),
+        pytest.param(
+            shardset(status={"observedGeneration": 3, "replicas": 2}),
+            lambda v: (v.observed_generation, v.status_replicas) == (3, 2),
+            id="status",
+        ),
+    ],
+)
+def test_scaled_workload(obj: dict[str, Any], check: Any) -> None:
+    view = views_pb2.WorkloadView()
+    p.fill_scaled_workload(
+        view,
+        obj,
+        api_version="apps.example.io/v1",
+        kind="ShardSet",
+        replicas_path=SHARD_SCALE.replicas_path,
+        selector_path=SHARD_SCALE.selector_path,
+    )
+    assert (view.api_version, view.kind) == ("apps.example.io/v1", "ShardSet")
+    assert (view.meta.namespace, view.meta.name, view.meta.uid) == ("ns", "db", "u-1")
+    assert check(view)
+
+
+def test_scaled_workload_reads_the_crd_paths() -> None:
+    view = views_pb2.WorkloadView()
+    p.fill_scaled_workload(
+        view,
+        shardset(spec={"shards": {"count": 7}}, status={"ready": {"count": 6}}),
+        api_version="apps.example.io/v1",
+        kind="ShardSet",
+        replicas_path=".spec.shards.count",
+        selector_path="",
+        status_replicas_path=".status.ready.count",
+    )
+    assert (view.spec_replicas, view.status_replicas) == (7, 6)
+    assert not view.HasField("selector")
+
+
+@pytest.mark.parametrize(
+    ("api_version", "kind"),
+    [
+        pytest.param("apps.example.io/v1", "ShardSet", id="a custom kind"),
+        pytest.param("apps.example.io/v1", "StatefulSet", id="a custom kind named StatefulSet"),
+        pytest.param("apps.example.io/v1", "CloneSet", id="a custom kind named CloneSet"),
+    ],
+)
+def test_object_projector_with_scale_paths_is_a_workload(api_version: str, kind: str) -> None:
+    got_kind, project = p.object_projector(api_version=api_version, kind=kind, scale=SHARD_SCALE)
+    view = project(shardset(spec={"replicas": 3}))
+    assert got_kind == mesh_pb2.KIND_WORKLOAD and view.WhichOneof("view") == "workload"
+    assert (view.workload.api_version, view.workload.kind) == (api_version, kind)
+    assert view.workload.spec_replicas == 3
+
+
+def test_custom_kind_without_scale_paths_has_no_projector() -> None:
+    with pytest.raises(KeyError, match="no projection for apps.example.io/v1 ShardSet"):
+        p.object_projector(api_version="apps.example.io/v1", kind="ShardSet")

@@ -6,7 +6,7 @@ import grpc
 import pytest
 
 from services.kit import errors
-from services.kit.config import parse_service_config
+from services.kit.config import WorkloadKind, parse_service_config, parse_statefulset_like_kinds
 
 
 @pytest.mark.parametrize(
@@ -81,3 +81,91 @@ def test_service_config_reads_flags_over_environment():
 def test_service_config_rejects_a_non_numeric_port():
     with pytest.raises(SystemExit):
         parse_service_config("budget", ["--port", "seven"], {})
+
+
+SHARDSET = WorkloadKind(group="apps.example.io", version="v1", kind="ShardSet")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("", (), id="unset: no custom kinds"),
+        pytest.param("  ", (), id="only whitespace: no custom kinds"),
+        pytest.param("apps.example.io/v1/ShardSet", (SHARDSET,), id="one kind"),
+        pytest.param(
+            " apps.example.io / v1 / ShardSet ,", (SHARDSET,), id="spaces and a trailing comma"
+        ),
+        pytest.param(
+            "apps.example.io/v1/ShardSet,db.example.io/v1beta1/Ring-Set",
+            (SHARDSET, WorkloadKind("db.example.io", "v1beta1", "Ring-Set")),
+            id="two kinds keep their order",
+        ),
+        pytest.param(
+            "apps.example.io/v1/ShardSet,apps.example.io/v1/Ledger",
+            (SHARDSET, WorkloadKind("apps.example.io", "v1", "Ledger")),
+            id="two kinds of one group",
+        ),
+    ],
+)
+def test_statefulset_like_kinds_are_parsed(text: str, expected: tuple[WorkloadKind, ...]) -> None:
+    assert parse_statefulset_like_kinds(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param(
+            "apps.example.io/ShardSet",
+            "statefulset-like kind 'apps.example.io/ShardSet': expected group/version/Kind",
+            id="version missing",
+        ),
+        pytest.param("ShardSet", "expected group/version/Kind", id="only a Kind"),
+        pytest.param("apps.example.io/v1/", "expected group/version/Kind", id="Kind missing"),
+        pytest.param("a.io/v1/Shard/x", "expected group/version/Kind", id="four parts"),
+        pytest.param(
+            "/v1/Pod",
+            "the group is empty; core-group kinds are not allowed",
+            id="core group kind",
+        ),
+        pytest.param(
+            "Apps.Example.io/v1/ShardSet",
+            "group 'Apps.Example.io' is not a lowercase DNS subdomain",
+            id="uppercase group",
+        ),
+        pytest.param(
+            "apps.example.io/V1/ShardSet",
+            "version 'V1' is not a lowercase DNS label",
+            id="uppercase version",
+        ),
+        pytest.param(
+            "apps.example.io/v1/shardSet",
+            "Kind 'shardSet' must start with an uppercase letter",
+            id="lowercase Kind",
+        ),
+        pytest.param(
+            "apps.example.io/v1/Shard_Set",
+            "Kind 'Shard_Set' must start with an uppercase letter and hold only letters",
+            id="underscore in Kind",
+        ),
+        pytest.param(
+            "apps.example.io/v1/ShardSet, apps.example.io/v2/ShardSet",
+            "statefulset-like kind 'apps.example.io/v2/ShardSet': apps.example.io/ShardSet is "
+            "already listed as 'apps.example.io/v1/ShardSet'",
+            id="same kind twice at two versions",
+        ),
+        pytest.param(
+            "apps.example.io/v1/ShardSet,apps.example.io/v1/ShardSet",
+            "already listed",
+            id="exact duplicate",
+        ),
+    ],
+)
+def test_malformed_statefulset_like_kind_is_named(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match="^statefulset-like kind ") as caught:
+        parse_statefulset_like_kinds(text)
+    assert message in str(caught.value)
+
+
+def test_workload_kind_api_version_and_text() -> None:
+    assert SHARDSET.api_version == "apps.example.io/v1"
+    assert str(SHARDSET) == "apps.example.io/v1/ShardSet"

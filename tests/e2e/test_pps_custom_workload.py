@@ -1,0 +1,176 @@
+"""A PersistentPodState targeting a configured StatefulSet-like kind (OpenKruise 1.4).
+
+``apps.example.io/v1 ShardSet`` exists only in this test's CRD; the test plays its
+controller (creates ``<name>-<ordinal>`` pods owned by it). The gateway watches the kind
+because ``KRUISE_MESH_STATEFULSET_LIKE_KINDS`` names it, and placement accepts it as a
+target for the same reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import pytest_asyncio
+
+from services.cli.local import LocalMesh
+from services.gateway.kube.client import KubeClient
+from services.kit import errors
+from tests.e2e.conftest import ensure_namespace, eventually
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+
+HOSTNAME = "kubernetes.io/hostname"
+NS = "shards"
+SHARDS = f"/apis/apps.example.io/v1/namespaces/{NS}/shardsets"
+PODS = f"/api/v1/namespaces/{NS}/pods"
+PPS = f"/apis/apps.kruise.io/v1alpha1/namespaces/{NS}/persistentpodstates"
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalMesh]:
+    crds = Path(__file__).parent / "crds"
+    async with LocalMesh(
+        workdir=tmp_path_factory.mktemp("mesh"),
+        replicas=1,
+        sandbox_args=["--crds", str(crds)],
+        statefulset_like=["apps.example.io/v1/ShardSet"],
+    ) as running:
+        yield running
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def kube(mesh: LocalMesh) -> AsyncIterator[KubeClient]:
+    client = await KubeClient.connect(kubeconfig=mesh.kubeconfig)
+    yield client
+    await client.close()
+
+
+def shard_pod(i: int, owner: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": f"shard-{i}",
+            "labels": {"app": "shard"},
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps.example.io/v1",
+                    "kind": "ShardSet",
+                    "name": "shard",
+                    "uid": owner["metadata"]["uid"],
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": {"containers": [{"name": "main", "image": "nginx:1.27"}], **spec},
+    }
+
+
+async def post(kube: KubeClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    return await kube.request_json("POST", path, body=orjson.dumps(body))
+
+
+async def get(kube: KubeClient, path: str) -> dict[str, Any] | None:
+    try:
+        return await kube.request_json("GET", path)
+    except errors.NotFound:
+        return None
+
+
+async def test_statefulset_like_kind_is_recorded_and_injected(kube: KubeClient) -> None:
+    await ensure_namespace(kube, NS)
+    shard = await post(
+        kube,
+        SHARDS,
+        {
+            "apiVersion": "apps.example.io/v1",
+            "kind": "ShardSet",
+            "metadata": {"name": "shard"},
+            "spec": {"replicas": 2},
+        },
+    )
+    await post(
+        kube,
+        PPS,
+        {
+            "apiVersion": "apps.kruise.io/v1alpha1",
+            "kind": "PersistentPodState",
+            "metadata": {"name": "shard"},
+            "spec": {
+                "targetRef": {
+                    "apiVersion": "apps.example.io/v1",
+                    "kind": "ShardSet",
+                    "name": "shard",
+                },
+                "preferredPersistentTopology": [
+                    {"weight": 100, "preference": {"nodeTopologyKeys": [HOSTNAME]}}
+                ],
+            },
+        },
+    )
+    for i in range(2):
+        await post(kube, PODS, shard_pod(i, shard))
+
+    async def recorded() -> bool:
+        pps = await get(kube, f"{PPS}/shard")
+        return len(((pps or {}).get("status") or {}).get("podStates") or {}) == 2
+
+    await eventually("both shard pods recorded", recorded)
+    pps = await get(kube, f"{PPS}/shard") or {}
+    node = pps["status"]["podStates"]["shard-1"]["nodeName"]
+
+    # The test's "controller" re-creates shard-1: placement injects its recorded node.
+    await kube.request("DELETE", f"{PODS}/shard-1")
+    await eventually("shard-1 gone", lambda: _gone(kube, f"{PODS}/shard-1"))
+    again = await post(kube, PODS, shard_pod(1, shard))
+    assert again["metadata"]["annotations"]["kruise.io/injected-persistent-pod-state"] == "shard"
+    terms = again["spec"]["affinity"]["nodeAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert terms == [
+        {
+            "weight": 100,
+            "preference": {
+                "matchExpressions": [{"key": HOSTNAME, "operator": "In", "values": [node]}]
+            },
+        }
+    ]
+
+    # Scale-in prunes by the kind's replicas, as for a StatefulSet.
+    await kube.request(
+        "PATCH",
+        f"{SHARDS}/shard",
+        body=orjson.dumps({"spec": {"replicas": 1}}),
+        content_type="application/merge-patch+json",
+    )
+    await kube.request("DELETE", f"{PODS}/shard-1")
+
+    async def pruned() -> bool:
+        pps = await get(kube, f"{PPS}/shard")
+        return set(((pps or {}).get("status") or {}).get("podStates") or {}) == {"shard-0"}
+
+    await eventually("shard-1's record pruned after scale-in", pruned)
+
+
+async def test_unconfigured_kinds_are_still_refused(kube: KubeClient) -> None:
+    await ensure_namespace(kube, NS)
+    body = {
+        "apiVersion": "apps.kruise.io/v1alpha1",
+        "kind": "PersistentPodState",
+        "metadata": {"name": "other"},
+        "spec": {
+            "targetRef": {"apiVersion": "apps.example.io/v1", "kind": "PodSet", "name": "x"},
+            "requiredPersistentTopology": {"nodeTopologyKeys": [HOSTNAME]},
+        },
+    }
+    with pytest.raises(errors.Invalid) as refused:
+        await post(kube, PPS, body)
+    assert "StatefulSet-like kind: ShardSet.apps.example.io" in str(refused.value)
+
+
+async def _gone(kube: KubeClient, path: str) -> bool:
+    return await get(kube, path) is None
