@@ -38,7 +38,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from kruise.common.v1 import mesh_pb2, views_pb2
 from services.kit import errors
@@ -78,6 +78,11 @@ GENERATIONS = Counter(
     "kruise_mesh_placement_generations_total",
     "Auto-generation actions on PersistentPodStates",
     ["action"],
+)
+
+QUEUE_DEPTH = Gauge(
+    "kruise_mesh_placement_queue_depth",
+    "Keys waiting in the placement work queue, being reconciled, or waiting for a retry",
 )
 
 NATIVE_ONLY = TargetKinds()
@@ -181,6 +186,7 @@ class PlacementController:
         return webhooks.handlers(self)
 
     async def start(self) -> None:
+        QUEUE_DEPTH.set_function(self.queue.pending)
         self._task = asyncio.create_task(
             run_workers(self.queue, self.reconcile, workers=self.workers, name="placement")
         )

@@ -174,3 +174,66 @@ async def test_unconfigured_kinds_are_still_refused(kube: KubeClient) -> None:
 
 async def _gone(kube: KubeClient, path: str) -> bool:
     return await get(kube, path) is None
+
+
+ASTS = f"/apis/apps.kruise.io/v1beta1/namespaces/{NS}/statefulsets"
+
+
+async def test_advanced_statefulset_generates_and_prunes_past_reserved_ordinals(
+    kube: KubeClient,
+) -> None:
+    """apps.kruise.io/v1beta1 StatefulSet: generation, records, reserveOrdinals on scale-in."""
+    await ensure_namespace(kube, NS)
+    asts = await post(
+        kube,
+        ASTS,
+        {
+            "apiVersion": "apps.kruise.io/v1beta1",
+            "kind": "StatefulSet",
+            "metadata": {
+                "name": "kv",
+                "annotations": {
+                    "kruise.io/auto-generate-persistent-pod-state": "true",
+                    "kruise.io/preferred-persistent-topology": HOSTNAME,
+                },
+            },
+            "spec": {"replicas": 3, "reserveOrdinals": [1]},
+        },
+    )
+    owner = {
+        "apiVersion": "apps.kruise.io/v1beta1",
+        "kind": "StatefulSet",
+        "name": "kv",
+        "uid": asts["metadata"]["uid"],
+        "controller": True,
+    }
+    for i in (0, 2, 3):  # ordinal 1 is reserved
+        pod = shard_pod(i, asts)
+        pod["metadata"]["name"] = f"kv-{i}"
+        pod["metadata"]["ownerReferences"] = [owner]
+        await post(kube, PODS, pod)
+
+    async def states() -> set[str]:
+        pps = await get(kube, f"{PPS}/kv")
+        return set(((pps or {}).get("status") or {}).get("podStates") or {})
+
+    async def three() -> bool:
+        return await states() == {"kv-0", "kv-2", "kv-3"}
+
+    await eventually("kv pods recorded in the generated PersistentPodState", three)
+    pps = await get(kube, f"{PPS}/kv") or {}
+    assert pps["spec"]["targetRef"]["apiVersion"] == "apps.kruise.io/v1beta1"
+
+    # replicas 2 with ordinal 1 reserved → ordinals {0, 2}; kv-3 goes and loses its record.
+    await kube.request(
+        "PATCH",
+        f"{ASTS}/kv",
+        body=orjson.dumps({"spec": {"replicas": 2}}),
+        content_type="application/merge-patch+json",
+    )
+    await kube.request("DELETE", f"{PODS}/kv-3")
+
+    async def pruned() -> bool:
+        return await states() == {"kv-0", "kv-2"}
+
+    await eventually("kv-3 pruned, kv-2 kept past the reserved ordinal", pruned)
