@@ -153,5 +153,7 @@ async def show_persistent_pod_state(
             )
         console.print(
             f"PlacementService.GetPodState({NAMESPACE}/{victim}) on {owning}: "
-            f"node {answer.entry.state.node_name}, IP {answer.entry.state.pod_ip}"
+            f"recorded node {answer.entry.state.node_name} IP {answer.entry.state.pod_ip}; "
+            f"now node {answer.entry.current_node} IP {answer.entry.current_ip}; "
+            f"placed={answer.entry.placed}"
         )

@@ -9,6 +9,7 @@ from kruise.placement.v1 import placement_pb2, placement_pb2_grpc
 from services.kit.mesh import MeshServicer
 
 PPS = mesh_pb2.KIND_PERSISTENT_POD_STATE
+POD = mesh_pb2.KIND_POD
 
 
 class PlacementApi(placement_pb2_grpc.PlacementServiceServicer):
@@ -21,14 +22,21 @@ class PlacementApi(placement_pb2_grpc.PlacementServiceServicer):
             if pps_name and pps.meta.name != pps_name:
                 continue
             for pod, state in sorted(pps.pod_states.items()):
-                entries.append(
-                    placement_pb2.PodStateEntry(
-                        namespace=pps.meta.namespace,
-                        persistent_pod_state=pps.meta.name,
-                        pod=pod,
-                        state=state,
-                    )
+                entry = placement_pb2.PodStateEntry(
+                    namespace=pps.meta.namespace,
+                    persistent_pod_state=pps.meta.name,
+                    pod=pod,
+                    state=state,
                 )
+                current = self.mesh.cache.get(POD, namespace, pod)
+                if current is not None:
+                    entry.pod_exists = True
+                    entry.current_node = current.node_name
+                    entry.current_ip = current.pod_ip
+                    entry.placed = current.node_name == state.node_name and (
+                        not state.pod_ip or current.pod_ip == state.pod_ip
+                    )
+                entries.append(entry)
         return entries
 
     async def ListPodStates(

@@ -169,10 +169,27 @@ async def test_placement_reads_pod_states_from_cached_objects(placement):
         kind=mesh_pb2.KIND_PERSISTENT_POD_STATE,
         object=views_pb2.ObjectView(persistent_pod_state=pps),
     )
-    await gw.send(snapshot_begin=True, events=[event], snapshot_end=True)
+    pod = mesh_pb2.WatchEvent(
+        type=mesh_pb2.WatchEvent.TYPE_ADDED,
+        kind=mesh_pb2.KIND_POD,
+        object=views_pb2.ObjectView(
+            pod=views_pb2.PodView(
+                meta=views_pb2.ObjectMeta(namespace="ns1", name="web-0"),
+                node_name="node-a1",
+                pod_ip="10.244.1.9",
+            )
+        ),
+    )
+    await gw.send(snapshot_begin=True, events=[event, pod], snapshot_end=True)
     api = placement_pb2_grpc.PlacementServiceStub(channel)
     got = await api.GetPodState(placement_pb2.GetPodStateRequest(namespace="ns1", pod="web-0"))
     assert got.entry.state.node_name == "node-a1" and got.entry.persistent_pod_state == "web"
+    assert (got.entry.pod_exists, got.entry.current_node, got.entry.current_ip) == (
+        True,
+        "node-a1",
+        "10.244.1.9",
+    )
+    assert not got.entry.placed, "same node, another IP than recorded"
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await api.GetPodState(placement_pb2.GetPodStateRequest(namespace="ns1", pod="web-9"))
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND

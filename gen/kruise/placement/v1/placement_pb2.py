@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from kruise.common.v1 import views_pb2 as kruise_dot_common_dot_v1_dot_views__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#kruise/placement/v1/placement.proto\x12\x13kruise.placement.v1\x1a\x1ckruise/common/v1/views.proto\"G\n\x14ListPodStatesRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x1c\n\x14persistent_pod_state\x18\x02 \x01(\t\"x\n\rPodStateEntry\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x1c\n\x14persistent_pod_state\x18\x02 \x01(\t\x12\x0b\n\x03pod\x18\x03 \x01(\t\x12)\n\x05state\x18\x04 \x01(\x0b\x32\x1a.kruise.common.v1.PodState\"L\n\x15ListPodStatesResponse\x12\x33\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\".kruise.placement.v1.PodStateEntry\"4\n\x12GetPodStateRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\"H\n\x13GetPodStateResponse\x12\x31\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\".kruise.placement.v1.PodStateEntry2\xdc\x01\n\x10PlacementService\x12\x66\n\rListPodStates\x12).kruise.placement.v1.ListPodStatesRequest\x1a*.kruise.placement.v1.ListPodStatesResponse\x12`\n\x0bGetPodState\x12\'.kruise.placement.v1.GetPodStateRequest\x1a(.kruise.placement.v1.GetPodStateResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#kruise/placement/v1/placement.proto\x12\x13kruise.placement.v1\x1a\x1ckruise/common/v1/views.proto\"G\n\x14ListPodStatesRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x1c\n\x14persistent_pod_state\x18\x02 \x01(\t\"\xc6\x01\n\rPodStateEntry\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x1c\n\x14persistent_pod_state\x18\x02 \x01(\t\x12\x0b\n\x03pod\x18\x03 \x01(\t\x12)\n\x05state\x18\x04 \x01(\x0b\x32\x1a.kruise.common.v1.PodState\x12\x12\n\npod_exists\x18\x05 \x01(\x08\x12\x14\n\x0c\x63urrent_node\x18\x06 \x01(\t\x12\x12\n\ncurrent_ip\x18\x07 \x01(\t\x12\x0e\n\x06placed\x18\x08 \x01(\x08\"L\n\x15ListPodStatesResponse\x12\x33\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\".kruise.placement.v1.PodStateEntry\"4\n\x12GetPodStateRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\"H\n\x13GetPodStateResponse\x12\x31\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\".kruise.placement.v1.PodStateEntry2\xdc\x01\n\x10PlacementService\x12\x66\n\rListPodStates\x12).kruise.placement.v1.ListPodStatesRequest\x1a*.kruise.placement.v1.ListPodStatesResponse\x12`\n\x0bGetPodState\x12\'.kruise.placement.v1.GetPodStateRequest\x1a(.kruise.placement.v1.GetPodStateResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,14 +34,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_LISTPODSTATESREQUEST']._serialized_start=90
   _globals['_LISTPODSTATESREQUEST']._serialized_end=161
-  _globals['_PODSTATEENTRY']._serialized_start=163
-  _globals['_PODSTATEENTRY']._serialized_end=283
-  _globals['_LISTPODSTATESRESPONSE']._serialized_start=285
-  _globals['_LISTPODSTATESRESPONSE']._serialized_end=361
-  _globals['_GETPODSTATEREQUEST']._serialized_start=363
-  _globals['_GETPODSTATEREQUEST']._serialized_end=415
-  _globals['_GETPODSTATERESPONSE']._serialized_start=417
-  _globals['_GETPODSTATERESPONSE']._serialized_end=489
-  _globals['_PLACEMENTSERVICE']._serialized_start=492
-  _globals['_PLACEMENTSERVICE']._serialized_end=712
+  _globals['_PODSTATEENTRY']._serialized_start=164
+  _globals['_PODSTATEENTRY']._serialized_end=362
+  _globals['_LISTPODSTATESRESPONSE']._serialized_start=364
+  _globals['_LISTPODSTATESRESPONSE']._serialized_end=440
+  _globals['_GETPODSTATEREQUEST']._serialized_start=442
+  _globals['_GETPODSTATEREQUEST']._serialized_end=494
+  _globals['_GETPODSTATERESPONSE']._serialized_start=496
+  _globals['_GETPODSTATERESPONSE']._serialized_end=568
+  _globals['_PLACEMENTSERVICE']._serialized_start=571
+  _globals['_PLACEMENTSERVICE']._serialized_end=791
 # @@protoc_insertion_point(module_scope)

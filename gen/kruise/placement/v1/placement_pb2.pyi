@@ -52,11 +52,24 @@ class PodStateEntry(_message.Message):
     PERSISTENT_POD_STATE_FIELD_NUMBER: _builtins.int
     POD_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
+    POD_EXISTS_FIELD_NUMBER: _builtins.int
+    CURRENT_NODE_FIELD_NUMBER: _builtins.int
+    CURRENT_IP_FIELD_NUMBER: _builtins.int
+    PLACED_FIELD_NUMBER: _builtins.int
     namespace: _builtins.str
     persistent_pod_state: _builtins.str
     pod: _builtins.str
+    pod_exists: _builtins.bool
+    """Where the pod of that name is now, when it exists: a tool can check that a re-created
+    pod came back to its recorded node and IP (placed = both match).
+    """
+    current_node: _builtins.str
+    current_ip: _builtins.str
+    placed: _builtins.bool
     @_builtins.property
-    def state(self) -> _views_pb2.PodState: ...
+    def state(self) -> _views_pb2.PodState:
+        """What was recorded: the node, its topology labels, the pod IP."""
+
     def __init__(
         self,
         *,
@@ -64,10 +77,14 @@ class PodStateEntry(_message.Message):
         persistent_pod_state: _builtins.str = ...,
         pod: _builtins.str = ...,
         state: _views_pb2.PodState | None = ...,
+        pod_exists: _builtins.bool = ...,
+        current_node: _builtins.str = ...,
+        current_ip: _builtins.str = ...,
+        placed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["state", b"state"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["namespace", b"namespace", "persistent_pod_state", b"persistent_pod_state", "pod", b"pod", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["current_ip", b"current_ip", "current_node", b"current_node", "namespace", b"namespace", "persistent_pod_state", b"persistent_pod_state", "placed", b"placed", "pod", b"pod", "pod_exists", b"pod_exists", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
