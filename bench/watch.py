@@ -42,7 +42,7 @@ Phases, in one set of processes (pods accumulate, in a fresh namespace per repet
   allocator fragmentation and transient buffers; the gateway freezes GC after its initial
   sync only). The hub's own accounting is its ``kruise_mesh_gateway_cache_objects`` gauge
   (objects, not bytes) plus the bytes of the serialised ObjectView the hub stores per pod,
-  measured here by projecting the same pod with ``services.gateway.projection``.
+  measured here by projecting the same pod with ``services.kit.projection``.
 
 CPU is ``utime+stime`` of each process over the phase's window, per 1,000 events; "cores"
 is CPU seconds / wall seconds (the Python side of a process cannot pass ~1.0; gRPC's C
@@ -390,7 +390,7 @@ async def consistent(mesh: Mesh, namespaces: Sequence[str]) -> tuple[bool, int]:
 
 def view_bytes_per_pod() -> int:
     """Bytes of the ObjectView the hub keeps for the bench's pod (as the sandbox returns it)."""
-    from services.gateway.projection import object_projector
+    from services.kit.projection import object_projector
 
     _, project = object_projector(api_version="v1", kind="Pod")
     pod = orjson.loads(common.pod_body("bench-w0", "p-1234", index=1234))

@@ -19,8 +19,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from services.gateway.hub import Change, KubeApi, Reflector, ReflectorConfig
-from services.gateway.projection import Json
 from services.gateway.routing import Router, format_address
+from services.kit.projection import Json
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 

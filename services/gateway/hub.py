@@ -47,8 +47,8 @@ from prometheus_client import Gauge
 
 from kruise.common.v1 import mesh_pb2, views_pb2
 from services.gateway.kube.discovery import Resource
-from services.gateway.projection import Json, ScalePaths, object_projector
 from services.kit import errors
+from services.kit.projection import Json, ScalePaths, object_projector
 
 log = logging.getLogger(__name__)
 

@@ -27,9 +27,9 @@ import orjson
 
 from services.gateway.hub import WATCHED, KubeApi, WatchSpec
 from services.gateway.kube.discovery import split_api_version
-from services.gateway.projection import Json, ScalePaths
 from services.kit import errors
 from services.kit.config import WorkloadKind
+from services.kit.projection import Json, ScalePaths
 
 log = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ from services.gateway.hub import (
     encode_watch_event,
 )
 from services.gateway.kube.client import KubeClient
-from services.gateway.projection import project_pod
 from services.kit import errors
+from services.kit.projection import project_pod
 from tests.fixtures import REAL_APISERVER
 
 FAST = ReflectorConfig(

@@ -18,7 +18,6 @@ from services.gateway.config import GatewayConfig, parse_gateway_config
 from services.gateway.hub import ADDED, MODIFIED, WATCHED, Hub, HubEvent, ReflectorConfig, WatchSpec
 from services.gateway.kube.client import KubeClient
 from services.gateway.kube.discovery import Resource
-from services.gateway.projection import ScalePaths
 from services.gateway.routing import Router
 from services.gateway.statefulset_like import (
     CRD_PATH,
@@ -28,6 +27,7 @@ from services.gateway.statefulset_like import (
 )
 from services.kit import errors
 from services.kit.config import WorkloadKind
+from services.kit.projection import ScalePaths
 
 FAST = ReflectorConfig(
     timeout_seconds=30, read_timeout=10.0, retry_unserved=0.3, backoff_initial=0.05, backoff_max=0.2

@@ -2,7 +2,9 @@
 
 Pure; no I/O. The watch hub (``services.gateway.hub``) calls one ``project_*``
 function per object it lists or watches; the resulting view is serialised once
-and shared by every replica stream (``services.gateway.sync``).
+and shared by every replica stream (``services.gateway.sync``). Services use the
+same functions for objects that reach them raw: the pod of an AdmissionReview, an
+object returned by a cluster-API write.
 
 Rules applied everywhere:
 - only the fields declared in ``views.proto`` are copied; everything else

@@ -1,4 +1,4 @@
-"""Table tests of the pure projection from raw API JSON to views (services.gateway.projection)."""
+"""Table tests of the pure projection from raw API JSON to views (services.kit.projection)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from kruise.common.v1 import mesh_pb2, views_pb2
-from services.gateway import projection as p
+from services.kit import projection as p
 from tests.fixtures import REAL_APISERVER
 
 FIXTURES = REAL_APISERVER / "api"
