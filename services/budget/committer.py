@@ -1,0 +1,226 @@
+"""Spending a budget exactly once: per-budget serialized, batched, conditional status writes.
+
+    pod webhook ──decide()──▶ Admit(spend) ──commit()──▶ per-budget queue
+                                                          │  (one write in flight per budget)
+                                 commit_many() (pure) ◀───┘  every decision waiting meanwhile
+                                        │
+                                        └──▶ UpdateStatus(status, resourceVersion seen, uid)
+                                               ├─ ok       → every waiting decision answered
+                                               ├─ ABORTED  → GET the budget, commit_many again
+                                               └─ gone     → admitted (no budget blocks nothing)
+
+Inside one replica, decisions for a budget never race: they queue, and whatever queued
+while a write was in flight is folded into the next write (OpenKruise writes once per
+decision and retries conflicts 500 ms apart, so a contended budget stalls). Across
+replicas — a rebalancing, two gateways routing differently — the resourceVersion
+precondition does the same job: a second writer gets ``ABORTED``, re-reads, and re-decides
+on what the first one spent. A refusal that comes from a re-decision names the fresh
+numbers.
+
+The status loop (``services.budget.controller``) takes the same per-budget lock for its
+own writes (``locked``) and reports what it wrote (``remember``), so the next decision
+starts from the newest status even before its watch event arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from prometheus_client import Counter, Histogram
+
+from kruise.common.v1 import mesh_pb2, views_pb2
+from services.budget.decision import Admit, Outcome, Refuse, StatusChange, commit_many
+from services.budget.status import status_body
+from services.kit import errors
+from services.kit.cache import ObjectCache
+from services.kit.cluster import ObjectReader, Ref, StatusWriter
+from services.kit.projection import project_pod_unavailable_budget
+
+log = logging.getLogger(__name__)
+
+PUB = mesh_pb2.KIND_POD_UNAVAILABLE_BUDGET
+PUB_API_VERSION = "policy.kruise.io/v1alpha1"
+PUB_KIND = "PodUnavailableBudget"
+
+WRITES = Counter(
+    "kruise_mesh_budget_status_writes_total",
+    "Budget status writes by the admission path, by result",
+    ["result"],
+)
+BATCH = Histogram(
+    "kruise_mesh_budget_decisions_per_write",
+    "Admitted decisions committed by one status write",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+
+
+class Cluster(StatusWriter, ObjectReader, Protocol):
+    """What the committer needs of the cluster API."""
+
+
+Key = tuple[str, str]
+
+
+def budget_ref(namespace: str, name: str) -> Ref:
+    return Ref(PUB_API_VERSION, PUB_KIND, namespace, name)
+
+
+def newer(
+    a: views_pb2.PodUnavailableBudgetView | None, b: views_pb2.PodUnavailableBudgetView | None
+) -> views_pb2.PodUnavailableBudgetView | None:
+    """The view with the larger resourceVersion (as integers, as OpenKruise compares them).
+
+    A view of another object (other uid) loses to the cache's; non-numeric versions prefer
+    ``a``. Pure.
+    """
+    if a is None or b is None:
+        return a or b
+    if a.meta.uid != b.meta.uid:
+        return a
+    try:
+        return b if int(b.meta.resource_version) > int(a.meta.resource_version) else a
+    except ValueError:
+        return a
+
+
+@dataclass
+class _Waiting:
+    change: StatusChange
+    answer: asyncio.Future[Outcome]
+
+
+@dataclass
+class _Budget:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    waiting: list[_Waiting] = field(default_factory=list)
+    written: views_pb2.PodUnavailableBudgetView | None = None
+    draining: bool = False
+
+
+class BudgetCommitter:
+    def __init__(self, *, cache: ObjectCache, cluster: Cluster, attempts: int = 5) -> None:
+        self.cache = cache
+        self.cluster = cluster
+        self.attempts = attempts
+        self._budgets: dict[Key, _Budget] = {}
+
+    def _state(self, key: Key) -> _Budget:
+        state = self._budgets.get(key)
+        if state is None:
+            state = self._budgets[key] = _Budget()
+        return state
+
+    # ---- shared with the status loop ----------------------------------------------------
+    def freshest(self, namespace: str, name: str) -> views_pb2.PodUnavailableBudgetView | None:
+        """The newest known view of the budget: the cache's or the last one written here."""
+        cached = self.cache.get(PUB, namespace, name)
+        state = self._budgets.get((namespace, name))
+        if cached is None:
+            # Deleted (or not seen yet): what this replica wrote is no proof it still exists.
+            return None
+        return newer(cached, state.written if state else None)
+
+    def remember(self, view: views_pb2.PodUnavailableBudgetView) -> None:
+        """Record a budget as just written (by the status loop or by a commit)."""
+        state = self._state((view.meta.namespace, view.meta.name))
+        state.written = newer(state.written, view)
+
+    @contextlib.asynccontextmanager
+    async def locked(self, namespace: str, name: str) -> AsyncIterator[None]:
+        """Hold the budget's write lock (one status write at a time per budget here)."""
+        async with self._state((namespace, name)).lock:
+            yield
+
+    def forget(self, namespace: str, name: str) -> None:
+        state = self._budgets.get((namespace, name))
+        if state is not None and not state.waiting and not state.lock.locked():
+            del self._budgets[(namespace, name)]
+
+    # ---- the admission path -------------------------------------------------------------
+    async def commit(self, change: StatusChange) -> Outcome:
+        """Spend ``change`` (decided on a possibly stale view); the final outcome."""
+        key = (change.namespace, change.name)
+        state = self._state(key)
+        answer: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        state.waiting.append(_Waiting(change, answer))
+        if not state.draining:
+            state.draining = True
+            asyncio.create_task(self._drain(key, state))
+        return await answer
+
+    async def _drain(self, key: Key, state: _Budget) -> None:
+        try:
+            while state.waiting:
+                batch, state.waiting = state.waiting, []
+                try:
+                    async with state.lock:
+                        outcomes = await self._write(key, [w.change for w in batch])
+                except Exception as e:  # noqa: BLE001 - every waiter must get an answer
+                    for w in batch:
+                        if not w.answer.done():
+                            w.answer.set_exception(e)
+                    continue
+                for w, outcome in zip(batch, outcomes, strict=True):
+                    if not w.answer.done():
+                        w.answer.set_result(outcome)
+        finally:
+            state.draining = False
+
+    async def _read(self, key: Key) -> views_pb2.PodUnavailableBudgetView | None:
+        try:
+            got = await self.cluster.get(budget_ref(*key))
+        except errors.NotFound:
+            return None
+        view = project_pod_unavailable_budget(got.object)
+        self.remember(view)
+        return view
+
+    async def _write(self, key: Key, changes: Sequence[StatusChange]) -> list[Outcome]:
+        budget = self.freshest(*key)
+        for attempt in range(self.attempts):
+            if budget is None:
+                # A budget that no longer exists never blocks anything.
+                return [Admit(reason="the budget no longer exists") for _ in changes]
+            batch = commit_many(budget=budget, changes=changes)
+            if batch.change is None:
+                return list(batch.outcomes)
+            try:
+                written = await self.cluster.update_status(
+                    budget_ref(*key),
+                    status=status_body(batch.change.status),
+                    resource_version=budget.meta.resource_version,
+                    uid=budget.meta.uid,
+                )
+            except errors.Conflict:
+                WRITES.labels("conflict").inc()
+                log.info(
+                    "budget changed under the decision; re-deciding on a fresh read",
+                    extra={"budget": f"{key[0]}/{key[1]}", "attempt": attempt + 1},
+                )
+                budget = await self._read(key)
+                continue
+            except errors.NotFound:
+                return [Admit(reason="the budget no longer exists") for _ in changes]
+            WRITES.labels("written").inc()
+            BATCH.observe(len(batch.change.spends))
+            self.remember(project_pod_unavailable_budget(written.object))
+            return list(batch.outcomes)
+        WRITES.labels("gave-up").inc()
+        return [_gave_up(change, self.attempts) for change in changes]
+
+
+def _gave_up(change: StatusChange, attempts: int) -> Refuse:
+    action = change.spends[0].action if change.spends else "DELETE"
+    pods = ", ".join(s.pod for s in change.spends) or "the pod"
+    message = (
+        f"cannot record the disruption of {change.namespace}/{pods} in PodUnavailableBudget "
+        f"{change.name}: its status changed under {attempts} attempts in a row; retry"
+    )
+    if action == "EVICT":
+        return Refuse(429, message, reason="TooManyRequests")
+    return Refuse(409, message, reason="Conflict")

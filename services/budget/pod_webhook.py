@@ -1,0 +1,205 @@
+"""The budget's pod webhooks: ``validate-pods`` (UPDATE, DELETE) and ``validate-pod-eviction``.
+
+Convert, delegate, answer: the review becomes the facts ``decision.decide`` needs (the pod
+as a view, whether its spec changed, what became of its controller owner, the budget its
+``kruise.io/related-pub`` names, dry-run, the time), the outcome becomes the answer, and an
+admitted spend is committed by ``BudgetCommitter`` before the answer goes out.
+
+Where the facts come from:
+* DELETE: the pod is ``oldObject``; UPDATE: ``object`` (the new pod, as v1.2) and
+  ``oldObject`` for the spec comparison; eviction: the pod named by the request, from the
+  replica cache, else read through the cluster API (a pod created a moment ago may not
+  have reached the cache yet). Dry-run is the request's ``dryRun`` or, for an eviction,
+  ``deleteOptions.dryRun: [All]`` in the Eviction body (the API server does not set the
+  request's flag for that one).
+* The owner: ``WorkloadFinder.resolve`` with the owner's uid.
+* The budget: the newest view the committer knows.
+
+A review that cannot be read (a malformed Eviction, a pod that is not an object) is
+refused with 400 and a message saying what is wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from prometheus_client import Counter
+
+from kruise.common.v1 import mesh_pb2, views_pb2
+from services.budget import decision
+from services.budget.committer import BudgetCommitter
+from services.budget.workloads import WorkloadFinder
+from services.kit import admission, errors
+from services.kit.admission import Verdict
+from services.kit.cache import ObjectCache
+from services.kit.cluster import ObjectReader, Ref
+from services.kit.projection import project_pod
+
+log = logging.getLogger(__name__)
+
+POD = mesh_pb2.KIND_POD
+
+DECISIONS = Counter(
+    "kruise_mesh_budget_decisions_total",
+    "Pod reviews decided by the budget service, by action and outcome",
+    ["action", "outcome"],
+)
+
+_OPERATIONS: dict[int, decision.Operation] = {
+    mesh_pb2.OPERATION_CREATE: "CREATE",
+    mesh_pb2.OPERATION_UPDATE: "UPDATE",
+    mesh_pb2.OPERATION_DELETE: "DELETE",
+    mesh_pb2.OPERATION_CONNECT: "CONNECT",
+}
+
+
+def wall_clock_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def eviction_dry_run(eviction: Mapping[str, Any]) -> bool:
+    """``deleteOptions.dryRun`` contains ``All``. Raises ``BadReview`` for a malformed body.
+
+    >>> eviction_dry_run({"deleteOptions": {"dryRun": ["All"]}}), eviction_dry_run({})
+    (True, False)
+    """
+    options = eviction.get("deleteOptions")
+    if options is None:
+        return False
+    if not isinstance(options, Mapping):
+        raise admission.BadReview("Eviction deleteOptions must be an object")
+    dry_run = options.get("dryRun")
+    if dry_run is None:
+        return False
+    if not isinstance(dry_run, list) or not all(isinstance(v, str) for v in dry_run):
+        raise admission.BadReview("Eviction deleteOptions.dryRun must be a list of strings")
+    return "All" in dry_run
+
+
+class PodWebhook:
+    def __init__(
+        self,
+        *,
+        cache: ObjectCache,
+        finder: WorkloadFinder,
+        committer: BudgetCommitter,
+        pods: ObjectReader,
+        clock_ms: Callable[[], int] = wall_clock_ms,
+    ) -> None:
+        self.cache = cache
+        self.finder = finder
+        self.committer = committer
+        self.pods = pods
+        self.clock_ms = clock_ms
+
+    async def review(self, request: mesh_pb2.AdmissionRequest) -> mesh_pb2.AdmissionResponse:
+        outcome = await self.decide(request)
+        action = decision.action_of(
+            _OPERATIONS.get(request.operation, "CONNECT"), request.sub_resource
+        )
+        DECISIONS.labels(action or "none", "allowed" if outcome.allowed else "refused").inc()
+        if isinstance(outcome, decision.Refuse):
+            verdict: Verdict = admission.deny(
+                outcome.message, code=outcome.code, reason=outcome.reason
+            )
+        else:
+            verdict = admission.ALLOWED
+        return admission.to_response(request, verdict)
+
+    async def decide(self, request: mesh_pb2.AdmissionRequest) -> decision.Outcome:
+        operation = _OPERATIONS.get(request.operation, "CONNECT")
+        early = decision.prescreen(
+            operation=operation, sub_resource=request.sub_resource, namespace=request.namespace
+        )
+        if early is not None:
+            return early
+        try:
+            facts = await self._facts(request, operation)
+        except admission.BadReview as e:
+            return decision.Refuse(400, str(e), reason="BadRequest")
+        if facts is None:
+            return decision.Admit(reason="nothing to protect")
+        pod, spec_changed, dry_run = facts
+        owner = await self._owner(pod)
+        related = decision.related_budget(pod) if pod is not None else ""
+        budget = self.committer.freshest(request.namespace, related) if related else None
+        outcome = decision.decide(
+            operation=operation,
+            sub_resource=request.sub_resource,
+            namespace=request.namespace,
+            dry_run=dry_run,
+            pod=pod,
+            spec_changed=spec_changed,
+            owner=owner,
+            budget=budget,
+            now_ms=self.clock_ms(),
+        )
+        if isinstance(outcome, decision.Admit) and outcome.spend is not None:
+            return await self.committer.commit(outcome.spend)
+        return outcome
+
+    async def _facts(
+        self, request: mesh_pb2.AdmissionRequest, operation: decision.Operation
+    ) -> tuple[views_pb2.PodView | None, bool, bool] | None:
+        """(pod, spec changed, dry-run); None when the review carries nothing to decide on."""
+        objects = admission.reviewed_objects(request)
+        if operation == "DELETE":
+            if objects.old_object is None:
+                return None  # step 0: a DELETE without the pod
+            return _pod(objects.old_object), False, request.dry_run
+        if operation == "UPDATE":
+            if objects.object is None or objects.old_object is None:
+                raise admission.BadReview("a pod UPDATE review must carry object and oldObject")
+            spec_changed = objects.object.get("spec") != objects.old_object.get("spec")
+            return _pod(objects.object), spec_changed, request.dry_run
+        # CREATE of pods/eviction (prescreen let nothing else through)
+        eviction = objects.object
+        if eviction is None:
+            raise admission.BadReview("an eviction review must carry the Eviction")
+        if eviction.get("kind") not in (None, "Eviction"):
+            raise admission.BadReview(f"expected an Eviction, got kind {eviction.get('kind')!r}")
+        dry_run = request.dry_run or eviction_dry_run(eviction)
+        if not request.name:
+            raise admission.BadReview("an eviction review must name the pod")
+        return await self._pod_named(request.namespace, request.name), False, dry_run
+
+    async def _pod_named(self, namespace: str, name: str) -> views_pb2.PodView | None:
+        cached: views_pb2.PodView | None = self.cache.get(POD, namespace, name)
+        if cached is not None:
+            return cached
+        try:
+            got = await self.pods.get(Ref("v1", "Pod", namespace, name))
+        except errors.NotFound:
+            return None  # admitted: the API server answers its own 404
+        return project_pod(got.object)
+
+    async def _owner(self, pod: views_pb2.PodView | None) -> decision.OwnerCheck:
+        if pod is None:
+            return decision.OWNER_OK
+        owner = next((r for r in pod.meta.owner_references if r.controller), None)
+        if owner is None:
+            return decision.OWNER_OK
+        try:
+            found = await self.finder.resolve(
+                pod.meta.namespace,
+                api_version=owner.api_version,
+                kind=owner.kind,
+                name=owner.name,
+                uid=owner.uid,
+            )
+        except errors.MeshError as e:
+            return decision.OwnerCheck(
+                error=f"cannot resolve {owner.kind} {owner.name}, the owner of the pod: {e}"
+            )
+        if found is None or found.deleting:
+            return decision.OwnerCheck(gone=True)
+        return decision.OWNER_OK
+
+
+def _pod(obj: Mapping[str, Any]) -> views_pb2.PodView:
+    if not isinstance(obj.get("metadata"), Mapping):
+        raise admission.BadReview("the pod in the review has no metadata")
+    return project_pod(obj)
