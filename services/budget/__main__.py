@@ -1,25 +1,24 @@
-"""budget: PodUnavailableBudget (status loop, pod and eviction validation).
-
-Until the PodUnavailableBudget feature lands, its webhooks admit everything.
-"""
+"""budget: PodUnavailableBudget (status loop, related-pub mutation, pod, eviction and
+budget validation); see ``services.budget.feature``."""
 
 from __future__ import annotations
 
 from kruise.common.v1 import mesh_pb2
 from services.budget import api
-from services.kit.mesh import allow_all
+from services.budget.feature import BudgetFeature
 from services.kit.service import ServiceSpec, main
 
 SPEC = ServiceSpec(
     name="budget",
-    kinds=[mesh_pb2.KIND_POD, mesh_pb2.KIND_POD_UNAVAILABLE_BUDGET, mesh_pb2.KIND_WORKLOAD],
-    handlers={
-        "mutate-pods": allow_all,
-        "validate-pods": allow_all,
-        "validate-pod-eviction": allow_all,
-        "validate-podunavailablebudgets": allow_all,
-    },
+    kinds=[
+        mesh_pb2.KIND_POD,
+        mesh_pb2.KIND_POD_UNAVAILABLE_BUDGET,
+        mesh_pb2.KIND_WORKLOAD,
+        mesh_pb2.KIND_CLONE_SET,
+    ],
+    handlers={},
     extra=[api.register],
+    feature=BudgetFeature,
 )
 
 if __name__ == "__main__":

@@ -108,6 +108,7 @@ class BudgetCommitter:
         self.cluster = cluster
         self.attempts = attempts
         self._budgets: dict[Key, _Budget] = {}
+        self._drains: set[asyncio.Task[None]] = set()
 
     def _state(self, key: Key) -> _Budget:
         state = self._budgets.get(key)
@@ -150,7 +151,9 @@ class BudgetCommitter:
         state.waiting.append(_Waiting(change, answer))
         if not state.draining:
             state.draining = True
-            asyncio.create_task(self._drain(key, state))
+            task = asyncio.create_task(self._drain(key, state))
+            self._drains.add(task)
+            task.add_done_callback(self._drains.discard)
         return await answer
 
     async def _drain(self, key: Key, state: _Budget) -> None:

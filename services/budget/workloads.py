@@ -13,7 +13,9 @@ want, is it being deleted" for an (apiVersion, kind, name[, uid]) reference:
   ``scale_ttl_s`` so an eviction storm costs one read per workload, not one per pod.
 
 Groups and kinds compare exactly; the version is ignored. A ``uid`` that differs from the
-object's is "not found" (the object was replaced).
+object's is "not found" (the object was replaced); for ``/scale`` kinds the uid is the one
+the Scale carries. ``/scale`` cannot say whether the object is being deleted, so such a
+workload is never "deleting" (it protects its pods until it is gone).
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ def group_of(api_version: str) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class Workload:
-    """A resolved workload. ``uid`` is "" for kinds read through ``/scale``."""
+    """A resolved workload."""
 
     api_version: str
     kind: str
@@ -155,21 +157,28 @@ class WorkloadFinder:
         key = (namespace, group, kind, name)
         now = self.clock()
         hit = self._scales.get(key)
-        if hit is not None and now - hit[0] < self.scale_ttl_s:
-            return hit[1]
-        try:
-            scale = await self.scales.get_scale(Ref(api_version, kind, namespace, name))
-        except errors.NotFound:
-            found = None
-        else:
-            found = Workload(
-                api_version=api_version,
-                kind=kind,
-                name=name,
-                uid="",
-                replicas=scale.spec_replicas,
-            )
-        self._scales[key] = (now, found)
-        if len(self._scales) > 10_000:
-            self._scales = {k: v for k, v in self._scales.items() if now - v[0] < self.scale_ttl_s}
+        if hit is None or now - hit[0] >= self.scale_ttl_s:
+            try:
+                scale = await self.scales.get_scale(Ref(api_version, kind, namespace, name))
+            except errors.NotFound:
+                hit = (now, None)
+            else:
+                hit = (
+                    now,
+                    Workload(
+                        api_version=api_version,
+                        kind=kind,
+                        name=name,
+                        uid=scale.uid,
+                        replicas=scale.spec_replicas,
+                    ),
+                )
+            self._scales[key] = hit
+            if len(self._scales) > 10_000:
+                self._scales = {
+                    k: v for k, v in self._scales.items() if now - v[0] < self.scale_ttl_s
+                }
+        found = hit[1]
+        if found is not None and uid and found.uid and found.uid != uid:
+            return None  # the object was replaced
         return found

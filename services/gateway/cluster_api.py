@@ -164,6 +164,7 @@ def scale_response(scale: dict[str, Any]) -> cluster_pb2.GetScaleResponse:
         status_replicas=int(status.get("replicas") or 0),
         selector=str(status.get("selector") or ""),
         resource_version=str((scale.get("metadata") or {}).get("resourceVersion") or ""),
+        uid=str((scale.get("metadata") or {}).get("uid") or ""),
     )
 
 

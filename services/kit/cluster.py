@@ -63,6 +63,7 @@ class Written:
 class Scale:
     spec_replicas: int
     selector: str
+    uid: str = ""
 
 
 class ObjectReader(Protocol):
@@ -137,7 +138,7 @@ class ClusterClient:
 
     async def get_scale(self, ref: Ref) -> Scale:
         answer = await self._call(self._stub.GetScale, cluster_pb2.GetScaleRequest(ref=ref.proto()))
-        return Scale(spec_replicas=answer.spec_replicas, selector=answer.selector)
+        return Scale(spec_replicas=answer.spec_replicas, selector=answer.selector, uid=answer.uid)
 
     async def create(self, ref: Ref, obj: dict[str, Any]) -> Written:
         request = cluster_pb2.CreateRequest(ref=ref.proto(), object_json=orjson.dumps(obj))

@@ -86,14 +86,23 @@ async def test_cluster_api_write_with_stale_version_is_aborted_and_fresh_one_lan
 ) -> None:
     """A service's status write, decided on a resourceVersion that has moved on, is refused."""
     await ensure_namespace(kube, "writes")
-    pub = {
-        "apiVersion": "policy.kruise.io/v1alpha1",
-        "kind": "PodUnavailableBudget",
+    # A Deployment: no service of the mesh writes its status (the sandbox runs no
+    # Deployment controller), so only this test's writes race.
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
         "metadata": {"name": "budget", "namespace": "writes"},
-        "spec": {"selector": {"matchLabels": {"app": "e2e"}}, "maxUnavailable": 1},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {"app": "writes"}},
+            "template": {
+                "metadata": {"labels": {"app": "writes"}},
+                "spec": {"containers": [{"name": "main", "image": "nginx:1.27"}]},
+            },
+        },
     }
-    path = "/apis/policy.kruise.io/v1alpha1/namespaces/writes/podunavailablebudgets"
-    created = await kube.request_json("POST", path, body=orjson.dumps(pub))
+    path = "/apis/apps/v1/namespaces/writes/deployments"
+    created = await kube.request_json("POST", path, body=orjson.dumps(deployment))
     stale = created["metadata"]["resourceVersion"]
     await kube.request(
         "PATCH",
@@ -101,13 +110,8 @@ async def test_cluster_api_write_with_stale_version_is_aborted_and_fresh_one_lan
         body=b'{"metadata":{"labels":{"touched":"yes"}}}',
         content_type="application/merge-patch+json",
     )
-    status = {
-        "unavailableAllowed": 1,
-        "currentAvailable": 3,
-        "desiredAvailable": 2,
-        "totalReplicas": 3,
-    }
-    ref = Ref("policy.kruise.io/v1alpha1", "PodUnavailableBudget", "writes", "budget")
+    status = {"replicas": 0, "observedGeneration": 1, "availableReplicas": 0}
+    ref = Ref("apps/v1", "Deployment", "writes", "budget")
     cluster = ClusterClient.connect(mesh.gateway_grpc, component="e2e")
     try:
         with pytest.raises(errors.Conflict):
@@ -124,7 +128,7 @@ async def test_cluster_api_write_with_stale_version_is_aborted_and_fresh_one_lan
     finally:
         await cluster.close()
     stored = await kube.request_json("GET", f"{path}/budget")
-    assert stored["status"]["unavailableAllowed"] == 1
+    assert stored["status"]["observedGeneration"] == 1
 
 
 async def test_a_restarted_replica_gets_a_snapshot_of_everything_it_owns(

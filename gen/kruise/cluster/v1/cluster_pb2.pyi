@@ -316,11 +316,14 @@ class GetScaleResponse(_message.Message):
     STATUS_REPLICAS_FIELD_NUMBER: _builtins.int
     SELECTOR_FIELD_NUMBER: _builtins.int
     RESOURCE_VERSION_FIELD_NUMBER: _builtins.int
+    UID_FIELD_NUMBER: _builtins.int
     spec_replicas: _builtins.int
     status_replicas: _builtins.int
     selector: _builtins.str
     """The label selector as a string, as autoscaling/v1 Scale carries it."""
     resource_version: _builtins.str
+    uid: _builtins.str
+    """The scaled object's uid (Scale.metadata.uid), so a caller can tell a re-created object."""
     def __init__(
         self,
         *,
@@ -328,10 +331,11 @@ class GetScaleResponse(_message.Message):
         status_replicas: _builtins.int = ...,
         selector: _builtins.str = ...,
         resource_version: _builtins.str = ...,
+        uid: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["resource_version", b"resource_version", "selector", b"selector", "spec_replicas", b"spec_replicas", "status_replicas", b"status_replicas"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["resource_version", b"resource_version", "selector", b"selector", "spec_replicas", b"spec_replicas", "status_replicas", b"status_replicas", "uid", b"uid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

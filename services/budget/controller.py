@@ -1,0 +1,801 @@
+"""The budget controller: keeps every PodUnavailableBudget's status (SPEC 4.5) and links pods
+to their budget (``kruise.io/related-pub`` back-fill, SPEC 4.4). The shell around
+``services.budget.status``.
+
+    Sync events ─▶ on_event ─▶ Indexes (pods and ReplicaSets by owner, budgets by target
+                      │                 and selector, controller owners by uid)
+                      └─▶ WorkQueue ─▶ reconcile ─▶ observe (cache, WorkloadFinder)
+                                           ├─▶ status.reconcile()  (pure)
+                                           └─▶ cluster API: pod patches, status, Events
+
+Triggers (level-triggered where OpenKruise is edge-triggered; a reconcile whose decision
+changes nothing writes nothing, so an extra one costs a cache read):
+
+* a budget event (any, deletion included) → reconcile it;
+* a pod event (any: created, changed, deleted) → the budget named by its
+  ``kruise.io/related-pub`` when that budget exists, else every budget of the namespace
+  whose targetRef is the pod's controller or that controller's controller (a pod of a
+  ReplicaSet owned by a Deployment reaches a budget targeting the Deployment), or whose
+  non-empty selector matches the pod's labels; and the budgets the pod's previous event
+  went to, so a pod whose labels stop matching is counted out at once. OpenKruise
+  enqueues only on readiness flips and new deletions (and delays the latter by 5 s);
+  every pod event is a superset of those;
+* a workload event (Deployment, ReplicaSet, StatefulSet, CloneSet, a custom kind in the
+  cache) whose spec replicas, deletion or controller owner changed, or that appeared or
+  went → every budget of the namespace (OpenKruise matches the template's labels, which
+  the view does not carry; budgets per namespace are few). Custom kinds read through
+  ``/scale`` are not watched: their replica changes are seen on the next pod or budget
+  event (SPEC 4.9), and a requeue at the earliest map expiry;
+* a snapshot (first sync, rebalancing) → rebuild the indexes, reconcile every budget.
+
+Reconcile (one budget):
+
+1. Gone or being deleted → forget it (and the committer's state for it).
+2. Observe (``BudgetObservation``): a targetRef budget resolves its workload through the
+   ``WorkloadFinder`` (cache for built-in kinds, ``/scale`` for others) and takes the pods
+   owned by the workload's uid or by ReplicaSets owned by it (a custom kind read through
+   ``/scale`` has no uid: its uids are the controller owners seen on pods and ReplicaSets
+   with its group, kind and name); total = its replicas (0 when missing or being
+   deleted). A selector budget takes ``selector_pods`` of the namespace and sums the
+   replicas of the distinct controllers of those pods (``total_replicas_of``). A kind the
+   cluster does not know (``Invalid``) counts as missing (total 0), as a 404 does; any
+   other resolution error writes nothing and retries with backoff.
+3. ``status.reconcile`` on the newest known view (``BudgetCommitter.freshest``: the cache's
+   or the one last written here, whichever is newer). ``ScaleError`` → Warning Event
+   ``CalculateExpectedPodCountFailed`` (once per message) and a retry with backoff.
+   No pods → Normal Event ``NoPods`` once per transition into that state.
+4. Back-fill: each selected active pod without ``kruise.io/related-pub`` gets it by a
+   merge patch carrying the pod's resourceVersion (a pod changed meanwhile — perhaps
+   annotated by someone else — answers ``ABORTED`` and is left alone; its event brings the
+   budget back here). A patch is sent once per pod resourceVersion.
+5. Changed → under the committer's per-budget lock (the pod webhook spends budget through
+   the same lock), take the freshest view again and decide again on it — admission may
+   have spent budget since step 3 — then write ``status_body`` with that view's
+   resourceVersion and uid and hand the stored object to ``committer.remember``; so the
+   next decision, ours or admission's, starts from it even before its watch event.
+   ``ABORTED`` → read the budget (the committer remembers it) and requeue shortly.
+   ``NotDeleted`` Warning Events go on each pod whose admitted deletion expired, after the
+   write that dropped it.
+6. Requeue at ``requeue_after_ms`` (the earliest map expiry), if any.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from prometheus_client import Counter, Gauge
+
+from kruise.common.v1 import mesh_pb2, views_pb2
+from services.budget import status
+from services.budget.committer import BudgetCommitter, budget_ref
+from services.budget.decision import RELATED_PUB
+from services.budget.workloads import Workload, WorkloadFinder, group_of
+from services.kit import errors
+from services.kit.cache import EVENT_DELETED, ObjectCache, view_of, workload_name
+from services.kit.cluster import (
+    EventRecorder,
+    ObjectReader,
+    ObjectWriter,
+    Ref,
+    StatusWriter,
+    Written,
+)
+from services.kit.projection import project_pod_unavailable_budget
+from services.kit.workqueue import WorkQueue, run_workers
+
+log = logging.getLogger(__name__)
+
+POD = mesh_pb2.KIND_POD
+WORKLOAD = mesh_pb2.KIND_WORKLOAD
+CLONE_SET = mesh_pb2.KIND_CLONE_SET
+PUB = mesh_pb2.KIND_POD_UNAVAILABLE_BUDGET
+
+RECONCILES = Counter(
+    "kruise_mesh_budget_reconciles_total",
+    "PodUnavailableBudget status reconciles, by what they did",
+    ["result"],
+)
+BACKFILLS = Counter(
+    "kruise_mesh_budget_related_pub_backfills_total",
+    "kruise.io/related-pub patches onto existing pods, by result",
+    ["result"],
+)
+QUEUE_DEPTH = Gauge(
+    "kruise_mesh_budget_queue_depth",
+    "Keys waiting in the budget work queue, being reconciled, or waiting for a retry",
+)
+
+NO_PODS_MESSAGE = "No matching pods found"
+
+
+class Cluster(StatusWriter, ObjectWriter, ObjectReader, EventRecorder, Protocol):
+    """The cluster API the controller writes through (``services.kit.cluster.ClusterClient``)."""
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetKey:
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+NsName = tuple[str, str]
+
+
+def controller_of(
+    refs: Iterable[views_pb2.OwnerReference],
+) -> views_pb2.OwnerReference | None:
+    """The ownerReference marked ``controller: true``, if any."""
+    for ref in refs:
+        if ref.controller:
+            return ref
+    return None
+
+
+def ref_key(*, api_version: str, kind: str, name: str) -> str:
+    """A version-free reference, ``group/Kind/name`` (the cache's workload name)."""
+    return workload_name(api_version=api_version, kind=kind, name=name)
+
+
+def is_replica_set(view: views_pb2.WorkloadView) -> bool:
+    return view.kind == "ReplicaSet" and group_of(view.api_version) == "apps"
+
+
+@dataclass
+class Indexes:
+    """Lookups the cache cannot answer by key, kept from the same events.
+
+    Owners are keyed by uid within a namespace. ``owner_key``/``uids_by_key`` remember the
+    ``group/Kind/name`` of every controller owner seen on a pod or a ReplicaSet while
+    something still names it, so a custom-kind target (resolved through ``/scale``, no
+    uid) still finds its pods.
+    """
+
+    pods_by_owner: dict[NsName, set[str]] = field(default_factory=dict)
+    pod_owner: dict[NsName, str] = field(default_factory=dict)
+    rs_by_owner: dict[NsName, set[str]] = field(default_factory=dict)
+    rs_owner: dict[NsName, tuple[str, str]] = field(default_factory=dict)
+    rs_parent: dict[NsName, str] = field(default_factory=dict)
+    owner_key: dict[NsName, str] = field(default_factory=dict)
+    uids_by_key: dict[NsName, set[str]] = field(default_factory=dict)
+    budgets: dict[str, set[str]] = field(default_factory=dict)
+    budgets_by_target: dict[NsName, set[str]] = field(default_factory=dict)
+    budget_target: dict[NsName, str] = field(default_factory=dict)
+    selectors: dict[str, dict[str, views_pb2.LabelSelector]] = field(default_factory=dict)
+    workloads: dict[NsName, tuple[int | None, bool, str]] = field(default_factory=dict)
+    pod_budgets: dict[NsName, frozenset[str]] = field(default_factory=dict)
+
+    # ---- owners -------------------------------------------------------------------------
+    def _see_owner(self, namespace: str, ref: views_pb2.OwnerReference) -> None:
+        key = ref_key(api_version=ref.api_version, kind=ref.kind, name=ref.name)
+        old = self.owner_key.get((namespace, ref.uid))
+        if old == key:
+            return
+        if old is not None:
+            self._drop_uid_key(namespace, ref.uid, old)
+        self.owner_key[(namespace, ref.uid)] = key
+        self.uids_by_key.setdefault((namespace, key), set()).add(ref.uid)
+
+    def _drop_uid_key(self, namespace: str, uid: str, key: str) -> None:
+        uids = self.uids_by_key.get((namespace, key))
+        if uids is not None:
+            uids.discard(uid)
+            if not uids:
+                del self.uids_by_key[(namespace, key)]
+
+    def _release_owner(self, namespace: str, uid: str) -> None:
+        if (namespace, uid) in self.pods_by_owner or (namespace, uid) in self.rs_by_owner:
+            return
+        key = self.owner_key.pop((namespace, uid), None)
+        if key is not None:
+            self._drop_uid_key(namespace, uid, key)
+
+    @staticmethod
+    def _unlink(index: dict[NsName, set[str]], key: NsName, member: str) -> None:
+        members = index.get(key)
+        if members is not None:
+            members.discard(member)
+            if not members:
+                del index[key]
+
+    # ---- updates ------------------------------------------------------------------------
+    def pod(self, pod: views_pb2.PodView, *, deleted: bool) -> None:
+        namespace, name = pod.meta.namespace, pod.meta.name
+        old = self.pod_owner.pop((namespace, name), None)
+        if old is not None:
+            self._unlink(self.pods_by_owner, (namespace, old), name)
+        owner = None if deleted else controller_of(pod.meta.owner_references)
+        if owner is not None and owner.uid:
+            self.pod_owner[(namespace, name)] = owner.uid
+            self.pods_by_owner.setdefault((namespace, owner.uid), set()).add(name)
+            self._see_owner(namespace, owner)
+        if old is not None and old != (owner.uid if owner is not None else None):
+            self._release_owner(namespace, old)
+
+    def replica_set(self, view: views_pb2.WorkloadView, *, deleted: bool) -> None:
+        namespace = view.meta.namespace
+        key = (
+            namespace,
+            ref_key(api_version=view.api_version, kind=view.kind, name=view.meta.name),
+        )
+        old = self.rs_owner.pop(key, None)
+        if old is not None:
+            self._unlink(self.rs_by_owner, (namespace, old[1]), old[0])
+            self.rs_parent.pop((namespace, old[0]), None)
+        owner = None if deleted else controller_of(view.meta.owner_references)
+        if owner is not None and owner.uid and view.meta.uid:
+            self.rs_owner[key] = (view.meta.uid, owner.uid)
+            self.rs_parent[(namespace, view.meta.uid)] = owner.uid
+            self.rs_by_owner.setdefault((namespace, owner.uid), set()).add(view.meta.uid)
+            self._see_owner(namespace, owner)
+        if old is not None and (owner is None or old[1] != owner.uid):
+            self._release_owner(namespace, old[1])
+
+    def budget(self, budget: views_pb2.PodUnavailableBudgetView, *, deleted: bool) -> None:
+        namespace, name = budget.meta.namespace, budget.meta.name
+        old = self.budget_target.pop((namespace, name), None)
+        if old is not None:
+            self._unlink(self.budgets_by_target, (namespace, old), name)
+        selectors = self.selectors.get(namespace)
+        if selectors is not None:
+            selectors.pop(name, None)
+            if not selectors:
+                del self.selectors[namespace]
+        if deleted:
+            names = self.budgets.get(namespace)
+            if names is not None:
+                names.discard(name)
+                if not names:
+                    del self.budgets[namespace]
+            return
+        self.budgets.setdefault(namespace, set()).add(name)
+        if budget.HasField("target_ref"):
+            ref = budget.target_ref
+            target = ref_key(api_version=ref.api_version, kind=ref.kind, name=ref.name)
+            self.budget_target[(namespace, name)] = target
+            self.budgets_by_target.setdefault((namespace, target), set()).add(name)
+        elif budget.HasField("selector"):
+            selector = views_pb2.LabelSelector()
+            selector.CopyFrom(budget.selector)
+            self.selectors.setdefault(namespace, {})[name] = selector
+
+    # ---- queries ------------------------------------------------------------------------
+    def owned_pod_names(self, namespace: str, uids: Iterable[str]) -> set[str]:
+        """Pods owned by any of ``uids`` directly or through a ReplicaSet they own."""
+        names: set[str] = set()
+        for uid in uids:
+            names |= self.pods_by_owner.get((namespace, uid), set())
+            for rs_uid in self.rs_by_owner.get((namespace, uid), ()):
+                names |= self.pods_by_owner.get((namespace, rs_uid), set())
+        return names
+
+    def budgets_of_pod(self, pod: views_pb2.PodView) -> set[str]:
+        """The budgets a pod event concerns now (see the module docstring)."""
+        namespace = pod.meta.namespace
+        known = self.budgets.get(namespace, set())
+        related = pod.meta.annotations.get(RELATED_PUB, "")
+        if related and related in known:
+            return {related}
+        found: set[str] = set()
+        owner = controller_of(pod.meta.owner_references)
+        if owner is not None:
+            keys = [ref_key(api_version=owner.api_version, kind=owner.kind, name=owner.name)]
+            parent = self.rs_parent.get((namespace, owner.uid))
+            above = self.owner_key.get((namespace, parent)) if parent else None
+            if above is not None:
+                keys.append(above)
+            for key in keys:
+                found |= self.budgets_by_target.get((namespace, key), set())
+        for name, selector in self.selectors.get(namespace, {}).items():
+            if status.selector_matches(selector, pod.meta.labels):
+                found.add(name)
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetObservation:
+    """What one reconcile observed of a budget's world, gathered before deciding.
+
+    ``pods`` are the budget's pods: a targetRef workload's pods (any phase; the decision
+    ignores inactive ones) or the active pods its selector matches, by name.
+    ``total_replicas`` is None when the targetRef workload was not found (the status says
+    0). ``workload`` is the resolved targetRef workload; None for a selector budget, or
+    when it was not found.
+    """
+
+    pods: tuple[views_pb2.PodView, ...]
+    total_replicas: int | None
+    workload: Workload | None = None
+
+
+NOTHING = BudgetObservation(pods=(), total_replicas=None)
+
+
+def written_view(
+    decided_on: views_pb2.PodUnavailableBudgetView,
+    written: Written,
+    written_status: status.BudgetStatus,
+) -> views_pb2.PodUnavailableBudgetView:
+    """The budget as a status write stored it: the API server's answer, projected.
+
+    When the answer carries no object, the view the decision was made on with the written
+    status (times truncated to whole seconds, as ``metav1.Time`` stores them) and the new
+    resourceVersion. Pure.
+    """
+    if written.object:
+        view = project_pod_unavailable_budget(written.object)
+        if view.meta.name and view.meta.resource_version:
+            return view
+    view = views_pb2.PodUnavailableBudgetView()
+    view.CopyFrom(decided_on)
+    view.meta.resource_version = written.resource_version
+    view.observed_generation = written_status.observed_generation
+    view.unavailable_allowed = written_status.unavailable_allowed
+    view.current_available = written_status.current_available
+    view.desired_available = written_status.desired_available
+    view.total_replicas = written_status.total_replicas
+    view.ClearField("disrupted_pods")
+    view.ClearField("unavailable_pods")
+    for pod, at_ms in written_status.disrupted_pods.items():
+        view.disrupted_pods[pod] = at_ms // 1000 * 1000
+    for pod, at_ms in written_status.unavailable_pods.items():
+        view.unavailable_pods[pod] = at_ms // 1000 * 1000
+    return view
+
+
+class BudgetController:
+    def __init__(
+        self,
+        *,
+        cache: ObjectCache,
+        cluster: Cluster,
+        finder: WorkloadFinder,
+        committer: BudgetCommitter,
+        clock_ms: Callable[[], int] = wall_clock_ms,
+        workers: int = 3,
+        retry_s: float = 0.5,
+        max_backoff_s: float = 30.0,
+    ) -> None:
+        self.cache = cache
+        self.cluster = cluster
+        self.finder = finder
+        self.committer = committer
+        self.clock_ms = clock_ms
+        self.workers = workers
+        self.retry_s = retry_s
+        self.max_backoff_s = max_backoff_s
+        self.queue: WorkQueue[BudgetKey] = WorkQueue()
+        self.index = Indexes()
+        self._task: asyncio.Task[None] | None = None
+        self._no_pods: set[BudgetKey] = set()
+        self._scale_errors: dict[BudgetKey, str] = {}
+        self._failures: dict[BudgetKey, int] = {}
+        self._backfilled: dict[NsName, str] = {}
+        self._unknown_kinds: set[tuple[str, str, str]] = set()
+
+    # ---- lifecycle ----------------------------------------------------------------------
+    async def start(self) -> None:
+        QUEUE_DEPTH.set_function(self.queue.pending)
+        self._task = asyncio.create_task(
+            run_workers(self.queue, self.reconcile, workers=self.workers, name="budget")
+        )
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    # ---- events -------------------------------------------------------------------------
+    def on_snapshot(self) -> None:
+        self.index = Indexes()
+        self._backfilled.clear()
+        for budget in self.cache.items(PUB):
+            self.index.budget(budget, deleted=False)
+            self.queue.add(BudgetKey(budget.meta.namespace, budget.meta.name))
+        for workload in self.cache.items(WORKLOAD):
+            self._index_workload(workload, deleted=False)
+        for clone_set in self.cache.items(CLONE_SET):
+            self._index_clone_set(clone_set, deleted=False)
+        for pod in self.cache.items(POD):
+            self.index.pod(pod, deleted=False)
+            found = self.index.budgets_of_pod(pod)
+            if found:
+                self.index.pod_budgets[(pod.meta.namespace, pod.meta.name)] = frozenset(found)
+
+    def on_event(self, event: mesh_pb2.WatchEvent) -> None:
+        view = view_of(event.object)
+        if view is None:
+            return
+        deleted = event.type == EVENT_DELETED
+        if event.kind == PUB:
+            self.index.budget(view, deleted=deleted)
+            self.queue.add(BudgetKey(view.meta.namespace, view.meta.name))
+        elif event.kind == POD:
+            self._on_pod(view, deleted=deleted)
+        elif event.kind == WORKLOAD:
+            if self._index_workload(view, deleted=deleted):
+                self._enqueue_namespace(view.meta.namespace)
+        elif event.kind == CLONE_SET and self._index_clone_set(view, deleted=deleted):
+            self._enqueue_namespace(view.meta.namespace)
+
+    def _on_pod(self, pod: views_pb2.PodView, *, deleted: bool) -> None:
+        key = (pod.meta.namespace, pod.meta.name)
+        self.index.pod(pod, deleted=deleted)
+        self._backfilled.pop(key, None)
+        before = self.index.pod_budgets.pop(key, frozenset())
+        now = self.index.budgets_of_pod(pod)
+        if now and not deleted:
+            self.index.pod_budgets[key] = frozenset(now)
+        for name in sorted(before | now):
+            self.queue.add(BudgetKey(pod.meta.namespace, name))
+
+    def _index_workload(self, view: views_pb2.WorkloadView, *, deleted: bool) -> bool:
+        """Index a workload; True when a budget's total or pods may have changed."""
+        if is_replica_set(view):
+            self.index.replica_set(view, deleted=deleted)
+        owner = controller_of(view.meta.owner_references)
+        replicas = view.spec_replicas if view.HasField("spec_replicas") else None
+        signature = (replicas, bool(view.meta.deletion_unix_ms), owner.uid if owner else "")
+        name = ref_key(api_version=view.api_version, kind=view.kind, name=view.meta.name)
+        return self._workload_signature(view.meta.namespace, name, None if deleted else signature)
+
+    def _index_clone_set(self, view: views_pb2.CloneSetView, *, deleted: bool) -> bool:
+        replicas = view.replicas if view.HasField("replicas") else None
+        signature = (replicas, bool(view.meta.deletion_unix_ms), "")
+        name = ref_key(api_version="apps.kruise.io/v1alpha1", kind="CloneSet", name=view.meta.name)
+        return self._workload_signature(view.meta.namespace, name, None if deleted else signature)
+
+    def _workload_signature(
+        self, namespace: str, name: str, signature: tuple[int | None, bool, str] | None
+    ) -> bool:
+        key = (namespace, name)
+        old = self.index.workloads.get(key)
+        if signature is None:
+            self.index.workloads.pop(key, None)
+        else:
+            self.index.workloads[key] = signature
+        return old != signature
+
+    def _enqueue_namespace(self, namespace: str) -> None:
+        for name in sorted(self.index.budgets.get(namespace, ())):
+            self.queue.add(BudgetKey(namespace, name))
+
+    # ---- observe ------------------------------------------------------------------------
+    async def observe(self, budget: views_pb2.PodUnavailableBudgetView) -> BudgetObservation:
+        """Gather the budget's pods and expected replicas (step 2 of the module docstring).
+
+        Raises ``errors.MeshError`` when a workload could not be resolved for a reason other
+        than not existing (nothing is decided then).
+        """
+        namespace = budget.meta.namespace
+        if budget.HasField("target_ref"):
+            ref = budget.target_ref
+            workload = await self._resolve(
+                namespace, api_version=ref.api_version, kind=ref.kind, name=ref.name
+            )
+            if workload is None:
+                return NOTHING
+            if workload.uid:
+                uids: Iterable[str] = (workload.uid,)
+            else:
+                key = ref_key(
+                    api_version=workload.api_version, kind=workload.kind, name=workload.name
+                )
+                uids = sorted(self.index.uids_by_key.get((namespace, key), ()))
+            pods = self._pods(namespace, self.index.owned_pod_names(namespace, uids))
+            total = 0 if workload.deleting else workload.replicas
+            return BudgetObservation(pods=tuple(pods), total_replicas=total, workload=workload)
+        if budget.HasField("selector"):
+            selected = status.selector_pods(budget, self.cache.items(POD, namespace))
+            total = await self._owners_total(namespace, selected)
+            return BudgetObservation(pods=tuple(selected), total_replicas=total)
+        return NOTHING
+
+    def _pods(self, namespace: str, names: Iterable[str]) -> list[views_pb2.PodView]:
+        found = (self.cache.get(POD, namespace, name) for name in sorted(names))
+        return [pod for pod in found if pod is not None]
+
+    async def _owners_total(self, namespace: str, pods: Iterable[views_pb2.PodView]) -> int:
+        owners: dict[str, views_pb2.OwnerReference] = {}
+        for pod in pods:
+            ref = controller_of(pod.meta.owner_references)
+            if ref is not None:
+                key = ref.uid or ref_key(api_version=ref.api_version, kind=ref.kind, name=ref.name)
+                owners.setdefault(key, ref)
+        resolved: list[status.OwnerReplicas | None] = []
+        for ref in owners.values():
+            workload = await self._resolve(
+                namespace,
+                api_version=ref.api_version,
+                kind=ref.kind,
+                name=ref.name,
+                uid=ref.uid,
+            )
+            resolved.append(
+                None
+                if workload is None
+                else status.OwnerReplicas(
+                    uid=workload.uid or f"{workload.group}/{workload.kind}/{workload.name}",
+                    replicas=workload.replicas,
+                    deleting=workload.deleting,
+                )
+            )
+        return status.total_replicas_of(resolved)
+
+    async def _resolve(
+        self, namespace: str, *, api_version: str, kind: str, name: str, uid: str = ""
+    ) -> Workload | None:
+        try:
+            return await self.finder.resolve(
+                namespace, api_version=api_version, kind=kind, name=name, uid=uid
+            )
+        except errors.Invalid as e:
+            # A kind the cluster does not know (or a malformed apiVersion): no such
+            # workload can exist, so it counts as missing, as a 404 does.
+            seen = (namespace, api_version, kind)
+            if seen not in self._unknown_kinds:
+                self._unknown_kinds.add(seen)
+                log.warning(
+                    "workload kind cannot be resolved; counted as missing",
+                    extra={
+                        "namespace": namespace,
+                        "workload": f"{api_version} {kind} {name}",
+                        "error": str(e),
+                    },
+                )
+            return None
+
+    # ---- reconcile ----------------------------------------------------------------------
+    async def reconcile(self, key: BudgetKey) -> None:
+        budget = self.committer.freshest(key.namespace, key.name)
+        if budget is None or budget.meta.deletion_unix_ms:
+            self._forget(key)
+            RECONCILES.labels("gone").inc()
+            return
+        try:
+            seen = await self.observe(budget)
+        except errors.MeshError as e:
+            RECONCILES.labels("error").inc()
+            log.warning(
+                "could not resolve the budget's workloads; retrying",
+                extra={"budget": str(key), "error": str(e)},
+            )
+            self._retry(key)
+            return
+        decided = status.reconcile(
+            budget=budget,
+            total_replicas=seen.total_replicas,
+            pods=seen.pods,
+            now_ms=self.clock_ms(),
+        )
+        if isinstance(decided, status.ScaleError):
+            await self._scale_failed(key, budget, decided)
+            return
+        self._scale_errors.pop(key, None)
+        await self._report_no_pods(key, budget, no_pods=decided.no_pods)
+        await self._backfill(key, seen.pods)
+        if decided.changed:
+            written = await self._write(key, budget, seen)
+            if written is None:
+                return
+            decided = written
+        else:
+            RECONCILES.labels("unchanged").inc()
+        self._failures.pop(key, None)
+        if decided.requeue_after_ms is not None:
+            self.queue.add_after(key, decided.requeue_after_ms / 1000)
+
+    async def _write(
+        self,
+        key: BudgetKey,
+        observed_on: views_pb2.PodUnavailableBudgetView,
+        seen: BudgetObservation,
+    ) -> status.Reconciliation | None:
+        """Decide again on the freshest view under the budget's lock and write it.
+
+        The decision made outside the lock may be stale: the pod webhook can have spent
+        budget since (a new ``disruptedPods`` entry, a lower ``unavailableAllowed``), and
+        writing that decision would give the spend back. Returns the decision written (or
+        found unchanged), None when the key was requeued or the budget is gone.
+        """
+        async with self.committer.locked(key.namespace, key.name):
+            budget = self.committer.freshest(key.namespace, key.name)
+            if budget is None or budget.meta.deletion_unix_ms:
+                RECONCILES.labels("gone").inc()
+                return None
+            if budget.meta.generation != observed_on.meta.generation:
+                # The spec moved since the pods were gathered: observe again.
+                RECONCILES.labels("spec-changed").inc()
+                self.queue.add(key)
+                return None
+            decided = status.reconcile(
+                budget=budget,
+                total_replicas=seen.total_replicas,
+                pods=seen.pods,
+                now_ms=self.clock_ms(),
+            )
+            if isinstance(decided, status.ScaleError):  # same generation: cannot happen
+                self.queue.add(key)
+                return None
+            if not decided.changed:
+                RECONCILES.labels("unchanged").inc()
+                return decided
+            try:
+                written = await self.cluster.update_status(
+                    budget_ref(key.namespace, key.name),
+                    status=status.status_body(decided.status),
+                    resource_version=budget.meta.resource_version,
+                    uid=budget.meta.uid,
+                )
+            except errors.Conflict:
+                RECONCILES.labels("conflict").inc()
+                await self._refresh(key)
+                self.queue.add_after(key, self.retry_s)
+                return None
+            except errors.NotFound:
+                RECONCILES.labels("gone").inc()
+                return None
+            except errors.MeshError as e:
+                RECONCILES.labels("error").inc()
+                log.warning(
+                    "could not write the budget's status; retrying",
+                    extra={"budget": str(key), "error": str(e)},
+                )
+                self._retry(key)
+                return None
+            self.committer.remember(written_view(budget, written, decided.status))
+        RECONCILES.labels("written").inc()
+        st = decided.status
+        log.info(
+            "budget status written",
+            extra={
+                "budget": str(key),
+                "allowed": st.unavailable_allowed,
+                "current": st.current_available,
+                "desired": st.desired_available,
+                "total": st.total_replicas,
+                "recorded": st.recorded_count,
+            },
+        )
+        await self._report_not_deleted(key, decided, seen)
+        return decided
+
+    async def _refresh(self, key: BudgetKey) -> None:
+        """After a conflict: read the budget so the retry decides on what won."""
+        try:
+            got = await self.cluster.get(budget_ref(key.namespace, key.name))
+        except errors.MeshError:
+            return  # the retry decides on the cache; its watch event comes anyway
+        view = project_pod_unavailable_budget(got.object)
+        if view.meta.name and view.meta.resource_version:
+            self.committer.remember(view)
+
+    def _retry(self, key: BudgetKey) -> None:
+        count = self._failures.get(key, 0) + 1
+        self._failures[key] = count
+        self.queue.add_after(key, min(self.retry_s * 2 ** (count - 1), self.max_backoff_s))
+
+    def _forget(self, key: BudgetKey) -> None:
+        self._no_pods.discard(key)
+        self._scale_errors.pop(key, None)
+        self._failures.pop(key, None)
+        self.committer.forget(key.namespace, key.name)
+
+    # ---- side effects -------------------------------------------------------------------
+    async def _backfill(self, key: BudgetKey, pods: Iterable[views_pb2.PodView]) -> None:
+        """Annotate the budget's active pods that name no budget yet (SPEC 4.4)."""
+        for pod in pods:
+            if not status.pod_active(pod) or pod.meta.annotations.get(RELATED_PUB):
+                continue
+            pod_key = (key.namespace, pod.meta.name)
+            if self._backfilled.get(pod_key) == pod.meta.resource_version:
+                continue  # already sent for this version; its event has not arrived yet
+            self._backfilled[pod_key] = pod.meta.resource_version
+            try:
+                await self.cluster.patch(
+                    Ref("v1", "Pod", key.namespace, pod.meta.name),
+                    patch={"metadata": {"annotations": {RELATED_PUB: key.name}}},
+                    kind="merge",
+                    resource_version=pod.meta.resource_version,
+                    uid=pod.meta.uid,
+                )
+            except errors.Conflict:
+                BACKFILLS.labels("conflict").inc()
+            except errors.NotFound:
+                BACKFILLS.labels("gone").inc()
+            except errors.MeshError as e:
+                BACKFILLS.labels("error").inc()
+                self._backfilled.pop(pod_key, None)
+                log.warning(
+                    "could not link the pod to its budget",
+                    extra={"budget": str(key), "pod": pod.meta.name, "error": str(e)},
+                )
+            else:
+                BACKFILLS.labels("patched").inc()
+
+    async def _scale_failed(
+        self,
+        key: BudgetKey,
+        budget: views_pb2.PodUnavailableBudgetView,
+        failed: status.ScaleError,
+    ) -> None:
+        RECONCILES.labels("scale-error").inc()
+        self._retry(key)
+        if self._scale_errors.get(key) == failed.message:
+            return
+        self._scale_errors[key] = failed.message
+        log.warning(
+            "cannot compute the budget's desired pods",
+            extra={"budget": str(key), "error": failed.message},
+        )
+        await self._event(
+            budget_ref(key.namespace, key.name),
+            uid=budget.meta.uid,
+            warning=True,
+            reason=status.CALCULATE_FAILED,
+            message=failed.event_message,
+        )
+
+    async def _report_no_pods(
+        self, key: BudgetKey, budget: views_pb2.PodUnavailableBudgetView, *, no_pods: bool
+    ) -> None:
+        if not no_pods:
+            self._no_pods.discard(key)
+            return
+        if key in self._no_pods:
+            return
+        self._no_pods.add(key)
+        await self._event(
+            budget_ref(key.namespace, key.name),
+            uid=budget.meta.uid,
+            warning=False,
+            reason=status.NO_PODS,
+            message=NO_PODS_MESSAGE,
+        )
+
+    async def _report_not_deleted(
+        self, key: BudgetKey, decided: status.Reconciliation, seen: BudgetObservation
+    ) -> None:
+        if not decided.not_deleted:
+            return
+        uids = {pod.meta.name: pod.meta.uid for pod in seen.pods}
+        message = decided.not_deleted_message(namespace=key.namespace, name=key.name)
+        for pod in decided.not_deleted:
+            log.warning(
+                "an admitted pod deletion did not happen",
+                extra={"budget": str(key), "pod": pod},
+            )
+            await self._event(
+                Ref("v1", "Pod", key.namespace, pod),
+                uid=uids.get(pod, ""),
+                warning=True,
+                reason=status.NOT_DELETED,
+                message=message,
+            )
+
+    async def _event(self, ref: Ref, *, uid: str, warning: bool, reason: str, message: str) -> None:
+        try:
+            await self.cluster.record_event(
+                ref,
+                uid=uid,
+                type="Warning" if warning else "Normal",
+                reason=reason,
+                message=message,
+            )
+        except errors.MeshError as e:
+            log.warning(
+                "could not record the event",
+                extra={"object": f"{ref.kind} {ref.namespace}/{ref.name}", "error": str(e)},
+            )

@@ -1,0 +1,53 @@
+"""The budget service's feature: the status loop and the four webhooks over one cache.
+
+    mutate-pods                     kruise.io/related-pub on pod CREATE    (object_webhooks)
+    validate-podunavailablebudgets  SPEC 4.8                               (object_webhooks)
+    validate-pods                   pod UPDATE / DELETE                    (pod_webhook)
+    validate-pod-eviction           pods/eviction CREATE                   (pod_webhook)
+
+The status loop (``controller``) and the admission path share one ``BudgetCommitter``,
+so a status write of either starts from what the other wrote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from services.budget import object_webhooks
+from services.budget.committer import BudgetCommitter
+from services.budget.controller import BudgetController
+from services.budget.pod_webhook import PodWebhook
+from services.budget.workloads import WorkloadFinder
+from services.kit.mesh import Handler
+from services.kit.service import FeatureContext
+
+
+class BudgetFeature:
+    def __init__(self, context: FeatureContext) -> None:
+        cache = context.mesh.cache
+        cluster = context.cluster
+        self.finder = WorkloadFinder(cache=cache, scales=cluster)
+        self.committer = BudgetCommitter(cache=cache, cluster=cluster)
+        self.controller = BudgetController(
+            cache=cache, cluster=cluster, finder=self.finder, committer=self.committer
+        )
+        self.pods = PodWebhook(
+            cache=cache, finder=self.finder, committer=self.committer, pods=cluster
+        )
+        context.mesh.add_listener(self.controller.on_event)
+        context.mesh.add_snapshot_listener(self.controller.on_snapshot)
+        self._handlers: dict[str, Handler] = {
+            **object_webhooks.handlers(cache=cache, finder=self.finder),
+            "validate-pods": self.pods.review,
+            "validate-pod-eviction": self.pods.review,
+        }
+
+    @property
+    def handlers(self) -> Mapping[str, Handler]:
+        return self._handlers
+
+    async def start(self) -> None:
+        await self.controller.start()
+
+    async def stop(self) -> None:
+        await self.controller.stop()
