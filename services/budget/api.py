@@ -1,14 +1,34 @@
-"""BudgetService: PodUnavailableBudget status as the owning replica sees it."""
+"""BudgetService: PodUnavailableBudget status and eviction plans, as the owning replica sees them.
+
+Thin: each method checks its request, reads the replica cache, delegates to a pure module
+(``services.budget.planning`` for ``PlanDisruption``) and converts the answer. A replica
+answers only for the namespaces it owns on the gateway's hash ring; ``PlanDisruption``
+marks the others ``NOT_OWNED`` with their owner, so a client can route by the same ring.
+"""
 
 from __future__ import annotations
+
+import time
+from collections.abc import Sequence
 
 import grpc
 
 from kruise.budget.v1 import budget_pb2, budget_pb2_grpc
-from kruise.common.v1 import mesh_pb2
+from kruise.common.v1 import mesh_pb2, views_pb2
+from services.budget.decision import related_budget
+from services.budget.planning import BudgetKey, Candidate, Plan, Verdict, plan_disruption
 from services.kit.mesh import MeshServicer
+from services.kit.ring import HashRing
 
+POD = mesh_pb2.KIND_POD
 PUB = mesh_pb2.KIND_POD_UNAVAILABLE_BUDGET
+MAX_PLANNED_PODS = 10_000
+
+VERDICTS: dict[Verdict, budget_pb2.PlanVerdict.ValueType] = {
+    "NOW": budget_pb2.PLAN_VERDICT_NOW,
+    "WAIT": budget_pb2.PLAN_VERDICT_WAIT,
+    "GONE": budget_pb2.PLAN_VERDICT_GONE,
+}
 
 
 class BudgetApi(budget_pb2_grpc.BudgetServiceServicer):
@@ -31,6 +51,126 @@ class BudgetApi(budget_pb2_grpc.BudgetServiceServicer):
                 f"PodUnavailableBudget {request.namespace}/{request.name} not found",
             )
         return budget_pb2.GetBudgetResponse(budget=view)
+
+    async def PlanDisruption(
+        self,
+        request: budget_pb2.PlanDisruptionRequest,
+        context: grpc.aio.ServicerContext[
+            budget_pb2.PlanDisruptionRequest, budget_pb2.PlanDisruptionResponse
+        ],
+    ) -> budget_pb2.PlanDisruptionResponse:
+        problem = invalid_pods(request.pods)
+        if problem:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        if not self.mesh.synced:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"budget replica {self.mesh.replica} has no snapshot yet: it cannot plan",
+            )
+        owners = owners_of(request.pods, members=self.mesh.ring_members)
+        owned = [ref for ref in request.pods if owned_by(owners[ref.namespace], self.mesh.replica)]
+        candidates = [
+            Candidate(ref.namespace, ref.name, self.mesh.cache.get(POD, ref.namespace, ref.name))
+            for ref in owned
+        ]
+        plan = plan_disruption(
+            pods=candidates,
+            budgets=self._budgets(candidates),
+            now_ms=time.time_ns() // 1_000_000,
+        )
+        return budget_pb2.PlanDisruptionResponse(
+            entries=entries_of(request.pods, plan=plan, owners=owners, replica=self.mesh.replica),
+            replica=self.mesh.replica,
+        )
+
+    def _budgets(
+        self, candidates: Sequence[Candidate]
+    ) -> dict[BudgetKey, views_pb2.PodUnavailableBudgetView]:
+        """The cached budgets the candidates' ``kruise.io/related-pub`` name."""
+        found: dict[BudgetKey, views_pb2.PodUnavailableBudgetView] = {}
+        for candidate in candidates:
+            name = related_budget(candidate.pod) if candidate.pod is not None else ""
+            key = (candidate.namespace, name)
+            if name and key not in found:
+                view = self.mesh.cache.get(PUB, candidate.namespace, name)
+                if view is not None:
+                    found[key] = view
+        return found
+
+
+def invalid_pods(pods: Sequence[budget_pb2.PodRef]) -> str:
+    """What is wrong with a PlanDisruption request's pods, or "" when nothing is."""
+    if not pods:
+        return "pods is empty: name at least one pod (namespace and name) to plan"
+    if len(pods) > MAX_PLANNED_PODS:
+        return (
+            f"pods has {len(pods)} entries, more than {MAX_PLANNED_PODS}: "
+            "split the request into smaller ones"
+        )
+    for index, ref in enumerate(pods):
+        if not ref.namespace:
+            return f"pods[{index}] (name {ref.name!r}): namespace is required"
+        if not ref.name:
+            return f"pods[{index}] (namespace {ref.namespace!r}): name is required"
+    return ""
+
+
+def owners_of(pods: Sequence[budget_pb2.PodRef], *, members: Sequence[str]) -> dict[str, str]:
+    """The replica owning each requested namespace; "" everywhere on an empty ring (all owned)."""
+    ring = HashRing(members) if members else None
+    owners: dict[str, str] = {}
+    for ref in pods:
+        if ref.namespace not in owners:
+            owner = ring.owner(ref.namespace) if ring is not None else None
+            owners[ref.namespace] = owner or ""
+    return owners
+
+
+def owned_by(owner: str, replica: str) -> bool:
+    """Whether ``replica`` answers for a namespace ``owner`` owns ("" = empty ring: everyone)."""
+    return not owner or owner == replica
+
+
+def entries_of(
+    pods: Sequence[budget_pb2.PodRef],
+    *,
+    plan: Plan,
+    owners: dict[str, str],
+    replica: str,
+) -> list[budget_pb2.DisruptionEntry]:
+    """One entry per requested pod: the plan's step for an owned pod, NOT_OWNED otherwise.
+
+    ``plan`` holds the owned pods' steps in request order; an empty owner means the ring is
+    empty and every namespace is owned.
+    """
+    steps = iter(plan.steps)
+    entries: list[budget_pb2.DisruptionEntry] = []
+    for ref in pods:
+        owner = owners[ref.namespace]
+        if not owned_by(owner, replica):
+            entries.append(
+                budget_pb2.DisruptionEntry(
+                    namespace=ref.namespace,
+                    pod=ref.name,
+                    verdict=budget_pb2.PLAN_VERDICT_NOT_OWNED,
+                    reason=f"namespace {ref.namespace} belongs to budget replica {owner}",
+                    owner=owner,
+                )
+            )
+            continue
+        step = next(steps)
+        entries.append(
+            budget_pb2.DisruptionEntry(
+                namespace=step.namespace,
+                pod=step.pod,
+                budget=step.budget,
+                verdict=VERDICTS[step.verdict],
+                order=step.order,
+                reason=step.reason,
+                spends_budget=step.spends,
+            )
+        )
+    return entries
 
 
 def register(mesh: MeshServicer, server: grpc.aio.Server) -> str:

@@ -92,6 +92,7 @@ def newer(
 class _Waiting:
     change: StatusChange
     answer: asyncio.Future[Outcome]
+    read: views_pb2.PodUnavailableBudgetView | None = None
 
 
 @dataclass
@@ -117,14 +118,28 @@ class BudgetCommitter:
         return state
 
     # ---- shared with the status loop ----------------------------------------------------
-    def freshest(self, namespace: str, name: str) -> views_pb2.PodUnavailableBudgetView | None:
-        """The newest known view of the budget: the cache's or the last one written here."""
-        cached = self.cache.get(PUB, namespace, name)
-        state = self._budgets.get((namespace, name))
-        if cached is None:
+    def freshest(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        read: views_pb2.PodUnavailableBudgetView | None = None,
+    ) -> views_pb2.PodUnavailableBudgetView | None:
+        """The newest known view of the budget: the cache's (or ``read``, a view just read
+        from the API server when this replica does not hold the namespace) or the last one
+        written here."""
+        base = self.cache.get(PUB, namespace, name)
+        if base is None:
+            base = read
+        if base is None:
             # Deleted (or not seen yet): what this replica wrote is no proof it still exists.
             return None
-        return newer(cached, state.written if state else None)
+        state = self._budgets.get((namespace, name))
+        return newer(base, state.written if state else None)
+
+    async def read(self, namespace: str, name: str) -> views_pb2.PodUnavailableBudgetView | None:
+        """The budget as the API server has it now (None when it does not exist)."""
+        return await self._read((namespace, name))
 
     def remember(self, view: views_pb2.PodUnavailableBudgetView) -> None:
         """Record a budget as just written (by the status loop or by a commit)."""
@@ -143,12 +158,21 @@ class BudgetCommitter:
             del self._budgets[(namespace, name)]
 
     # ---- the admission path -------------------------------------------------------------
-    async def commit(self, change: StatusChange) -> Outcome:
-        """Spend ``change`` (decided on a possibly stale view); the final outcome."""
+    async def commit(
+        self,
+        change: StatusChange,
+        *,
+        read: views_pb2.PodUnavailableBudgetView | None = None,
+    ) -> Outcome:
+        """Spend ``change`` (decided on a possibly stale view); the final outcome.
+
+        ``read`` is the view the decision read from the API server, when this replica does
+        not hold the budget's namespace (see ``freshest``).
+        """
         key = (change.namespace, change.name)
         state = self._state(key)
         answer: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        state.waiting.append(_Waiting(change, answer))
+        state.waiting.append(_Waiting(change, answer, read))
         if not state.draining:
             state.draining = True
             task = asyncio.create_task(self._drain(key, state))
@@ -162,7 +186,10 @@ class BudgetCommitter:
                 batch, state.waiting = state.waiting, []
                 try:
                     async with state.lock:
-                        outcomes = await self._write(key, [w.change for w in batch])
+                        read = None
+                        for w in batch:
+                            read = newer(read, w.read)
+                        outcomes = await self._write(key, [w.change for w in batch], read)
                 except Exception as e:  # noqa: BLE001 - every waiter must get an answer
                     for w in batch:
                         if not w.answer.done():
@@ -183,8 +210,13 @@ class BudgetCommitter:
         self.remember(view)
         return view
 
-    async def _write(self, key: Key, changes: Sequence[StatusChange]) -> list[Outcome]:
-        budget = self.freshest(*key)
+    async def _write(
+        self,
+        key: Key,
+        changes: Sequence[StatusChange],
+        read: views_pb2.PodUnavailableBudgetView | None,
+    ) -> list[Outcome]:
+        budget = self.freshest(*key, read=read)
         for attempt in range(self.attempts):
             if budget is None:
                 # A budget that no longer exists never blocks anything.

@@ -32,7 +32,11 @@ class BudgetFeature:
             cache=cache, cluster=cluster, finder=self.finder, committer=self.committer
         )
         self.pods = PodWebhook(
-            cache=cache, finder=self.finder, committer=self.committer, pods=cluster
+            cache=cache,
+            finder=self.finder,
+            committer=self.committer,
+            pods=cluster,
+            owns=context.mesh.owns,
         )
         context.mesh.add_listener(self.controller.on_event)
         context.mesh.add_snapshot_listener(self.controller.on_snapshot)

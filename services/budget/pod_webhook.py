@@ -88,7 +88,9 @@ class PodWebhook:
         committer: BudgetCommitter,
         pods: ObjectReader,
         clock_ms: Callable[[], int] = wall_clock_ms,
+        owns: Callable[[str], bool] = lambda namespace: True,
     ) -> None:
+        self.owns = owns
         self.cache = cache
         self.finder = finder
         self.committer = committer
@@ -125,7 +127,12 @@ class PodWebhook:
         pod, spec_changed, dry_run = facts
         owner = await self._owner(pod)
         related = decision.related_budget(pod) if pod is not None else ""
-        budget = self.committer.freshest(request.namespace, related) if related else None
+        read = None
+        if related and not self.owns(request.namespace):
+            # Not this replica's namespace (rebalancing, a gateway with another view):
+            # its cache has nothing to go on, so read the budget from the API server.
+            read = await self.committer.read(request.namespace, related)
+        budget = self.committer.freshest(request.namespace, related, read=read) if related else None
         outcome = decision.decide(
             operation=operation,
             sub_resource=request.sub_resource,
@@ -138,7 +145,7 @@ class PodWebhook:
             now_ms=self.clock_ms(),
         )
         if isinstance(outcome, decision.Admit) and outcome.spend is not None:
-            return await self.committer.commit(outcome.spend)
+            return await self.committer.commit(outcome.spend, read=read)
         return outcome
 
     async def _facts(
@@ -167,9 +174,10 @@ class PodWebhook:
         return await self._pod_named(request.namespace, request.name), False, dry_run
 
     async def _pod_named(self, namespace: str, name: str) -> views_pb2.PodView | None:
-        cached: views_pb2.PodView | None = self.cache.get(POD, namespace, name)
-        if cached is not None:
-            return cached
+        if self.owns(namespace):
+            cached: views_pb2.PodView | None = self.cache.get(POD, namespace, name)
+            if cached is not None:
+                return cached
         try:
             got = await self.pods.get(Ref("v1", "Pod", namespace, name))
         except errors.NotFound:

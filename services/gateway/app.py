@@ -187,7 +187,8 @@ async def _start(kube: KubeClient, config: GatewayConfig) -> Gateway:
         port=config.grpc_port,
     )
     served = await _serving_cert(kube, config)
-    forwarder = AdmissionForwarder(route=router.owner, mode=config.review_mode)
+    route = router.owner if config.review_routing == "owner" else router.any_member
+    forwarder = AdmissionForwarder(route=route, mode=config.review_mode)
     webhook = await start_webhook_server(
         host=config.host,
         port=config.webhook_port,

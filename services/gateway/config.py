@@ -41,6 +41,7 @@ class GatewayConfig:
     lease_seconds: float = 15.0
     renew_seconds: float = 5.0
     review_mode: Literal["stream", "unary"] = "stream"
+    review_routing: Literal["owner", "random"] = "owner"
     watch_inactivity_s: float = 70.0
     # Custom StatefulSet-like kinds watched as workloads (services.gateway.statefulset_like).
     statefulset_like: tuple[WorkloadKind, ...] = ()
@@ -130,6 +131,14 @@ def parse_gateway_config(
         "custom workload kinds with /scale to watch for PersistentPodState: "
         "'apps.example.io/v1/ShardSet,...'",
     )
+    add(
+        "--review-routing",
+        "KRUISE_MESH_REVIEW_ROUTING",
+        "owner",
+        "owner: each review goes to the replica owning its namespace; random: to any "
+        "replica (a test switch proving decisions do not depend on routing)",
+        choices=["owner", "random"],
+    )
     add("--log-level", "KRUISE_MESH_LOG_LEVEL", "INFO", "log level")
     p.add_argument(
         "--no-leader-election", action="store_true", help="run the watch hub unconditionally"
@@ -171,6 +180,7 @@ def parse_gateway_config(
         lease_seconds=a.lease_seconds,
         renew_seconds=a.renew_seconds,
         review_mode=a.review_mode,
+        review_routing=a.review_routing,
         watch_inactivity_s=a.watch_inactivity,
         statefulset_like=statefulset_like,
         log_level=a.log_level,

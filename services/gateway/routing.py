@@ -12,6 +12,7 @@ Sources of replica addresses: a static list (``--services``, parsed by
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable, Iterable, Mapping
 
 from services.kit.ring import HashRing
@@ -94,6 +95,18 @@ class Router:
         """The replica address that owns ``namespace`` for ``service``; None if none."""
         ring = self._rings.get(service)
         return ring.owner(namespace) if ring is not None else None
+
+    def any_member(self, service: str, namespace: str) -> str | None:
+        """A random replica of ``service``, whoever owns ``namespace``.
+
+        The ``--review-routing random`` test switch: it proves that decisions do not
+        depend on routing (a replica that does not own a namespace reads what it needs
+        through the cluster API and its writes carry their preconditions).
+        """
+        ring = self._rings.get(service)
+        if ring is None or not ring.members:
+            return None
+        return random.choice(ring.members)
 
     def set_members(self, service: str, members: Iterable[str]) -> bool:
         """Replace the service's replicas; True (and listeners told) if the ring changed."""

@@ -23,6 +23,7 @@ from prometheus_client import Counter, Gauge
 
 from kruise.common.v1 import mesh_pb2, mesh_pb2_grpc
 from services.kit.cache import ObjectCache
+from services.kit.ring import HashRing
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,16 @@ class MeshServicer(mesh_pb2_grpc.MeshServiceServicer):
         self._listeners: list[Listener] = []
         self._snapshot_listeners: list[SnapshotListener] = []
         self._stream_generation = 0
+        self._ring: HashRing | None = None
+
+    def owns(self, namespace: str) -> bool:
+        """Whether this replica owns ``namespace`` on the ring the gateway last sent (True
+        before any ring is known, and for cluster-scoped objects)."""
+        if not self.ring_members or not namespace:
+            return True
+        if self._ring is None or self._ring.members != tuple(sorted(set(self.ring_members))):
+            self._ring = HashRing(self.ring_members)
+        return self._ring.owner(namespace) == self.replica
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener`` for every event applied after the snapshot (for reconcile loops)."""

@@ -150,7 +150,7 @@ def delete(name: str, *, dry_run: bool = False, **kw: Any):
 class Replica:
     """One budget replica's admission path over a shared store."""
 
-    def __init__(self, store: BudgetStore) -> None:
+    def __init__(self, store: BudgetStore, *, owner: bool = True) -> None:
         self.cache = ObjectCache()
         self.store = store
         self.committer = BudgetCommitter(cache=self.cache, cluster=store)  # type: ignore[arg-type]
@@ -161,8 +161,10 @@ class Replica:
             committer=self.committer,
             pods=store,
             clock_ms=lambda: NOW,
+            owns=lambda namespace: owner,
         )
-        self.sync()
+        if owner:
+            self.sync()
 
     def sync(self) -> None:
         """The watch event of the store's current object arrives."""
@@ -342,3 +344,16 @@ async def test_metadata_only_update_never_spends():
         review(mesh_pb2.OPERATION_UPDATE, name="p-1", obj=new, old=old)
     )
     assert (answer.allowed, answer.code) == (False, 403)
+
+
+async def test_a_replica_that_does_not_own_the_namespace_reads_through_and_spends_once():
+    """Routing sent reviews to a replica with nothing cached for the namespace."""
+    store = allowing(3)
+    owner, stranger = Replica(store), Replica(store, owner=False)
+    owner.add_pods([f"p-{i}" for i in range(30)])
+    store.pods.update({f"p-{i}": raw_pod(f"p-{i}") for i in range(30)})
+    answers = await asyncio.gather(
+        *((owner if i % 2 else stranger).webhook.review(eviction(f"p-{i}")) for i in range(30))
+    )
+    assert sum(a.allowed for a in answers) == 3 == store.spent
+    assert stranger.cache.count(mesh_pb2.KIND_POD_UNAVAILABLE_BUDGET) == 0
