@@ -2,6 +2,7 @@
 
 python -m services.cli demo [--kubeconfig FILE] [--replicas N] [--keep]
 python -m services.cli status --replica ADDRESS [--replica ...]
+python -m services.cli drain-plan --node NODE --budget ADDR[,ADDR...] [--kubeconfig FILE]
 """
 
 from __future__ import annotations
@@ -28,8 +29,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="127.0.0.1",
         help="with --kubeconfig: this machine's address as the cluster's API server reaches it",
     )
+    drain = commands.add_parser(
+        "drain-plan",
+        help="which pods of a node can be evicted now without breaking a budget (reads only)",
+    )
+    drain.add_argument("--node", required=True, help="the node to drain")
+    drain.add_argument(
+        "--budget",
+        action="append",
+        default=[],
+        metavar="ADDR[,ADDR...]",
+        help="the budget replicas' gRPC addresses, the same ones the gateway routes to",
+    )
+    drain.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        help="the cluster (default: $KUBECONFIG, ~/.kube/config, in-cluster)",
+    )
     args = parser.parse_args(argv)
     console = Console()
+    if args.command == "drain-plan":
+        from services.cli.drain_plan import default_kubeconfig, parse_addresses, run_drain_plan
+
+        return asyncio.run(
+            run_drain_plan(
+                node=args.node,
+                kubeconfig=args.kubeconfig or default_kubeconfig(),
+                replicas=parse_addresses(args.budget),
+                console=console,
+            )
+        )
     if args.command == "demo":
         from services.cli.demo import run_demo
 

@@ -39,6 +39,11 @@ class BudgetServiceStub:
                 request_serializer=kruise_dot_budget_dot_v1_dot_budget__pb2.GetBudgetRequest.SerializeToString,
                 response_deserializer=kruise_dot_budget_dot_v1_dot_budget__pb2.GetBudgetResponse.FromString,
                 _registered_method=True)
+        self.PlanDisruption = channel.unary_unary(
+                '/kruise.budget.v1.BudgetService/PlanDisruption',
+                request_serializer=kruise_dot_budget_dot_v1_dot_budget__pb2.PlanDisruptionRequest.SerializeToString,
+                response_deserializer=kruise_dot_budget_dot_v1_dot_budget__pb2.PlanDisruptionResponse.FromString,
+                _registered_method=True)
 
 
 class BudgetServiceServicer:
@@ -50,6 +55,14 @@ class BudgetServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PlanDisruption(self, request, context):
+        """Which of the given pods can be evicted now without breaking a budget, in
+        what order, and which must wait and why. Reads the replica's cache only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BudgetServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -57,6 +70,11 @@ def add_BudgetServiceServicer_to_server(servicer, server):
                     servicer.GetBudget,
                     request_deserializer=kruise_dot_budget_dot_v1_dot_budget__pb2.GetBudgetRequest.FromString,
                     response_serializer=kruise_dot_budget_dot_v1_dot_budget__pb2.GetBudgetResponse.SerializeToString,
+            ),
+            'PlanDisruption': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlanDisruption,
+                    request_deserializer=kruise_dot_budget_dot_v1_dot_budget__pb2.PlanDisruptionRequest.FromString,
+                    response_serializer=kruise_dot_budget_dot_v1_dot_budget__pb2.PlanDisruptionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -86,6 +104,33 @@ class BudgetService:
             '/kruise.budget.v1.BudgetService/GetBudget',
             kruise_dot_budget_dot_v1_dot_budget__pb2.GetBudgetRequest.SerializeToString,
             kruise_dot_budget_dot_v1_dot_budget__pb2.GetBudgetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlanDisruption(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kruise.budget.v1.BudgetService/PlanDisruption',
+            kruise_dot_budget_dot_v1_dot_budget__pb2.PlanDisruptionRequest.SerializeToString,
+            kruise_dot_budget_dot_v1_dot_budget__pb2.PlanDisruptionResponse.FromString,
             options,
             channel_credentials,
             insecure,
