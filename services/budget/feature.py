@@ -26,7 +26,7 @@ class BudgetFeature:
     def __init__(self, context: FeatureContext) -> None:
         cache = context.mesh.cache
         cluster = context.cluster
-        self.finder = WorkloadFinder(cache=cache, scales=cluster)
+        self.finder = WorkloadFinder(cache=cache, scales=cluster, objects=cluster)
         self.committer = BudgetCommitter(cache=cache, cluster=cluster)
         self.controller = BudgetController(
             cache=cache, cluster=cluster, finder=self.finder, committer=self.committer

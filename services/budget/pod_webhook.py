@@ -197,6 +197,7 @@ class PodWebhook:
                 kind=owner.kind,
                 name=owner.name,
                 uid=owner.uid,
+                from_cache=self.owns(pod.meta.namespace),
             )
         except errors.MeshError as e:
             return decision.OwnerCheck(

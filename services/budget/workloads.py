@@ -6,6 +6,8 @@ want, is it being deleted" for an (apiVersion, kind, name[, uid]) reference:
 * ``apps`` Deployment, ReplicaSet, StatefulSet and ``apps.kruise.io`` StatefulSet and
   CloneSet come from the replica cache (the gateway watches them). A ReplicaSet whose
   controller is a Deployment resolves to that Deployment.
+  A replica asked about a namespace it does not hold (``from_cache=False``) reads them
+  from the API server instead: its cache has nothing for that namespace.
 * Any other kind is read through its ``/scale`` subresource (the gateway's cluster API
   asks the API server, which applies the CRD's ``specReplicasPath``). HTTP 404 — no such
   object, or a kind without ``/scale`` — is "not found"; anything else is an error the
@@ -28,7 +30,8 @@ from typing import Protocol
 from kruise.common.v1 import mesh_pb2, views_pb2
 from services.kit import errors
 from services.kit.cache import ObjectCache, workload_name
-from services.kit.cluster import Ref, Scale
+from services.kit.cluster import ObjectReader, Ref, Scale
+from services.kit.projection import project_clone_set, project_workload
 
 WORKLOAD = mesh_pb2.KIND_WORKLOAD
 CLONE_SET = mesh_pb2.KIND_CLONE_SET
@@ -105,14 +108,44 @@ class WorkloadFinder:
         *,
         cache: ObjectCache,
         scales: ScaleReader,
+        objects: ObjectReader | None = None,
         scale_ttl_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.cache = cache
         self.scales = scales
+        self.objects = objects
         self.scale_ttl_s = scale_ttl_s
         self.clock = clock
         self._scales: dict[tuple[str, str, str, str], tuple[float, Workload | None]] = {}
+
+    async def _read(
+        self, namespace: str, *, api_version: str, kind: str, name: str, uid: str
+    ) -> Workload | None:
+        """A built-in kind from the API server (a ReplicaSet follows to its Deployment)."""
+        if self.objects is None:
+            raise errors.Unavailable("this finder cannot read workloads from the API server")
+        try:
+            got = await self.objects.get(Ref(api_version, kind, namespace, name))
+        except errors.NotFound:
+            return None
+        if uid and got.uid and got.uid != uid:
+            return None
+        if kind == "CloneSet":
+            return _from_clone_set(project_clone_set(got.object))
+        view = project_workload(got.object, api_version=api_version, kind=kind)
+        if kind == "ReplicaSet":
+            for ref in view.meta.owner_references:
+                deployment = ref.kind == "Deployment" and group_of(ref.api_version) == "apps"
+                if ref.controller and deployment:
+                    return await self._read(
+                        namespace,
+                        api_version=ref.api_version,
+                        kind=ref.kind,
+                        name=ref.name,
+                        uid=ref.uid,
+                    )
+        return _from_workload_view(view)
 
     def cached(
         self, namespace: str, *, api_version: str, kind: str, name: str, uid: str = ""
@@ -145,7 +178,14 @@ class WorkloadFinder:
         return _from_workload_view(view)
 
     async def resolve(
-        self, namespace: str, *, api_version: str, kind: str, name: str, uid: str = ""
+        self,
+        namespace: str,
+        *,
+        api_version: str,
+        kind: str,
+        name: str,
+        uid: str = "",
+        from_cache: bool = True,
     ) -> Workload | None:
         """The workload, None when it does not exist; raises ``errors.MeshError`` when the
         answer is unknown (the API server could not be asked, a malformed apiVersion)."""
@@ -153,7 +193,13 @@ class WorkloadFinder:
         if group is None:
             raise errors.Invalid(f"owner apiVersion {api_version!r} is not group/version")
         if (group, kind) in CACHED_KINDS:
-            return self.cached(namespace, api_version=api_version, kind=kind, name=name, uid=uid)
+            if from_cache:
+                return self.cached(
+                    namespace, api_version=api_version, kind=kind, name=name, uid=uid
+                )
+            return await self._read(
+                namespace, api_version=api_version, kind=kind, name=name, uid=uid
+            )
         key = (namespace, group, kind, name)
         now = self.clock()
         hit = self._scales.get(key)

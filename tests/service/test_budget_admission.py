@@ -38,6 +38,7 @@ class BudgetStore:
     conflicts_to_inject: int = 0
     deleted: bool = False
     pods: dict[str, dict[str, Any]] = field(default_factory=dict)
+    workloads: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def object(self) -> dict[str, Any]:
         return {
@@ -63,6 +64,11 @@ class BudgetStore:
             if ref.name not in self.pods:
                 raise errors.NotFound(f'pods "{ref.name}" not found')
             return Written(object=self.pods[ref.name], resource_version="1", uid="p")
+        if ref.kind in ("Deployment", "ReplicaSet"):
+            if ref.name not in self.workloads:
+                raise errors.NotFound(f"{ref.kind} {ref.name} not found")
+            obj = self.workloads[ref.name]
+            return Written(object=obj, resource_version="1", uid=obj["metadata"]["uid"])
         if self.deleted:
             raise errors.NotFound('podunavailablebudgets.policy.kruise.io "pub-test" not found')
         return Written(object=self.object(), resource_version=str(self.resource_version), uid="u")
@@ -154,7 +160,7 @@ class Replica:
         self.cache = ObjectCache()
         self.store = store
         self.committer = BudgetCommitter(cache=self.cache, cluster=store)  # type: ignore[arg-type]
-        finder = WorkloadFinder(cache=self.cache, scales=store)
+        finder = WorkloadFinder(cache=self.cache, scales=store, objects=store)
         self.webhook = PodWebhook(
             cache=self.cache,
             finder=finder,
@@ -357,3 +363,53 @@ async def test_a_replica_that_does_not_own_the_namespace_reads_through_and_spend
     )
     assert sum(a.allowed for a in answers) == 3 == store.spent
     assert stranger.cache.count(mesh_pb2.KIND_POD_UNAVAILABLE_BUDGET) == 0
+
+
+def owned(pod: dict[str, Any]) -> dict[str, Any]:
+    pod["metadata"]["ownerReferences"] = [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "name": "web-1",
+            "uid": "rs-uid",
+            "controller": True,
+        }
+    ]
+    return pod
+
+
+async def test_a_stranger_resolves_the_owner_through_the_api_not_its_empty_cache():
+    """A pod of a Deployment (through its ReplicaSet): an empty cache must not read as
+    "workload gone, pod unprotected"."""
+    store = allowing(2)
+    store.workloads = {
+        "web-1": {
+            "metadata": {
+                "name": "web-1",
+                "uid": "rs-uid",
+                "ownerReferences": [
+                    {
+                        "apiVersion": "apps/v1",
+                        "kind": "Deployment",
+                        "name": "web",
+                        "uid": "d-uid",
+                        "controller": True,
+                    }
+                ],
+            },
+            "spec": {"replicas": 20},
+        },
+        "web": {"metadata": {"name": "web", "uid": "d-uid"}, "spec": {"replicas": 20}},
+    }
+    stranger = Replica(store, owner=False)
+    requests = [
+        review(mesh_pb2.OPERATION_DELETE, name=f"p-{i}", old=owned(raw_pod(f"p-{i}")))
+        for i in range(10)
+    ]
+    answers = await asyncio.gather(*(stranger.webhook.review(r) for r in requests))
+    assert sum(a.allowed for a in answers) == 2 == store.spent
+    store.workloads.clear()  # the Deployment is gone: its pods are unprotected
+    answer = await stranger.webhook.review(
+        review(mesh_pb2.OPERATION_DELETE, name="p-50", old=owned(raw_pod("p-50")))
+    )
+    assert answer.allowed and store.spent == 2

@@ -1,0 +1,291 @@
+"""PodUnavailableBudget end to end, through the Kubernetes API only (SPEC 4.12 22-24 and
+the concurrency acceptance).
+
+The test plays the Deployment and ReplicaSet controllers (the sandbox runs neither): it
+creates a Deployment, a ReplicaSet it controls and pods the ReplicaSet controls, so the
+budget service resolves pods → ReplicaSet → Deployment as for a real Deployment, and
+nothing re-creates a pod once it is gone (so "exactly N admitted" is exact).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+import pytest_asyncio
+
+from services.cli.local import LocalMesh
+from services.gateway.kube.client import KubeClient
+from services.kit import errors
+from tests.e2e.conftest import ensure_namespace, eventually
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+
+RELATED = "kruise.io/related-pub"
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def random_mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalMesh]:
+    """Two budget replicas behind a gateway that sends every review to a random one."""
+    async with LocalMesh(
+        workdir=tmp_path_factory.mktemp("random-mesh"),
+        replicas=2,
+        gateway_args=["--review-routing", "random"],
+    ) as running:
+        yield running
+
+
+class World:
+    def __init__(self, kube: KubeClient, namespace: str, app: str = "storm") -> None:
+        self.kube = kube
+        self.ns = namespace
+        self.app = app
+
+    @property
+    def pods_path(self) -> str:
+        return f"/api/v1/namespaces/{self.ns}/pods"
+
+    @property
+    def budget_path(self) -> str:
+        return (
+            f"/apis/policy.kruise.io/v1alpha1/namespaces/{self.ns}/podunavailablebudgets/{self.app}"
+        )
+
+    async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self.kube.request_json("POST", path, body=orjson.dumps(body))
+
+    async def build(self, replicas: int, *, max_unavailable: int | str) -> None:
+        """A Deployment with ``replicas`` ready pods (through a ReplicaSet) and a budget."""
+        await ensure_namespace(self.kube, self.ns)
+        labels = {"app": self.app}
+        template = {
+            "metadata": {"labels": labels},
+            "spec": {"containers": [{"name": "main", "image": "nginx:1.27"}]},
+        }
+        deployment = await self.post(
+            f"/apis/apps/v1/namespaces/{self.ns}/deployments",
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": self.app},
+                "spec": {
+                    "replicas": replicas,
+                    "selector": {"matchLabels": labels},
+                    "template": template,
+                },
+            },
+        )
+        rs = await self.post(
+            f"/apis/apps/v1/namespaces/{self.ns}/replicasets",
+            {
+                "apiVersion": "apps/v1",
+                "kind": "ReplicaSet",
+                "metadata": {
+                    "name": f"{self.app}-1",
+                    "labels": labels,
+                    "ownerReferences": [self._owner(deployment, "Deployment")],
+                },
+                "spec": {
+                    "replicas": replicas,
+                    "selector": {"matchLabels": labels},
+                    "template": template,
+                },
+            },
+        )
+        await self.post(
+            f"/apis/policy.kruise.io/v1alpha1/namespaces/{self.ns}/podunavailablebudgets",
+            {
+                "apiVersion": "policy.kruise.io/v1alpha1",
+                "kind": "PodUnavailableBudget",
+                "metadata": {"name": self.app},
+                "spec": {
+                    "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": self.app},
+                    "maxUnavailable": max_unavailable,
+                },
+            },
+        )
+        gate = asyncio.Semaphore(50)
+
+        async def create(i: int) -> None:
+            async with gate:
+                await self.post(
+                    self.pods_path,
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Pod",
+                        "metadata": {
+                            "name": f"{self.app}-{i}",
+                            "labels": labels,
+                            "ownerReferences": [self._owner(rs, "ReplicaSet")],
+                        },
+                        "spec": template["spec"],
+                    },
+                )
+
+        await asyncio.gather(*(create(i) for i in range(replicas)))
+
+        async def settled() -> bool:
+            pods = (await self.kube.request_json("GET", self.pods_path))["items"]
+            ready = [
+                p
+                for p in pods
+                if _ready(p) and p["metadata"].get("annotations", {}).get(RELATED) == self.app
+            ]
+            return len(ready) == replicas
+
+        await eventually(f"{replicas} ready pods related to {self.app}", settled, timeout=60)
+
+    @staticmethod
+    def _owner(obj: dict[str, Any], kind: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "apps/v1",
+            "kind": kind,
+            "name": obj["metadata"]["name"],
+            "uid": obj["metadata"]["uid"],
+            "controller": True,
+        }
+
+    async def status(self) -> dict[str, Any]:
+        return (await self.kube.request_json("GET", self.budget_path)).get("status") or {}
+
+    async def wait_status(self, **want: int) -> dict[str, Any]:
+        async def check() -> bool:
+            status = await self.status()
+            return all(status.get(k) == v for k, v in want.items())
+
+        await eventually(f"budget status {want}", check, timeout=30)
+        return await self.status()
+
+    async def evict(self, pod: str, *, dry_run: bool = False) -> int:
+        body: dict[str, Any] = {
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": {"name": pod, "namespace": self.ns},
+        }
+        if dry_run:
+            body["deleteOptions"] = {"dryRun": ["All"]}
+        return await self._status_code("POST", f"{self.pods_path}/{pod}/eviction", body)
+
+    async def delete(self, pod: str, *, dry_run: bool = False) -> int:
+        query = "?dryRun=All" if dry_run else ""
+        return await self._status_code("DELETE", f"{self.pods_path}/{pod}{query}", None)
+
+    async def _status_code(self, method: str, path: str, body: dict[str, Any] | None) -> int:
+        try:
+            await self.kube.request(method, path, body=orjson.dumps(body) if body else None)
+        except errors.TooManyRequests:
+            return 429
+        except errors.Forbidden:
+            return 403
+        except errors.NotFound:
+            return 404
+        except errors.Conflict:
+            return 409
+        return 201 if method == "POST" else 200
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (pod.get("status") or {}).get("conditions") or []
+    )
+
+
+async def test_evictions_and_deletes_spend_the_budget(kube: KubeClient) -> None:
+    """SPEC 4.12 scenarios 22-24 against the real API: 429 for evictions, 403 for deletes,
+    dry-run spends nothing, and scaling the Deployment to 0 is never blocked."""
+    world = World(kube, "pub-scenarios", app="web")
+    await world.build(4, max_unavailable=1)
+    status = await world.wait_status(
+        unavailableAllowed=1, desiredAvailable=3, currentAvailable=4, totalReplicas=4
+    )
+    assert not status.get("disruptedPods")
+
+    # 22: a dry-run eviction is admitted and spends nothing; a real one spends the unit.
+    assert await world.evict("web-0", dry_run=True) == 201
+    assert (await world.status())["unavailableAllowed"] == 1
+    assert await world.evict("web-0") == 201
+    # 22/23: nothing left: the next eviction gets 429 (drains retry), a delete 403.
+    assert await world.evict("web-1") == 429
+    assert await world.delete("web-2") == 403
+    assert await world.delete("web-2", dry_run=True) == 403
+    await world.wait_status(unavailableAllowed=0, currentAvailable=3, totalReplicas=4)
+
+    # 24: the Deployment scales to 0: totals follow and its pods go without refusals.
+    await kube.request(
+        "PATCH",
+        f"/apis/apps/v1/namespaces/{world.ns}/deployments/web",
+        body=b'{"spec":{"replicas":0}}',
+        content_type="application/merge-patch+json",
+    )
+    await world.wait_status(totalReplicas=0, desiredAvailable=0)
+    codes = [await world.delete(f"web-{i}") for i in (1, 2, 3)]
+    assert codes == [200, 200, 200]
+
+
+async def storm(world: World, pods: int) -> Counter[int]:
+    """One request per pod, all at once: half evictions, half deletes, in random order."""
+    names = [f"{world.app}-{i}" for i in range(pods)]
+    random.Random(5).shuffle(names)
+    gate = asyncio.Semaphore(250)
+
+    async def one(i: int, pod: str) -> int:
+        async with gate:
+            return await (world.evict(pod) if i % 2 else world.delete(pod))
+
+    return Counter(await asyncio.gather(*(one(i, p) for i, p in enumerate(names))))
+
+
+STORM_PODS = 1000
+
+
+@pytest.mark.parametrize(
+    "conflicts", [0, 30], ids=["owner routing", "owner routing, 30 forced 409s"]
+)
+async def test_a_thousand_concurrent_disruptions_admit_exactly_ten(
+    mesh: LocalMesh, kube: KubeClient, conflicts: int
+) -> None:
+    world = World(kube, f"storm-{conflicts}")
+    await world.build(STORM_PODS, max_unavailable=10)
+    await world.wait_status(unavailableAllowed=10, totalReplicas=STORM_PODS)
+    if conflicts:
+        await kube.request(
+            "POST",
+            "/sandbox/v1/faults",
+            body=orjson.dumps(
+                {
+                    "conflicts": {
+                        "resource": "podunavailablebudgets",
+                        "subresource": "status",
+                        "namespace": world.ns,
+                        "count": conflicts,
+                    }
+                }
+            ),
+        )
+    codes = await storm(world, STORM_PODS)
+    assert codes[200] + codes[201] == 10, codes
+    # Decisions whose status write met 409 after 409 (8 in a row) are refused with 409
+    # (429 for an eviction): refused, never admitted unrecorded.
+    assert codes[403] + codes[429] + codes[409] == STORM_PODS - 10, codes
+    await world.wait_status(unavailableAllowed=0, currentAvailable=STORM_PODS - 10)
+
+
+async def test_a_thousand_disruptions_routed_to_random_replicas_admit_exactly_ten(
+    random_mesh: LocalMesh,
+) -> None:
+    client = await KubeClient.connect(kubeconfig=random_mesh.kubeconfig)
+    try:
+        world = World(client, "storm-random")
+        await world.build(STORM_PODS, max_unavailable=10)
+        await world.wait_status(unavailableAllowed=10, totalReplicas=STORM_PODS)
+        codes = await storm(world, STORM_PODS)
+        assert codes[200] + codes[201] == 10, codes
+        assert codes[403] + codes[429] == STORM_PODS - 10, codes
+    finally:
+        await client.close()
