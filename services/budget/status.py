@@ -209,6 +209,21 @@ def desired_available(budget: views_pb2.PodUnavailableBudgetView, *, total: int)
     return 0
 
 
+def recreated_since(pod: views_pb2.PodView, recorded_ms: int) -> bool:
+    """``pod`` was created in a later second than the disruption recorded at ``recorded_ms``:
+    it is a new pod of the same name, the disrupted one is gone. Beyond OpenKruise v1.2,
+    where a re-created StatefulSet pod stays "disrupted" until the entry expires (20 s) and
+    draws a ``NotDeleted`` event. Whole seconds, as both times are stored; a pod re-created
+    within the same second keeps the entry until it expires (the safe side).
+
+    >>> from kruise.common.v1 import views_pb2
+    >>> pod = views_pb2.PodView(meta=views_pb2.ObjectMeta(creation_unix_ms=5_000))
+    >>> recreated_since(pod, 4_999), recreated_since(pod, 5_000)
+    (True, False)
+    """
+    return pod.meta.creation_unix_ms // 1000 > recorded_ms // 1000
+
+
 def reconcile(
     *,
     budget: views_pb2.PodUnavailableBudgetView,
@@ -240,7 +255,11 @@ def reconcile(
         name = pod.meta.name
         if name in budget.disrupted_pods:
             recorded = budget.disrupted_pods[name]
-            if recorded + DELETION_TIMEOUT_MS < now_ms:
+            if recreated_since(pod, recorded):
+                # The disrupted pod is gone and its successor (same name, a StatefulSet's)
+                # counts for itself: no 20 s wait, no NotDeleted event.
+                pass
+            elif recorded + DELETION_TIMEOUT_MS < now_ms:
                 not_deleted.append(name)
             else:
                 disrupted[name] = recorded

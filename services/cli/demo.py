@@ -21,12 +21,19 @@ from rich.console import Console
 from rich.table import Table
 
 from kruise.common.v1 import mesh_pb2, mesh_pb2_grpc
-from services.cli import demo_placement
+from services.cli import demo_budget, demo_placement
 from services.cli.local import ROOT, SERVICES, LocalMesh
 from services.gateway.kube.client import KubeClient
 from services.kit import errors
 
-NAMESPACES = ["demo-a", "demo-b", "demo-c", "demo-d", demo_placement.NAMESPACE]
+NAMESPACES = [
+    "demo-a",
+    "demo-b",
+    "demo-c",
+    "demo-d",
+    demo_placement.NAMESPACE,
+    demo_budget.NAMESPACE,
+]
 
 
 def demo_pod(name: str) -> dict[str, Any]:
@@ -196,9 +203,11 @@ async def walk_through(kube: KubeClient, mesh: LocalMesh, console: Console) -> N
     console.print(replicas)
     console.rule("3. PersistentPodState: a re-created pod goes back to its node and IP")
     await demo_placement.show_persistent_pod_state(kube, mesh, console, wait_for=wait_for)
-    console.rule("4. still to come")
+    console.rule("4. PodUnavailableBudget: evictions beyond the budget wait for their turn")
+    await demo_budget.show_pod_unavailable_budget(kube, console, wait_for=wait_for)
+    console.rule("5. still to come")
     console.print(
-        "CloneSet partition, lifecycle hooks and PodUnavailableBudget are not built yet: "
-        "their webhooks admit everything (README, 'What works today').",
+        "CloneSet partition and lifecycle hooks are not built yet: the rollout service's "
+        "webhook admits everything (README, 'What works today').",
         soft_wrap=False,
     )

@@ -704,3 +704,22 @@ def test_rfc3339(unix_ms, text):
 def test_status_of_reads_the_view():
     view = pub(allowed=1, current=8, desired=7, total=10, disrupted={"a": 5}, observed=4)
     assert status_of(view) == BudgetStatus(1, 8, 7, 10, {"a": 5}, {}, 4)
+
+
+def test_a_recreated_pod_ends_its_disruption_entry_without_an_event():
+    """Beyond v1.2: a StatefulSet pod evicted at NOW and re-created a second later."""
+    from services.budget.status import reconcile
+    from tests.unit.budget_builders import NOW, SECOND, names, pods, pub
+
+    successor = pods(1)
+    successor[0].meta.creation_unix_ms = NOW + SECOND
+    budget = pub(total=1, disrupted=names((0,)), max_unavailable=0)
+    got = reconcile(budget=budget, total_replicas=1, pods=successor, now_ms=NOW + 2 * SECOND)
+    assert not isinstance(got, str) and not hasattr(got, "message")
+    assert dict(got.status.disrupted_pods) == {}
+    assert got.not_deleted == ()
+    assert got.status.current_available == 1
+    same_second = pods(1)
+    same_second[0].meta.creation_unix_ms = NOW
+    kept = reconcile(budget=budget, total_replicas=1, pods=same_second, now_ms=NOW + 2 * SECOND)
+    assert dict(kept.status.disrupted_pods) == names((0,))
