@@ -16,6 +16,7 @@ MODULES: list[str] = [
     "bench.admission",
     "bench.watch",
     "bench.sandbox",
+    "bench.placement",
 ]
 
 

@@ -13,7 +13,9 @@ Processes, all on loopback, each its own interpreter:
 * ``bare``: the same webhook server answering the same patch in-process, without a hop;
 * ``load``: the load generator, a minimal keep-alive HTTP/1.1-over-TLS client on asyncio
   streams (cheaper than aiohttp's client, so it steals less of the 2 cores), run per
-  workload so it never shares the servers' event loop.
+  workload so it never shares the servers' event loop. Its ``--body`` file holds one review
+  per line, sent in turn; ``--expect-patch`` counts an answer without a patch as an error
+  (``bench.placement`` uses both).
 
 Workloads per variant: closed loop at concurrency 1 and 32 (bounded by a request count and a
 time cap), and an open loop at a fixed rate whose latency counts from the intended send
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import signal
 import ssl
 import statistics
@@ -50,6 +53,7 @@ PATCH = orjson.dumps(
     ]
 )
 PATH = "/placement/mutate-pods?timeout=10s"
+ANSWER_TIMEOUT = 30.0  # seconds the load generator waits for one answer
 
 
 # ---- the review ----------------------------------------------------------------------------------
@@ -269,39 +273,61 @@ class LoadResult(TypedDict):
 
 
 class _Conn:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        expect_patch: bool = False,
+    ) -> None:
         self.reader = reader
         self.writer = writer
+        # With expect_patch an answer counts as good only if it carries a JSONPatch.
+        self.expect_patch = expect_patch
 
     async def exchange(self, request: bytes) -> bool:
         self.writer.write(request)
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.lower() == b"content-length":
-                length = int(value)
-        body = await self.reader.readexactly(length)
-        return head.startswith(b"HTTP/1.1 200") and b'"allowed":true' in body
+        # A server that never answers ends the generator (the driver then fails) instead of
+        # hanging the bench.
+        async with asyncio.timeout(ANSWER_TIMEOUT):
+            head = await self.reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.lower() == b"content-length":
+                    length = int(value)
+            body = await self.reader.readexactly(length)
+        good = head.startswith(b"HTTP/1.1 200") and b'"allowed":true' in body
+        return good and (not self.expect_patch or b'"patch":"' in body)
 
 
-async def _connect(port: int, context: ssl.SSLContext) -> _Conn:
+async def _connect(port: int, context: ssl.SSLContext, *, expect_patch: bool = False) -> _Conn:
     reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context)
-    return _Conn(reader, writer)
+    return _Conn(reader, writer, expect_patch=expect_patch)
 
 
 async def _load(args: argparse.Namespace) -> None:
     context = ssl.create_default_context(cafile=args.cafile)
-    body = Path(args.body).read_bytes()
-    request = (
-        f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{args.port}\r\n"
-        f"User-Agent: kube-apiserver-admission\r\nAccept: application/json, */*\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
-    conns = [await _connect(args.port, context) for _ in range(args.connections)]
+    # One review per line (orjson writes no newlines); several are sent in turn.
+    bodies = [b for b in Path(args.body).read_bytes().splitlines() if b.strip()]
+    requests = itertools.cycle(
+        [
+            (
+                f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{args.port}\r\n"
+                f"User-Agent: kube-apiserver-admission\r\nAccept: application/json, */*\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            + body
+            for body in bodies
+        ]
+    )
+    conns = [
+        await _connect(args.port, context, expect_patch=args.expect_patch)
+        for _ in range(args.connections)
+    ]
     for conn in conns:  # warm-up, not measured
         for _ in range(max(1, args.warmup // len(conns))):
-            await conn.exchange(request)
+            await conn.exchange(next(requests))
     print("ready", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
 
@@ -318,7 +344,7 @@ async def _load(args: argparse.Namespace) -> None:
             nonlocal errors
             conn = await pool.get()
             try:
-                good = await conn.exchange(request)
+                good = await conn.exchange(next(requests))
             finally:
                 pool.put_nowait(conn)
             latencies.append(time.perf_counter() - intended)
@@ -341,7 +367,7 @@ async def _load(args: argparse.Namespace) -> None:
             while budget[0] > 0 and time.perf_counter() < deadline:
                 budget[0] -= 1
                 sent = time.perf_counter()
-                good = await conn.exchange(request)
+                good = await conn.exchange(next(requests))
                 latencies.append(time.perf_counter() - sent)
                 errors += not good
 
@@ -397,7 +423,13 @@ class Cell:
 
 
 def _run_load(
-    *, port: int, cafile: str, body: str, workload: Workload, pids: Sequence[int]
+    *,
+    port: int,
+    cafile: str,
+    body: str,
+    workload: Workload,
+    pids: Sequence[int],
+    extra: Sequence[str] = (),
 ) -> tuple[LoadResult, float]:
     args = [
         "load",
@@ -410,6 +442,7 @@ def _run_load(
         f"--rate={workload.rate}",
         f"--duration={workload.duration}",
         f"--warmup={max(100, workload.connections * 8)}",
+        *extra,
     ]
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.admission", *args],
@@ -580,6 +613,7 @@ def _entry(argv: Sequence[str]) -> None:
             parser.add_argument(f"--{name}", type=int, default=0)
         for name in ("time-cap", "rate", "duration"):
             parser.add_argument(f"--{name}", type=float, default=0.0)
+        parser.add_argument("--expect-patch", action="store_true")
         args = parser.parse_args(argv[1:])
         if argv[0] == "webhook":
             asyncio.run(
