@@ -237,3 +237,91 @@ async def test_advanced_statefulset_generates_and_prunes_past_reserved_ordinals(
         return await states() == {"kv-0", "kv-2"}
 
     await eventually("kv-3 pruned, kv-2 kept past the reserved ordinal", pruned)
+
+
+async def _budget_world(kube: KubeClient, ns: str, *, kind: str, plural: str) -> None:
+    """A custom workload object, 3 ready pods it controls, a budget targeting it."""
+    await ensure_namespace(kube, ns)
+    owner = await post(
+        kube,
+        f"/apis/apps.example.io/v1/namespaces/{ns}/{plural}",
+        {
+            "apiVersion": "apps.example.io/v1",
+            "kind": kind,
+            "metadata": {"name": "w"},
+            "spec": {"replicas": 3},
+        },
+    )
+    await post(
+        kube,
+        f"/apis/policy.kruise.io/v1alpha1/namespaces/{ns}/podunavailablebudgets",
+        {
+            "apiVersion": "policy.kruise.io/v1alpha1",
+            "kind": "PodUnavailableBudget",
+            "metadata": {"name": "w"},
+            "spec": {
+                "targetRef": {"apiVersion": "apps.example.io/v1", "kind": kind, "name": "w"},
+                "maxUnavailable": 1,
+            },
+        },
+    )
+    for i in range(3):
+        await post(
+            kube,
+            f"/api/v1/namespaces/{ns}/pods",
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": f"w-{i}",
+                    "ownerReferences": [
+                        {
+                            "apiVersion": "apps.example.io/v1",
+                            "kind": kind,
+                            "name": "w",
+                            "uid": owner["metadata"]["uid"],
+                            "controller": True,
+                        }
+                    ],
+                },
+                "spec": {"containers": [{"name": "main", "image": "nginx:1.27"}]},
+            },
+        )
+
+
+async def _evict(kube: KubeClient, ns: str, pod: str) -> int:
+    body = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pod}}
+    try:
+        await kube.request(
+            "POST", f"/api/v1/namespaces/{ns}/pods/{pod}/eviction", body=orjson.dumps(body)
+        )
+    except errors.TooManyRequests:
+        return 429
+    return 201
+
+
+async def test_budget_resolves_a_custom_workload_through_its_scale_subresource(
+    kube: KubeClient,
+) -> None:
+    await _budget_world(kube, "budget-scale", kind="ShardSet", plural="shardsets")
+    path = "/apis/policy.kruise.io/v1alpha1/namespaces/budget-scale/podunavailablebudgets/w"
+
+    async def counted() -> bool:
+        status = ((await get(kube, path)) or {}).get("status") or {}
+        return (status.get("totalReplicas"), status.get("unavailableAllowed")) == (3, 1)
+
+    await eventually("budget totals from ShardSet/scale", counted)
+    assert await _evict(kube, "budget-scale", "w-0") == 201
+    assert await _evict(kube, "budget-scale", "w-1") == 429
+
+
+async def test_a_custom_kind_without_scale_leaves_its_pods_unprotected(kube: KubeClient) -> None:
+    await _budget_world(kube, "budget-noscale", kind="PodGroup", plural="podgroups")
+    path = "/apis/policy.kruise.io/v1alpha1/namespaces/budget-noscale/podunavailablebudgets/w"
+
+    async def observed() -> bool:
+        status = ((await get(kube, path)) or {}).get("status") or {}
+        return status.get("totalReplicas") == 0 and "unavailableAllowed" in status
+
+    await eventually("budget with an unresolvable target", observed)
+    assert [await _evict(kube, "budget-noscale", f"w-{i}") for i in range(3)] == [201] * 3
