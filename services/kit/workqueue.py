@@ -127,6 +127,9 @@ async def run_workers(
                 failures.pop(key, None)
             finally:
                 queue.done(key)
+            # A reconcile that decides "nothing to do" never awaits: without this, a long
+            # queue of them would hold the event loop (and every admission review) hostage.
+            await asyncio.sleep(0)
 
     tasks = [asyncio.create_task(loop(), name=f"{name}-worker-{i}") for i in range(workers)]
     try:

@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Mapping
+import sys
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -45,6 +45,7 @@ from services.kit import errors
 from services.kit.cache import EVENT_DELETED, ObjectCache, view_of, workload_name
 from services.kit.cluster import EventRecorder, ObjectWriter, Ref, StatusWriter
 from services.kit.mesh import Handler
+from services.kit.projection import project_persistent_pod_state
 from services.kit.workqueue import WorkQueue, run_workers
 from services.placement import generation, recording
 from services.placement.injection import INJECTED_ANNOTATION
@@ -87,9 +88,6 @@ QUEUE_DEPTH = Gauge(
 
 NATIVE_ONLY = TargetKinds()
 
-# How long a written status may wait for its watch event before the cache is trusted again.
-WRITE_SETTLE_S = 10.0
-
 
 class Cluster(StatusWriter, ObjectWriter, EventRecorder, Protocol):
     """The cluster API the controller writes through (``services.kit.cluster.ClusterClient``)."""
@@ -111,34 +109,50 @@ Key = PpsKey | GenerateKey
 NsName = tuple[str, str]
 
 
+def _rv(view: views_pb2.PersistentPodStateView) -> int:
+    """The resourceVersion as an integer (etcd revisions are); -1 when it is not one."""
+    try:
+        return int(view.meta.resource_version)
+    except ValueError:
+        return -1
+
+
 def pps_ref(namespace: str, name: str) -> Ref:
     return Ref(generation.PPS_API_VERSION, generation.PPS_KIND, namespace, name)
 
 
 @dataclass
 class Indexes:
-    """Lookups the cache cannot answer by key, kept from the same events."""
+    """Lookups the cache cannot answer by key, kept from the same events.
 
-    pods_by_owner: dict[NsName, set[str]] = field(default_factory=dict)
-    pod_owner: dict[NsName, str] = field(default_factory=dict)
+    Pods are indexed by their controller's uid (unique cluster-wide, interned: one string
+    per owner, not per pod), with the reverse map nested by namespace (no tuple per pod).
+    """
+
+    pods_by_owner: dict[str, set[str]] = field(default_factory=dict)
+    pod_owner: dict[str, dict[str, str]] = field(default_factory=dict)
     pps_by_target: dict[NsName, set[str]] = field(default_factory=dict)
     pps_target: dict[NsName, str] = field(default_factory=dict)
     annotations: dict[NsName, generation.GenerationAnnotations] = field(default_factory=dict)
 
     def pod(self, pod: views_pb2.PodView, *, deleted: bool) -> None:
-        key = (pod.meta.namespace, pod.meta.name)
-        old = self.pod_owner.pop(key, None)
+        namespace, name = pod.meta.namespace, pod.meta.name
+        owners = self.pod_owner.get(namespace)
+        old = owners.pop(name, None) if owners is not None else None
         if old is not None:
-            names = self.pods_by_owner.get((key[0], old))
+            names = self.pods_by_owner.get(old)
             if names is not None:
-                names.discard(key[1])
+                names.discard(name)
                 if not names:
-                    del self.pods_by_owner[(key[0], old)]
+                    del self.pods_by_owner[old]
         owner = controller_ref(pod.meta.owner_references)
         if deleted or owner is None or not owner.uid:
+            if owners is not None and not owners:
+                del self.pod_owner[namespace]
             return
-        self.pod_owner[key] = owner.uid
-        self.pods_by_owner.setdefault((key[0], owner.uid), set()).add(key[1])
+        uid = sys.intern(owner.uid)
+        self.pod_owner.setdefault(sys.intern(namespace), {})[name] = uid
+        self.pods_by_owner.setdefault(uid, set()).add(name)
 
     def pps(self, pps: views_pb2.PersistentPodStateView, *, deleted: bool) -> None:
         key = (pps.meta.namespace, pps.meta.name)
@@ -164,19 +178,30 @@ class PlacementController:
         cache: ObjectCache,
         cluster: Cluster,
         kinds: TargetKinds = NATIVE_ONLY,
-        workers: int = 3,
+        workers: int = 8,
+        generation_workers: int = 2,
         retry_s: float = 0.5,
     ) -> None:
         self.cache = cache
         self.cluster = cluster
         self.kinds = kinds
         self.workers = workers
+        self.generation_workers = generation_workers
         self.retry_s = retry_s
-        self.queue: WorkQueue[Key] = WorkQueue()
+        # Two queues: a burst of new StatefulSets (generation: a create through the
+        # validating webhook, ~20 ms each) must not delay the records of ready pods.
+        self.records: WorkQueue[PpsKey] = WorkQueue()
+        self.generations: WorkQueue[GenerateKey] = WorkQueue()
         self.index = Indexes()
-        self._written: dict[NsName, tuple[str, float]] = {}
+        # The object each status write returned, until the watch brings it (or newer):
+        # the next decision starts from it instead of waiting for the event.
+        self._written: dict[NsName, views_pb2.PersistentPodStateView] = {}
         self._warned: set[NsName] = set()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._indexed = asyncio.Event()
+        self._indexed.set()
+        self._rebuild: asyncio.Future[None] | None = None
+        self._events: set[asyncio.Task[None]] = set()
 
     # ---- lifecycle ----------------------------------------------------------------------
     @property
@@ -185,17 +210,33 @@ class PlacementController:
 
         return webhooks.handlers(self)
 
+    def pending(self) -> int:
+        """Keys queued, being reconciled or waiting for a retry, in both queues."""
+        return self.records.pending() + self.generations.pending()
+
     async def start(self) -> None:
-        QUEUE_DEPTH.set_function(self.queue.pending)
-        self._task = asyncio.create_task(
-            run_workers(self.queue, self.reconcile, workers=self.workers, name="placement")
-        )
+        QUEUE_DEPTH.set_function(self.pending)
+        self._tasks = [
+            asyncio.create_task(
+                run_workers(self.records, self.reconcile, workers=self.workers, name="records")
+            ),
+            asyncio.create_task(
+                run_workers(
+                    self.generations,
+                    self.reconcile,
+                    workers=self.generation_workers,
+                    name="generations",
+                )
+            ),
+        ]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        if self._rebuild is not None:
+            self._rebuild.cancel()
+        for task in [*self._tasks, *self._events]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._events, return_exceptions=True)
+        self._tasks = []
 
     # ---- lookups (also used by the webhooks) -------------------------------------------
     def supported_owner(self, ref: views_pb2.OwnerReference | None) -> bool:
@@ -223,13 +264,18 @@ class PlacementController:
 
     # ---- events -------------------------------------------------------------------------
     def on_snapshot(self) -> None:
+        """Rebuild the indexes and resync. The pod index is rebuilt in slices (tens of
+        thousands of pods would hold the event loop for a good part of a second, and
+        admission reviews with it); PersistentPodStates are reconciled once it is whole."""
         self.index = Indexes()
         self._written.clear()
-        for pod in self.cache.items(POD):
-            self.index.pod(pod, deleted=False)
+        if self._rebuild is not None:
+            self._rebuild.cancel()
+        self._indexed.clear()
+        self._rebuild = asyncio.ensure_future(self._index_pods())
         for pps in self.cache.items(PPS):
             self.index.pps(pps, deleted=False)
-            self.queue.add(PpsKey(pps.meta.namespace, pps.meta.name))
+            self.records.add(PpsKey(pps.meta.namespace, pps.meta.name))
         for workload in self.cache.items(WORKLOAD):
             if not self.kinds.accepts(api_version=workload.api_version, kind=workload.kind):
                 continue
@@ -247,7 +293,17 @@ class PlacementController:
                 and existing is not None
                 and generation.owned_by(existing, workload)
             ):
-                self.queue.add(GenerateKey(namespace, cache_name))
+                self.generations.add(GenerateKey(namespace, cache_name))
+
+    async def _index_pods(self, slice_size: int = 2000) -> None:
+        keys = list(self.cache.keys(POD))
+        for start in range(0, len(keys), slice_size):
+            for namespace, name in keys[start : start + slice_size]:
+                pod = self.cache.get(POD, namespace, name)
+                if pod is not None:
+                    self.index.pod(pod, deleted=False)
+            await asyncio.sleep(0)
+        self._indexed.set()
 
     def on_event(self, event: mesh_pb2.WatchEvent) -> None:
         view = view_of(event.object)
@@ -256,7 +312,7 @@ class PlacementController:
         deleted = event.type == EVENT_DELETED
         if event.kind == PPS:
             self.index.pps(view, deleted=deleted)
-            self.queue.add(PpsKey(view.meta.namespace, view.meta.name))
+            self.records.add(PpsKey(view.meta.namespace, view.meta.name))
         elif event.kind == POD:
             self._on_pod(view, deleted=deleted)
         elif event.kind == WORKLOAD:
@@ -268,7 +324,7 @@ class PlacementController:
         if not (deleted or settled or not recording.pod_active(pod)):
             return
         for name in self._pps_of_pod(pod):
-            self.queue.add(PpsKey(pod.meta.namespace, name))
+            self.records.add(PpsKey(pod.meta.namespace, name))
 
     def _on_workload(self, workload: views_pb2.WorkloadView, *, deleted: bool) -> None:
         if not self.kinds.accepts(api_version=workload.api_version, kind=workload.kind):
@@ -278,7 +334,7 @@ class PlacementController:
             api_version=workload.api_version, kind=workload.kind, name=workload.meta.name
         )
         for name in sorted(self.index.pps_by_target.get((namespace, cache_name), ())):
-            self.queue.add(PpsKey(namespace, name))
+            self.records.add(PpsKey(namespace, name))
         key = (namespace, cache_name)
         if deleted:
             self.index.annotations.pop(key, None)
@@ -287,7 +343,7 @@ class PlacementController:
         old = self.index.annotations.get(key)
         self.index.annotations[key] = new
         if generation.annotation_change(old, new, deleting=bool(workload.meta.deletion_unix_ms)):
-            self.queue.add(GenerateKey(namespace, cache_name))
+            self.generations.add(GenerateKey(namespace, cache_name))
 
     # ---- reconcile ----------------------------------------------------------------------
     async def reconcile(self, key: Key) -> None:
@@ -296,20 +352,22 @@ class PlacementController:
         else:
             await self._reconcile_generation(key)
 
-    def _waiting_for_own_write(self, key: NsName, resource_version: str) -> bool:
-        written = self._written.get(key)
-        if written is None:
-            return False
-        seen, at = written
-        if seen == resource_version and time.monotonic() - at < WRITE_SETTLE_S:
-            return True
-        del self._written[key]
-        return False
+    def freshest(self, namespace: str, name: str) -> views_pb2.PersistentPodStateView | None:
+        """The cache's view, or the one the last status write returned if that is newer."""
+        cached: views_pb2.PersistentPodStateView | None = self.cache.get(PPS, namespace, name)
+        written = self._written.get((namespace, name))
+        if cached is None or written is None:
+            self._written.pop((namespace, name), None)
+            return cached
+        if written.meta.uid == cached.meta.uid and _rv(written) > _rv(cached):
+            return written
+        del self._written[(namespace, name)]  # the watch caught up
+        return cached
 
     async def _reconcile_pps(self, key: PpsKey) -> None:
-        pps = self.cache.get(PPS, key.namespace, key.name)
+        await self._indexed.wait()  # a half-built pod index would hide live pods
+        pps = self.freshest(key.namespace, key.name)
         if pps is None:
-            self._written.pop((key.namespace, key.name), None)
             return
         ref = pps.target_ref
         if not self.kinds.accepts(api_version=ref.api_version, kind=ref.kind):
@@ -325,9 +383,6 @@ class PlacementController:
                 )
             RECONCILES.labels("unsupported").inc()
             return
-        if self._waiting_for_own_write((key.namespace, key.name), pps.meta.resource_version):
-            RECONCILES.labels("awaiting-event").inc()
-            return
         workload = self.cache.get(
             WORKLOAD,
             key.namespace,
@@ -337,9 +392,7 @@ class PlacementController:
         pods: list[views_pb2.PodView] = []
         if workload is not None and group_of(ref.api_version) is not None:
             target = target_of(workload)
-            for name in sorted(
-                self.index.pods_by_owner.get((key.namespace, workload.meta.uid), ())
-            ):
+            for name in sorted(self.index.pods_by_owner.get(workload.meta.uid, ())):
                 pod = self.cache.get(POD, key.namespace, name)
                 if pod is not None:
                     pods.append(pod)
@@ -355,7 +408,7 @@ class PlacementController:
             return
         status = recording.status_body(decided, generation=pps.meta.generation)
         try:
-            await self.cluster.update_status(
+            written = await self.cluster.update_status(
                 pps_ref(key.namespace, key.name),
                 status=status,
                 resource_version=pps.meta.resource_version,
@@ -363,13 +416,15 @@ class PlacementController:
             )
         except errors.Conflict:
             RECONCILES.labels("conflict").inc()
-            self.queue.add_after(key, self.retry_s)
+            self._written.pop((key.namespace, key.name), None)
+            self.records.add_after(key, self.retry_s)
             return
         except errors.NotFound:
             RECONCILES.labels("gone").inc()
             return
         RECONCILES.labels("written").inc()
-        self._written[(key.namespace, key.name)] = (pps.meta.resource_version, time.monotonic())
+        if written.object:
+            self._written[(key.namespace, key.name)] = project_persistent_pod_state(written.object)
         log.info(
             "recorded pod states",
             extra={
@@ -381,7 +436,15 @@ class PlacementController:
         )
         by_name = {p.meta.name: p for p in pods}
         for move in decided.moves:
-            await self._report_move(key.namespace, key.name, move, by_name.get(move.pod))
+            self._background(
+                self._report_move(key.namespace, key.name, move, by_name.get(move.pod))
+            )
+
+    def _background(self, work: Coroutine[None, None, None]) -> None:
+        """Events are best effort: recorded beside the reconcile, not inside it."""
+        task = asyncio.create_task(work)
+        self._events.add(task)
+        task.add_done_callback(self._events.discard)
 
     async def _report_move(
         self,
@@ -425,7 +488,9 @@ class PlacementController:
         try:
             if isinstance(plan, generation.Create):
                 await self.cluster.create(ref, plan.body)
-                await self._event(workload_ref, workload, "PersistentPodStateCreated", name)
+                self._background(
+                    self._event(workload_ref, workload, "PersistentPodStateCreated", name)
+                )
             elif isinstance(plan, generation.ReplaceSpec):
                 await self.cluster.patch(
                     ref,
@@ -435,17 +500,19 @@ class PlacementController:
                 )
             elif isinstance(plan, generation.Delete):
                 await self.cluster.delete(ref, uid=plan.uid)
-                await self._event(workload_ref, workload, "PersistentPodStateDeleted", name)
+                self._background(
+                    self._event(workload_ref, workload, "PersistentPodStateDeleted", name)
+                )
             else:
                 GENERATIONS.labels("none").inc()
                 log.debug("no generation", extra={"reason": plan.reason})
                 return
         except errors.AlreadyExists:
             # Created by someone else meanwhile: decide again once its event arrived.
-            self.queue.add_after(key, self.retry_s)
+            self.generations.add_after(key, self.retry_s)
             return
         except errors.Conflict:
-            self.queue.add_after(key, self.retry_s)
+            self.generations.add_after(key, self.retry_s)
             return
         except errors.NotFound:
             return
@@ -457,8 +524,10 @@ class PlacementController:
                 "PersistentPodState not generated",
                 extra={"namespace": key.namespace, "workload": name, "error": str(e)},
             )
-            await self._event(
-                workload_ref, workload, "PersistentPodStateRefused", name, warning=str(e)
+            self._background(
+                self._event(
+                    workload_ref, workload, "PersistentPodStateRefused", name, warning=str(e)
+                )
             )
             return
         action = type(plan).__name__.lower()

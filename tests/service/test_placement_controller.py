@@ -7,6 +7,7 @@ stream would and compare the recorded actions with the expected ones
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,12 @@ from services.kit import errors
 from services.kit.cache import ObjectCache
 from services.kit.cluster import Ref, Written
 from services.placement.controller import GenerateKey, PlacementController, PpsKey
-from services.placement.generation import AUTO_GENERATE, PREFERRED_TOPOLOGY, REQUIRED_TOPOLOGY
+from services.placement.generation import (
+    AUTO_GENERATE,
+    PREFERRED_TOPOLOGY,
+    REQUIRED_TOPOLOGY,
+    spec_of,
+)
 from tests.unit.placement_builders import HOSTNAME, pod, pps, state
 
 ADDED = mesh_pb2.WatchEvent.TYPE_ADDED
@@ -27,6 +33,7 @@ DELETED = mesh_pb2.WatchEvent.TYPE_DELETED
 
 @dataclass
 class FakeCluster:
+    cache: ObjectCache
     actions: list[tuple[Any, ...]] = field(default_factory=list)
     fail_next: list[errors.MeshError] = field(default_factory=list)
 
@@ -37,7 +44,23 @@ class FakeCluster:
     async def update_status(self, ref: Ref, *, status, resource_version, uid=""):
         self.actions.append(("status", ref.name, resource_version, status))
         self._maybe_fail()
-        return Written(object={}, resource_version="next", uid=uid)
+        # As the API server: the stored object, its resourceVersion moved on.
+        stored = self.cache.get(mesh_pb2.KIND_PERSISTENT_POD_STATE, ref.namespace, ref.name)
+        if stored is None:
+            return Written(object={}, resource_version="", uid=uid)
+        next_rv = str(int(resource_version) + 1)
+        obj = {
+            "metadata": {
+                "namespace": ref.namespace,
+                "name": ref.name,
+                "uid": stored.meta.uid,
+                "resourceVersion": next_rv,
+                "generation": stored.meta.generation,
+            },
+            "spec": spec_of(stored),
+            "status": status,
+        }
+        return Written(object=obj, resource_version=next_rv, uid=uid)
 
     async def create(self, ref: Ref, obj):
         self.actions.append(("create", ref.name, obj["spec"]))
@@ -99,7 +122,7 @@ def owned_pod(i: int, *, node_name: str, ip: str, ready: bool = True, uid: str =
 class Harness:
     def __init__(self) -> None:
         self.cache = ObjectCache()
-        self.cluster = FakeCluster()
+        self.cluster = FakeCluster(self.cache)
         self.controller = PlacementController(cache=self.cache, cluster=self.cluster)
 
     def seed(self, *events: mesh_pb2.WatchEvent) -> None:
@@ -108,19 +131,26 @@ class Harness:
             self.cache.apply(e)
         self.controller.on_snapshot()
 
+    async def indexed(self) -> None:
+        await self.controller._indexed.wait()
+
     def feed(self, *events: mesh_pb2.WatchEvent) -> None:
         for e in events:
             self.cache.apply(e)
             self.controller.on_event(e)
 
     async def drain(self) -> list[tuple[Any, ...]]:
-        """Reconcile everything queued (no workers: one key at a time, in order)."""
-        while len(self.controller.queue):
-            key = await self.controller.queue.get()
-            try:
-                await self.controller.reconcile(key)
-            finally:
-                self.controller.queue.done(key)
+        """Reconcile everything queued (no workers: one key at a time, generations first)."""
+        await self.indexed()
+        for queue in (self.controller.generations, self.controller.records):
+            while len(queue):
+                key = await queue.get()
+                try:
+                    await self.controller.reconcile(key)
+                finally:
+                    queue.done(key)
+        await asyncio.sleep(0)  # let background Events be recorded
+        await asyncio.sleep(0)
         actions, self.cluster.actions = self.cluster.actions, []
         return actions
 
@@ -135,7 +165,7 @@ def web_pps(**kw: Any) -> views_pb2.PersistentPodStateView:
     return view
 
 
-async def test_snapshot_records_ready_pods_once_and_then_waits_for_its_own_write():
+async def test_snapshot_records_ready_pods_once_and_then_starts_from_what_it_wrote():
     h = Harness()
     h.seed(
         *NODES,
@@ -165,9 +195,14 @@ async def test_snapshot_records_ready_pods_once_and_then_waits_for_its_own_write
             },
         )
     ]
-    # A pod event arrives before the status write's own event: no second write on rv 10.
+    # A pod event arrives before the status write's own event: nothing to write (the
+    # decision starts from the object the write returned, not from the stale cache) ...
     h.feed(event(mesh_pb2.KIND_POD, owned_pod(0, node_name="node-0", ip="10.0.0.2"), MODIFIED))
     assert await h.drain() == []
+    # ... and a real change is written on the returned resourceVersion, not on rv 10.
+    h.feed(event(mesh_pb2.KIND_POD, owned_pod(1, node_name="node-2", ip="10.0.2.9"), MODIFIED))
+    actions = await h.drain()
+    assert (actions[0][0], actions[0][2]) == ("status", "11")
 
 
 async def test_recreated_pod_on_another_node_is_rerecorded_with_an_event():
@@ -219,7 +254,7 @@ async def test_pending_pods_trigger_nothing():
     )
     await h.drain()
     h.feed(event(mesh_pb2.KIND_POD, owned_pod(0, node_name="", ip="", ready=False)))
-    assert len(h.controller.queue) == 0
+    assert h.controller.pending() == 0
 
 
 async def test_workload_deleted_clears_records():
@@ -281,7 +316,7 @@ async def test_refused_generation_becomes_a_warning_event_not_a_retry_loop():
     actions = await h.drain()
     assert [a[0] for a in actions] == ["create", "event"]
     assert actions[1][4] == "PersistentPodStateRefused"
-    assert len(h.controller.queue) == 0
+    assert h.controller.pending() == 0
 
 
 async def test_unsupported_target_kind_is_ignored_without_writes(caplog):
