@@ -807,8 +807,8 @@ def print_scale(scale: Scale, plan: Plan) -> None:
             "round trips (scheduler: 1 worker binding pod by pod; StatefulSet controller: 4 "
             "workers, each pod CREATE through the webhooks)"
         ),
-        f"placement work queue (3 workers, sampled every {DEPTH_INTERVAL} s): peak {peak:,.0f} "
-        f"keys at {peak_at:.0f} s; last above 100 keys at {busy_until:.0f} s",
+        f"placement work queues (records and generations, sampled every {DEPTH_INTERVAL} s): "
+        f"peak {peak:,.0f} keys at {peak_at:.0f} s; last above 100 keys at {busy_until:.0f} s",
         "placement reconciles: "
         + ", ".join(f"{k} {v:,.0f}" for k, v in sorted(reconciles.items()))
         + "; generations: "
