@@ -17,6 +17,7 @@ from kruise.budget.v1 import budget_pb2, budget_pb2_grpc
 from kruise.common.v1 import mesh_pb2, views_pb2
 from services.budget.decision import related_budget
 from services.budget.planning import BudgetKey, Candidate, Plan, Verdict, plan_disruption
+from services.budget.status import unavailable_pods
 from services.kit.mesh import MeshServicer
 from services.kit.ring import HashRing
 
@@ -50,7 +51,18 @@ class BudgetApi(budget_pb2_grpc.BudgetServiceServicer):
                 grpc.StatusCode.NOT_FOUND,
                 f"PodUnavailableBudget {request.namespace}/{request.name} not found",
             )
-        return budget_pb2.GetBudgetResponse(budget=view)
+        pods = [
+            pod
+            for pod in self.mesh.cache.items(POD, request.namespace)
+            if related_budget(pod) == request.name
+        ]
+        return budget_pb2.GetBudgetResponse(
+            budget=view,
+            unavailable=[
+                budget_pb2.UnavailablePod(pod=u.pod, reason=u.reason, since_unix_ms=u.since_ms)
+                for u in unavailable_pods(view, pods)
+            ],
+        )
 
     async def PlanDisruption(
         self,

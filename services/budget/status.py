@@ -532,3 +532,43 @@ def _earliest(current: int | None, candidate: int) -> int:
 
 def _times(pods: Mapping[str, int]) -> dict[str, str]:
     return {name: rfc3339(ms) for name, ms in sorted(pods.items())}
+
+
+@dataclass(frozen=True, slots=True)
+class Unavailable:
+    """A pod of a budget that does not count as available, and why (``GetBudget``)."""
+
+    pod: str
+    reason: str
+    since_ms: int = 0
+
+
+def unavailable_pods(
+    budget: views_pb2.PodUnavailableBudgetView, pods: Iterable[views_pb2.PodView]
+) -> list[Unavailable]:
+    """The budget's pods that use it up, by name: recorded disruptions and in-place
+    updates first (with when they were admitted), then pods that are terminating, not
+    running, not ready or not yet running their spec's images. Pure.
+    """
+    out: list[Unavailable] = []
+    seen: set[str] = set()
+    for name, ms in sorted(budget.disrupted_pods.items()):
+        out.append(Unavailable(name, "disrupted", ms))
+        seen.add(name)
+    for name, ms in sorted(budget.unavailable_pods.items()):
+        if name not in seen:
+            out.append(Unavailable(name, "updating", ms))
+            seen.add(name)
+    for pod in sorted(pods, key=lambda p: p.meta.name):
+        name = pod.meta.name
+        if name in seen or pod.phase in ("Succeeded", "Failed"):
+            continue
+        if pod.meta.deletion_unix_ms:
+            out.append(Unavailable(name, "terminating", pod.meta.deletion_unix_ms))
+        elif pod.phase != "Running":
+            out.append(Unavailable(name, "not-running"))
+        elif not pod_running_and_ready(pod):
+            out.append(Unavailable(name, "not-ready"))
+        elif not pod_state_consistent(pod):
+            out.append(Unavailable(name, "inconsistent"))
+    return out

@@ -198,3 +198,31 @@ async def test_no_plan_before_the_first_snapshot(budget):
         await budget_pb2_grpc.BudgetServiceStub(channel).PlanDisruption(refs((MINE, "web-0")))
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "no snapshot yet" in caught.value.details()
+
+
+async def test_get_budget_lists_the_pods_that_use_it_up(budget):
+    _, channel = budget
+    gw = Gateway(channel)
+    await gw.call.read()
+    events = [
+        budget_event(allowed=0, disrupted={"web-0": 1_700_000_000_000}),
+        pod_event("web-0", related_pub="web"),
+        pod_event("web-1", related_pub="web", ready=False),
+        pod_event("web-2", related_pub="web"),
+        pod_event("other-0", related_pub="another", ready=False),
+    ]
+    await gw.send(snapshot_begin=True, events=events, snapshot_end=True)
+    stub = budget_pb2_grpc.BudgetServiceStub(channel)
+    answer = await stub.GetBudget(budget_pb2.GetBudgetRequest(namespace=MINE, name="web"))
+    assert answer.budget.meta.name == "web"
+    assert [(u.pod, u.reason, u.since_unix_ms) for u in answer.unavailable] == [
+        ("web-0", "disrupted", 1_700_000_000_000),
+        ("web-1", "not-ready", 0),
+    ]
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await stub.GetBudget(budget_pb2.GetBudgetRequest(namespace=MINE, name="nope"))
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.aio.AioRpcError) as bad:
+        await stub.GetBudget(budget_pb2.GetBudgetRequest(name="web"))
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    gw.call.cancel()

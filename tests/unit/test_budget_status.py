@@ -723,3 +723,29 @@ def test_a_recreated_pod_ends_its_disruption_entry_without_an_event():
     same_second[0].meta.creation_unix_ms = NOW
     kept = reconcile(budget=budget, total_replicas=1, pods=same_second, now_ms=NOW + 2 * SECOND)
     assert dict(kept.status.disrupted_pods) == names((0,))
+
+
+def test_unavailable_pods_say_why():
+    from services.budget.status import Unavailable, unavailable_pods
+    from tests.unit.budget_builders import NOW, pod, pub
+
+    budget = pub(disrupted={"a": NOW}, unavailable={"b": NOW, "a": NOW})
+    pods = [
+        pod("a"),
+        pod("b"),
+        pod("c", deleting=True),
+        pod("d", phase="Pending"),
+        pod("e", ready=False),
+        # spec pins a digest the container does not run yet
+        pod("f", containers=[("nginx", "nginx@sha256:" + "0" * 64)]),
+        pod("g"),
+        pod("h", phase="Succeeded"),
+    ]
+    assert unavailable_pods(budget, pods) == [
+        Unavailable("a", "disrupted", NOW),
+        Unavailable("b", "updating", NOW),
+        Unavailable("c", "terminating", pods[2].meta.deletion_unix_ms),
+        Unavailable("d", "not-running"),
+        Unavailable("e", "not-ready"),
+        Unavailable("f", "inconsistent"),
+    ]

@@ -75,20 +75,58 @@ class GetBudgetRequest(_message.Message):
 Global___GetBudgetRequest: _TypeAlias = GetBudgetRequest  # noqa: Y015
 
 @_typing.final
+class UnavailablePod(_message.Message):
+    """A pod of the budget that does not count as available, and why."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POD_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    SINCE_UNIX_MS_FIELD_NUMBER: _builtins.int
+    pod: _builtins.str
+    reason: _builtins.str
+    """disrupted: a deletion or eviction was admitted; updating: an in-place update was
+    admitted; terminating; not-running; not-ready; inconsistent: its containers do not
+    run its spec's images yet.
+    """
+    since_unix_ms: _builtins.int
+    """When the deletion, eviction or update was admitted (unix ms); 0 otherwise."""
+    def __init__(
+        self,
+        *,
+        pod: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        since_unix_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pod", b"pod", "reason", b"reason", "since_unix_ms", b"since_unix_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnavailablePod: _TypeAlias = UnavailablePod  # noqa: Y015
+
+@_typing.final
 class GetBudgetResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     BUDGET_FIELD_NUMBER: _builtins.int
+    UNAVAILABLE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def budget(self) -> _views_pb2.PodUnavailableBudgetView: ...
+    @_builtins.property
+    def unavailable(self) -> _containers.RepeatedCompositeFieldContainer[Global___UnavailablePod]:
+        """The budget's pods (those carrying kruise.io/related-pub: <name>) that use it up."""
+
     def __init__(
         self,
         *,
         budget: _views_pb2.PodUnavailableBudgetView | None = ...,
+        unavailable: _abc.Iterable[Global___UnavailablePod] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["budget", b"budget"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget", b"budget"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget", b"budget", "unavailable", b"unavailable"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
