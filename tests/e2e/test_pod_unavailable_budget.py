@@ -289,3 +289,50 @@ async def test_a_thousand_disruptions_routed_to_random_replicas_admit_exactly_te
         assert codes[403] + codes[429] == STORM_PODS - 10, codes
     finally:
         await client.close()
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        pytest.param(
+            {
+                "selector": {"matchLabels": {"app": "x"}},
+                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "x"},
+                "maxUnavailable": 1,
+            },
+            "selector and targetRef are mutually exclusive",
+            id="both selector and targetRef",
+        ),
+        pytest.param({"maxUnavailable": 1}, "no selector or targetRef defined", id="neither"),
+        pytest.param(
+            {"selector": {"matchLabels": {"app": "x"}}, "maxUnavailable": "120%"},
+            "spec.maxUnavailable",
+            id="a percent above 100%",
+        ),
+        pytest.param(
+            {"selector": {"matchLabels": {"app": "x"}}, "minAvailable": "5"},
+            "spec.minAvailable",
+            id="a string without %",
+        ),
+    ],
+)
+async def test_invalid_budgets_are_refused_with_the_field(kube: KubeClient, spec, message) -> None:
+    await ensure_namespace(kube, "pub-invalid")
+    body = {
+        "apiVersion": "policy.kruise.io/v1alpha1",
+        "kind": "PodUnavailableBudget",
+        "metadata": {"name": "bad"},
+        "spec": spec,
+    }
+    with pytest.raises(errors.Invalid) as refused:
+        await kube.request_json(
+            "POST",
+            "/apis/policy.kruise.io/v1alpha1/namespaces/pub-invalid/podunavailablebudgets",
+            body=orjson.dumps(body),
+        )
+    assert message in str(refused.value)
+
+
+async def test_eviction_of_a_missing_pod_is_the_api_servers_404(kube: KubeClient) -> None:
+    world = World(kube, "pub-scenarios", app="web")
+    assert await world.evict("no-such-pod") == 404
