@@ -17,6 +17,7 @@ MODULES: list[str] = [
     "bench.watch",
     "bench.sandbox",
     "bench.placement",
+    "bench.budget",
 ]
 
 

@@ -15,7 +15,8 @@ Processes, all on loopback, each its own interpreter:
   streams (cheaper than aiohttp's client, so it steals less of the 2 cores), run per
   workload so it never shares the servers' event loop. Its ``--body`` file holds one review
   per line, sent in turn; ``--expect-patch`` counts an answer without a patch as an error
-  (``bench.placement`` uses both).
+  (``bench.placement`` uses both); ``--path`` posts to another webhook path than
+  ``/placement/mutate-pods`` (``bench.budget``).
 
 Workloads per variant: closed loop at concurrency 1 and 32 (bounded by a request count and a
 time cap), and an open loop at a fixed rate whose latency counts from the intended send
@@ -285,7 +286,8 @@ class _Conn:
         # With expect_patch an answer counts as good only if it carries a JSONPatch.
         self.expect_patch = expect_patch
 
-    async def exchange(self, request: bytes) -> bool:
+    async def send(self, request: bytes) -> tuple[bytes, bytes]:
+        """Send one whole HTTP/1.1 request; the answer's head and body."""
         self.writer.write(request)
         # A server that never answers ends the generator (the driver then fails) instead of
         # hanging the bench.
@@ -297,6 +299,10 @@ class _Conn:
                 if name.lower() == b"content-length":
                     length = int(value)
             body = await self.reader.readexactly(length)
+        return head, body
+
+    async def exchange(self, request: bytes) -> bool:
+        head, body = await self.send(request)
         good = head.startswith(b"HTTP/1.1 200") and b'"allowed":true' in body
         return good and (not self.expect_patch or b'"patch":"' in body)
 
@@ -313,7 +319,7 @@ async def _load(args: argparse.Namespace) -> None:
     requests = itertools.cycle(
         [
             (
-                f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{args.port}\r\n"
+                f"POST {args.path or PATH} HTTP/1.1\r\nHost: 127.0.0.1:{args.port}\r\n"
                 f"User-Agent: kube-apiserver-admission\r\nAccept: application/json, */*\r\n"
                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
             ).encode()
@@ -606,7 +612,7 @@ def _entry(argv: Sequence[str]) -> None:
         return
     if argv and argv[0] in ("webhook", "load"):
         parser = argparse.ArgumentParser()
-        for name in ("cert", "key", "mode", "target", "cafile", "body"):
+        for name in ("cert", "key", "mode", "target", "cafile", "body", "path"):
             parser.add_argument(f"--{name}")
         parser.add_argument("--port", type=int)
         for name in ("connections", "count", "warmup", "streams", "batch"):
