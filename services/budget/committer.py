@@ -35,7 +35,7 @@ from prometheus_client import Counter, Histogram
 
 from kruise.common.v1 import mesh_pb2, views_pb2
 from services.budget.decision import Admit, Outcome, Refuse, StatusChange, commit_many
-from services.budget.status import status_body
+from services.budget.status import BudgetStatus, status_body
 from services.kit import errors
 from services.kit.cache import ObjectCache
 from services.kit.cluster import ObjectReader, Ref, StatusWriter
@@ -86,6 +86,29 @@ def newer(
         return b if int(b.meta.resource_version) > int(a.meta.resource_version) else a
     except ValueError:
         return a
+
+
+def with_status(
+    view: views_pb2.PodUnavailableBudgetView,
+    status: BudgetStatus,
+    *,
+    resource_version: str,
+) -> views_pb2.PodUnavailableBudgetView:
+    """``view`` as stored after writing ``status`` at ``resource_version`` (cheaper than
+    projecting the returned object again: the status is what was just written). Pure."""
+    out = views_pb2.PodUnavailableBudgetView()
+    out.CopyFrom(view)
+    out.meta.resource_version = resource_version
+    out.observed_generation = status.observed_generation
+    out.unavailable_allowed = status.unavailable_allowed
+    out.current_available = status.current_available
+    out.desired_available = status.desired_available
+    out.total_replicas = status.total_replicas
+    out.disrupted_pods.clear()
+    out.disrupted_pods.update(status.disrupted_pods)
+    out.unavailable_pods.clear()
+    out.unavailable_pods.update(status.unavailable_pods)
+    return out
 
 
 @dataclass
@@ -256,7 +279,9 @@ class BudgetCommitter:
                 return [Admit(reason="the budget no longer exists") for _ in changes]
             WRITES.labels("written").inc()
             BATCH.observe(len(batch.change.spends))
-            self.remember(project_pod_unavailable_budget(written.object))
+            self.remember(
+                with_status(budget, batch.change.status, resource_version=written.resource_version)
+            )
             return list(batch.outcomes)
         WRITES.labels("gave-up").inc()
         return [_gave_up(change, self.attempts) for change in changes]

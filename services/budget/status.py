@@ -55,6 +55,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from kruise.common.v1 import views_pb2
@@ -319,12 +320,18 @@ def status_body(status: BudgetStatus) -> dict[str, object]:
 
 
 def rfc3339(unix_ms: int) -> str:
-    """``metav1.Time`` as JSON: UTC, whole seconds (milliseconds truncated).
+    """``metav1.Time`` as JSON: UTC, whole seconds (milliseconds truncated). Cached per
+    second: a status write formats every recorded pod's time, and they share seconds.
 
     >>> rfc3339(1_500), rfc3339(0)
     ('1970-01-01T00:00:01Z', '1970-01-01T00:00:00Z')
     """
-    return datetime.fromtimestamp(unix_ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _rfc3339_second(unix_ms // 1000)
+
+
+@lru_cache(maxsize=8192)
+def _rfc3339_second(second: int) -> str:
+    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # --- pods ----------------------------------------------------------------------------------
