@@ -6,8 +6,9 @@ conditions PodReadyToStartContainers, Initialized, ContainersReady, Ready and Po
 ``Ready`` also needs every ``spec.readinessGates`` condition to be True, and is re-evaluated on
 every change of the pod. A container whose spec image differs from its reported image is
 restarted in place: first reported not ready, then with the new image, a new imageID and
-``restartCount + 1``. A pod with a deletionTimestamp is deleted with ``gracePeriodSeconds=0``
-after ``delete_delay``.
+``restartCount + 1``. An image from a ``*.invalid`` registry never pulls: the container waits
+with ``ErrImagePull`` and is not ready (a broken image, for rollouts that must stop). A pod
+with a deletionTimestamp is deleted with ``gracePeriodSeconds=0`` after ``delete_delay``.
 
 Decision (pure): ``NodeIpPool`` (host-local IPAM, one /24 per node, a returning pod name gets
 its previous IP back), ``container_status``, ``pod_conditions``, ``desired_status`` and
@@ -104,6 +105,13 @@ class NodeIpPool:
             self._owner.pop(ip, None)
 
 
+def unpullable(image: str) -> bool:
+    """Images from a registry under the reserved ``.invalid`` domain (RFC 2606) never pull:
+    the world's way to model a broken image (``registry.invalid/app:v2``). Pure."""
+    registry = image.split("/", 1)[0] if "/" in image else ""
+    return registry.split(":", 1)[0].endswith(".invalid")
+
+
 def container_status(
     spec: Obj, current: Obj | None, *, restart_done: bool, uid: str, now: str
 ) -> Obj:
@@ -130,9 +138,28 @@ def container_status(
             "started": True,
         }
 
+    def cannot_pull(restarts: int, last: Obj) -> Obj:
+        return {
+            "name": name,
+            "state": {
+                "waiting": {
+                    "reason": "ErrImagePull",
+                    "message": f'failed to pull image "{image}": registry does not exist',
+                }
+            },
+            "lastState": last,
+            "ready": False,
+            "restartCount": restarts,
+            "image": image,
+            "imageID": "",
+            "started": False,
+        }
+
     if current is None:
-        return running(0, now, {})
+        return cannot_pull(0, {}) if unpullable(image) else running(0, now, {})
     restarts = int(current.get("restartCount", 0))
+    if unpullable(image) and (current.get("image") == image or restart_done):
+        return cannot_pull(restarts, current.get("lastState") or {})
     if current.get("image") == image:
         started_at = ((current.get("state") or {}).get("running") or {}).get("startedAt", now)
         return running(restarts, started_at, current.get("lastState") or {})

@@ -336,3 +336,105 @@ async def test_invalid_budgets_are_refused_with_the_field(kube: KubeClient, spec
 async def test_eviction_of_a_missing_pod_is_the_api_servers_404(kube: KubeClient) -> None:
     world = World(kube, "pub-scenarios", app="web")
     assert await world.evict("no-such-pod") == 404
+
+
+async def test_scenario_25_an_in_place_update_to_a_broken_image_is_held_at_one_pod(
+    kube: KubeClient,
+) -> None:
+    """SPEC 4.12 scenario 25, with the test in the CloneSet controller's place (kruise-mesh's
+    CloneSet controller is a later feature): it updates pods in place one by one, as that
+    controller would, and the budget stops the second update while the first pod is broken.
+    """
+    ns = "pub-inplace"
+    await ensure_namespace(kube, ns)
+    world = World(kube, ns, app="clone")
+    clone = await world.post(
+        f"/apis/apps.kruise.io/v1alpha1/namespaces/{ns}/clonesets",
+        {
+            "apiVersion": "apps.kruise.io/v1alpha1",
+            "kind": "CloneSet",
+            "metadata": {"name": "clone"},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": "clone"}},
+                "template": {
+                    "metadata": {"labels": {"app": "clone"}},
+                    "spec": {"containers": [{"name": "main", "image": "nginx:1.27"}]},
+                },
+                "updateStrategy": {"type": "InPlaceIfPossible", "maxUnavailable": 2},
+            },
+        },
+    )
+    await world.post(
+        f"/apis/policy.kruise.io/v1alpha1/namespaces/{ns}/podunavailablebudgets",
+        {
+            "apiVersion": "policy.kruise.io/v1alpha1",
+            "kind": "PodUnavailableBudget",
+            "metadata": {"name": "clone"},
+            "spec": {
+                "targetRef": {
+                    "apiVersion": "apps.kruise.io/v1alpha1",
+                    "kind": "CloneSet",
+                    "name": "clone",
+                },
+                "maxUnavailable": 1,
+            },
+        },
+    )
+    owner = {
+        "apiVersion": "apps.kruise.io/v1alpha1",
+        "kind": "CloneSet",
+        "name": "clone",
+        "uid": clone["metadata"]["uid"],
+        "controller": True,
+    }
+    for i in range(2):
+        await world.post(
+            world.pods_path,
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": f"clone-{i}",
+                    "labels": {"app": "clone"},
+                    "ownerReferences": [owner],
+                },
+                "spec": {"containers": [{"name": "main", "image": "nginx:1.27"}]},
+            },
+        )
+    await world.wait_status(
+        unavailableAllowed=1, desiredAvailable=1, currentAvailable=2, totalReplicas=2
+    )
+
+    async def set_image(pod: str, image: str) -> int:
+        patch = {"spec": {"containers": [{"name": "main", "image": image}]}}
+        try:
+            await kube.request(
+                "PATCH",
+                f"{world.pods_path}/{pod}",
+                body=orjson.dumps(patch),
+                content_type="application/strategic-merge-patch+json",
+            )
+        except errors.Forbidden:
+            return 403
+        return 200
+
+    broken = "registry.invalid/nginx:1.28"
+    assert await set_image("clone-0", broken) == 200
+    await world.wait_status(unavailableAllowed=0, currentAvailable=1, totalReplicas=2)
+    assert await set_image("clone-1", broken) == 403, "the budget holds the second pod back"
+    # Converged: one pod broken, one un-updated, and it stays so past the 10 s window of
+    # the admitted update (the broken pod is simply not ready).
+    status = await world.wait_status(
+        unavailableAllowed=0, desiredAvailable=1, currentAvailable=1, totalReplicas=2
+    )
+    assert "clone-1" not in (status.get("unavailablePods") or {})
+
+    # The image is fixed: the broken pod (not ready, so nothing to spend) takes it, becomes
+    # ready, and the second pod may go.
+    assert await set_image("clone-0", "nginx:1.28") == 200
+    await world.wait_status(unavailableAllowed=1, currentAvailable=2)
+    assert await set_image("clone-1", "nginx:1.28") == 200
+    await world.wait_status(unavailableAllowed=1, currentAvailable=2, totalReplicas=2)
+    pods = (await kube.request_json("GET", world.pods_path))["items"]
+    assert {p["spec"]["containers"][0]["image"] for p in pods} == {"nginx:1.28"}

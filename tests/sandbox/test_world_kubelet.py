@@ -183,3 +183,18 @@ def test_in_place_image_change_goes_not_ready_then_reports_new_image():
     assert (cs["image"], cs["restartCount"], cs["ready"]) == ("nginx:1.28", 1, True)
     assert conditions(step2["status"])["Ready"] == "True"
     assert images_differ(step2) == []
+
+
+def test_an_image_from_an_invalid_registry_never_pulls():
+    from sandbox.world.kubelet import unpullable
+
+    assert unpullable("registry.invalid/app:v2") and unpullable("x.invalid:5000/app")
+    assert not unpullable("nginx:1.27") and not unpullable("docker.io/library/nginx")
+    broken = {"name": "main", "image": "registry.invalid/app:v2"}
+    fresh = container_status(broken, None, restart_done=False, uid="u", now=T1)
+    assert fresh["ready"] is False and fresh["state"]["waiting"]["reason"] == "ErrImagePull"
+    running = container_status(SPEC, None, restart_done=False, uid="u", now=T1)
+    during = container_status(broken, running, restart_done=False, uid="u", now=T1)
+    assert during["ready"] is False and during["image"] == running["image"]
+    after = container_status(broken, running, restart_done=True, uid="u", now=T1)
+    assert after["state"]["waiting"]["reason"] == "ErrImagePull" and not after["ready"]
