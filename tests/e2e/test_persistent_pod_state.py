@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import aiohttp
 import grpc
 import orjson
 import pytest
@@ -346,3 +347,68 @@ async def test_bad_persistent_pod_states_are_refused_or_left_empty(kube: KubeCli
     await eventually("status written for a missing target", observed)
     await api.create("statefulsets", sts_body("not-yet", 1, {}))
     await eventually("recorded once the target exists", lambda: _count(api, "later", 1))
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_pod_that_cannot_return_is_rerecorded_and_reported(
+    mesh: LocalMesh, kube: KubeClient
+) -> None:
+    """Beyond OpenKruise: the recorded node is cordoned, so the re-created pod lands
+    elsewhere; its record follows it and a Warning Event on the pod says it moved."""
+    ns = "pps-moved"
+    api = Api(kube, ns)
+    await ensure_namespace(kube, ns)
+    await api.create("statefulsets", sts_body("mover", 2, {AUTO: "true", PREFERRED: HOSTNAME}))
+    await eventually("2 records", lambda: _count(api, "mover", 2))
+    before = (await api.pod_states("mover") or {})["mover-1"]
+    node = before["nodeName"]
+    await kube.request(
+        "PATCH",
+        f"/api/v1/nodes/{node}",
+        body=b'{"spec":{"unschedulable":true}}',
+        content_type="application/merge-patch+json",
+    )
+    try:
+        old = await api.get("pods", "mover-1") or {}
+        await api.delete("pods", "mover-1")
+
+        async def moved() -> bool:
+            pod = await api.get("pods", "mover-1")
+            if pod is None or pod["metadata"]["uid"] == old["metadata"]["uid"] or not ready(pod):
+                return False
+            entry = (await api.pod_states("mover") or {}).get("mover-1") or {}
+            return entry.get("nodeName") == pod["spec"]["nodeName"] != node
+
+        await eventually("mover-1 re-recorded on another node", moved)
+        pod = await api.get("pods", "mover-1") or {}
+
+        async def reported() -> bool:
+            events = await kube.request_json("GET", f"/api/v1/namespaces/{ns}/events")
+            return any(
+                e.get("reason") == "PersistentPodStateNodeChanged"
+                and e["involvedObject"].get("name") == "mover-1"
+                and e["involvedObject"].get("uid") == pod["metadata"]["uid"]
+                and node in e.get("message", "")
+                for e in events["items"]
+            )
+
+        await eventually("a NodeChanged Event on the pod", reported)
+        moves = 0.0
+        async with aiohttp.ClientSession() as http:
+            for name, proc in mesh.procs.items():
+                if name.startswith("placement"):
+                    url = f"http://127.0.0.1:{proc.ready['ops_port']}/metrics"
+                    async with http.get(url) as r:
+                        for line in (await r.text()).splitlines():
+                            if line.startswith(
+                                'kruise_mesh_placement_pod_moves_total{reason="NodeChanged"}'
+                            ):
+                                moves += float(line.rsplit(" ", 1)[1])
+        assert moves >= 1, "the move is counted"
+    finally:
+        await kube.request(
+            "PATCH",
+            f"/api/v1/nodes/{node}",
+            body=b'{"spec":{"unschedulable":false}}',
+            content_type="application/merge-patch+json",
+        )
