@@ -794,3 +794,41 @@ def test_template_keeps_unknown_fields_and_status_is_checked() -> None:
         ".status.updatedReplicas: required",
         ".status.updatedReadyReplicas: required",
     ]
+
+
+# What the gateway does on the services' behalf (ClusterService calls in services/): the
+# sandbox does not enforce RBAC, so the gateway's ClusterRole is checked against this list.
+MESH_WRITES = [
+    pytest.param("apps.kruise.io", "persistentpodstates", "create", id="placement generates"),
+    pytest.param("apps.kruise.io", "persistentpodstates", "patch", id="placement replaces spec"),
+    pytest.param("apps.kruise.io", "persistentpodstates", "delete", id="placement un-generates"),
+    pytest.param("apps.kruise.io", "persistentpodstates/status", "patch", id="placement records"),
+    pytest.param("policy.kruise.io", "podunavailablebudgets", "get", id="budget re-reads"),
+    pytest.param("policy.kruise.io", "podunavailablebudgets/status", "patch", id="budget spends"),
+    pytest.param("", "pods", "get", id="budget reads an evicted pod"),
+    pytest.param("", "pods", "patch", id="budget back-fills related-pub"),
+    pytest.param("apps", "replicasets", "get", id="budget resolves owners off its namespaces"),
+    pytest.param("apps", "deployments", "get", id="budget resolves deployments"),
+    pytest.param("apps.example.io", "shardsets/scale", "get", id="budget reads any /scale"),
+    pytest.param("", "events", "create", id="Events"),
+]
+
+
+def _grants(rules: list[Doc], group: str, resource: str, verb: str) -> bool:
+    for rule in rules:
+        groups = rule.get("apiGroups") or []
+        resources = rule.get("resources") or []
+        if "resourceNames" in rule:
+            continue
+        group_ok = group in groups or "*" in groups
+        sub = resource.split("/", 1)[1] if "/" in resource else None
+        resource_ok = resource in resources or (sub is not None and f"*/{sub}" in resources)
+        if group_ok and resource_ok and (verb in rule.get("verbs", []) or "*" in rule["verbs"]):
+            return True
+    return False
+
+
+@pytest.mark.parametrize(("group", "resource", "verb"), MESH_WRITES)
+def test_gateway_role_grants_what_the_services_ask_for(group: str, resource: str, verb: str):
+    role = find("ClusterRole", "kruise-mesh-gateway")
+    assert _grants(role["rules"], group, resource, verb), f"{verb} {resource}.{group}"
