@@ -383,6 +383,9 @@ class BudgetController:
         self._failures: dict[BudgetKey, int] = {}
         self._backfilled: dict[NsName, str] = {}
         self._unknown_kinds: set[tuple[str, str, str]] = set()
+        self._indexed = asyncio.Event()
+        self._indexed.set()
+        self._rebuild: asyncio.Future[None] | None = None
 
     # ---- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -392,6 +395,8 @@ class BudgetController:
         )
 
     async def stop(self) -> None:
+        if self._rebuild is not None:
+            self._rebuild.cancel()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -408,11 +413,26 @@ class BudgetController:
             self._index_workload(workload, deleted=False)
         for clone_set in self.cache.items(CLONE_SET):
             self._index_clone_set(clone_set, deleted=False)
-        for pod in self.cache.items(POD):
-            self.index.pod(pod, deleted=False)
-            found = self.index.budgets_of_pod(pod)
-            if found:
-                self.index.pod_budgets[(pod.meta.namespace, pod.meta.name)] = frozenset(found)
+        # Pods are indexed in slices (tens of thousands would hold the event loop, and the
+        # pod webhooks with it); budgets are reconciled once the index is whole.
+        if self._rebuild is not None:
+            self._rebuild.cancel()
+        self._indexed.clear()
+        self._rebuild = asyncio.ensure_future(self._index_pods())
+
+    async def _index_pods(self, slice_size: int = 2000) -> None:
+        keys = list(self.cache.keys(POD))
+        for start in range(0, len(keys), slice_size):
+            for namespace, name in keys[start : start + slice_size]:
+                pod = self.cache.get(POD, namespace, name)
+                if pod is None:
+                    continue
+                self.index.pod(pod, deleted=False)
+                found = self.index.budgets_of_pod(pod)
+                if found:
+                    self.index.pod_budgets[(namespace, name)] = frozenset(found)
+            await asyncio.sleep(0)
+        self._indexed.set()
 
     def on_event(self, event: mesh_pb2.WatchEvent) -> None:
         view = view_of(event.object)
@@ -559,6 +579,7 @@ class BudgetController:
 
     # ---- reconcile ----------------------------------------------------------------------
     async def reconcile(self, key: BudgetKey) -> None:
+        await self._indexed.wait()  # a half-built pod index would hide pods
         budget = self.committer.freshest(key.namespace, key.name)
         if budget is None or budget.meta.deletion_unix_ms:
             self._forget(key)

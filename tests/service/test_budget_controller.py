@@ -245,7 +245,8 @@ class Harness:
             self.controller.on_event(self._store(view, type))
 
     async def queued(self) -> list[BudgetKey]:
-        """Take every queued key without reconciling it."""
+        """Take every queued key without reconciling it (once the pod index is whole)."""
+        await self.controller._indexed.wait()
         out = []
         while len(self.controller.queue):
             key = await self.controller.queue.get()
