@@ -354,6 +354,10 @@ def written_view(
     return view
 
 
+# How long a status-only budget event may wait for the ones that follow it.
+STATUS_SETTLE_S = 0.05
+
+
 class BudgetController:
     def __init__(
         self,
@@ -383,6 +387,7 @@ class BudgetController:
         self._failures: dict[BudgetKey, int] = {}
         self._backfilled: dict[NsName, str] = {}
         self._unknown_kinds: set[tuple[str, str, str]] = set()
+        self._generations: dict[BudgetKey, int] = {}
         self._indexed = asyncio.Event()
         self._indexed.set()
         self._rebuild: asyncio.Future[None] | None = None
@@ -406,9 +411,12 @@ class BudgetController:
     def on_snapshot(self) -> None:
         self.index = Indexes()
         self._backfilled.clear()
+        self._generations.clear()
         for budget in self.cache.items(PUB):
             self.index.budget(budget, deleted=False)
-            self.queue.add(BudgetKey(budget.meta.namespace, budget.meta.name))
+            key = BudgetKey(budget.meta.namespace, budget.meta.name)
+            self._generations[key] = budget.meta.generation
+            self.queue.add(key)
         for workload in self.cache.items(WORKLOAD):
             self._index_workload(workload, deleted=False)
         for clone_set in self.cache.items(CLONE_SET):
@@ -441,7 +449,18 @@ class BudgetController:
         deleted = event.type == EVENT_DELETED
         if event.kind == PUB:
             self.index.budget(view, deleted=deleted)
-            self.queue.add(BudgetKey(view.meta.namespace, view.meta.name))
+            key = BudgetKey(view.meta.namespace, view.meta.name)
+            seen = self._generations.get(key)
+            if deleted:
+                self._generations.pop(key, None)
+                self.queue.add(key)
+            elif seen == view.meta.generation:
+                # Only the status moved (admission spends write it many times a second
+                # under load): one reconcile shortly after covers a burst of them.
+                self.queue.add_after(key, STATUS_SETTLE_S)
+            else:
+                self._generations[key] = view.meta.generation
+                self.queue.add(key)
         elif event.kind == POD:
             self._on_pod(view, deleted=deleted)
         elif event.kind == WORKLOAD:

@@ -25,7 +25,7 @@ import pytest
 
 from kruise.common.v1 import mesh_pb2, views_pb2
 from services.budget.committer import BudgetCommitter
-from services.budget.controller import BudgetController, BudgetKey
+from services.budget.controller import STATUS_SETTLE_S, BudgetController, BudgetKey
 from services.budget.status import rfc3339, status_body, status_of
 from services.budget.workloads import WorkloadFinder
 from services.kit import errors
@@ -569,9 +569,26 @@ async def test_backfill_failures_are_counted_not_fatal():
         ("patch", "test-pod-2"),
         ("status", "pub-test"),
     ]
-    # The pod that hit a transient error is tried again on the next reconcile.
+    # The pod that hit a transient error is tried again on the next reconcile (a
+    # status-only budget event: it comes after the settle delay).
     h.feed(budget_view_in_cache(h))
+    await asyncio.sleep(STATUS_SETTLE_S * 2)
     assert [a[:2] for a in await h.drain()] == [("patch", "test-pod-1")]
+
+
+async def test_a_burst_of_status_only_budget_events_is_one_reconcile():
+    h = Harness()
+    h.seed(pub(), *nginx(3))
+    await h.drain()
+    for _ in range(20):  # admission spends writing the status, as under load
+        h.feed(budget_view_in_cache(h))
+    assert len(h.controller.queue) == 0, "not at once"
+    await asyncio.sleep(STATUS_SETTLE_S * 2)
+    assert await h.queued() == [KEY]
+    changed = budget_view_in_cache(h)
+    changed.meta.generation += 1  # a spec change is reconciled at once
+    h.feed(changed)
+    assert await h.queued() == [KEY]
 
 
 # ---- expiry with an injected clock -------------------------------------------------------------
