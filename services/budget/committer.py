@@ -39,6 +39,7 @@ from services.budget.status import BudgetStatus, status_body
 from services.kit import errors
 from services.kit.cache import ObjectCache
 from services.kit.cluster import ObjectReader, Ref, StatusWriter
+from services.kit.objects import newer
 from services.kit.projection import project_pod_unavailable_budget
 
 log = logging.getLogger(__name__)
@@ -68,24 +69,6 @@ Key = tuple[str, str]
 
 def budget_ref(namespace: str, name: str) -> Ref:
     return Ref(PUB_API_VERSION, PUB_KIND, namespace, name)
-
-
-def newer(
-    a: views_pb2.PodUnavailableBudgetView | None, b: views_pb2.PodUnavailableBudgetView | None
-) -> views_pb2.PodUnavailableBudgetView | None:
-    """The view with the larger resourceVersion (as integers, as OpenKruise compares them).
-
-    A view of another object (other uid) loses to the cache's; non-numeric versions prefer
-    ``a``. Pure.
-    """
-    if a is None or b is None:
-        return a or b
-    if a.meta.uid != b.meta.uid:
-        return a
-    try:
-        return b if int(b.meta.resource_version) > int(a.meta.resource_version) else a
-    except ValueError:
-        return a
 
 
 def with_status(

@@ -74,9 +74,9 @@ from kruise.common.v1 import mesh_pb2, views_pb2
 from services.budget import status
 from services.budget.committer import BudgetCommitter, budget_ref
 from services.budget.decision import RELATED_PUB
-from services.budget.workloads import Workload, WorkloadFinder, group_of
+from services.budget.workloads import Workload, WorkloadFinder
 from services.kit import errors
-from services.kit.cache import EVENT_DELETED, ObjectCache, view_of, workload_name
+from services.kit.cache import EVENT_DELETED, ObjectCache, view_of, visit_in_slices, workload_name
 from services.kit.cluster import (
     EventRecorder,
     ObjectReader,
@@ -85,6 +85,7 @@ from services.kit.cluster import (
     StatusWriter,
     Written,
 )
+from services.kit.objects import controller_ref, group_of, pod_active
 from services.kit.projection import project_pod_unavailable_budget
 from services.kit.workqueue import WorkQueue, run_workers
 
@@ -131,16 +132,6 @@ class BudgetKey:
 
 
 NsName = tuple[str, str]
-
-
-def controller_of(
-    refs: Iterable[views_pb2.OwnerReference],
-) -> views_pb2.OwnerReference | None:
-    """The ownerReference marked ``controller: true``, if any."""
-    for ref in refs:
-        if ref.controller:
-            return ref
-    return None
 
 
 def ref_key(*, api_version: str, kind: str, name: str) -> str:
@@ -215,7 +206,7 @@ class Indexes:
         old = self.pod_owner.pop((namespace, name), None)
         if old is not None:
             self._unlink(self.pods_by_owner, (namespace, old), name)
-        owner = None if deleted else controller_of(pod.meta.owner_references)
+        owner = None if deleted else controller_ref(pod.meta.owner_references)
         if owner is not None and owner.uid:
             self.pod_owner[(namespace, name)] = owner.uid
             self.pods_by_owner.setdefault((namespace, owner.uid), set()).add(name)
@@ -233,7 +224,7 @@ class Indexes:
         if old is not None:
             self._unlink(self.rs_by_owner, (namespace, old[1]), old[0])
             self.rs_parent.pop((namespace, old[0]), None)
-        owner = None if deleted else controller_of(view.meta.owner_references)
+        owner = None if deleted else controller_ref(view.meta.owner_references)
         if owner is not None and owner.uid and view.meta.uid:
             self.rs_owner[key] = (view.meta.uid, owner.uid)
             self.rs_parent[(namespace, view.meta.uid)] = owner.uid
@@ -288,7 +279,7 @@ class Indexes:
         if related and related in known:
             return {related}
         found: set[str] = set()
-        owner = controller_of(pod.meta.owner_references)
+        owner = controller_ref(pod.meta.owner_references)
         if owner is not None:
             keys = [ref_key(api_version=owner.api_version, kind=owner.kind, name=owner.name)]
             parent = self.rs_parent.get((namespace, owner.uid))
@@ -428,18 +419,14 @@ class BudgetController:
         self._indexed.clear()
         self._rebuild = asyncio.ensure_future(self._index_pods())
 
-    async def _index_pods(self, slice_size: int = 2000) -> None:
-        keys = list(self.cache.keys(POD))
-        for start in range(0, len(keys), slice_size):
-            for namespace, name in keys[start : start + slice_size]:
-                pod = self.cache.get(POD, namespace, name)
-                if pod is None:
-                    continue
-                self.index.pod(pod, deleted=False)
-                found = self.index.budgets_of_pod(pod)
-                if found:
-                    self.index.pod_budgets[(namespace, name)] = frozenset(found)
-            await asyncio.sleep(0)
+    async def _index_pods(self) -> None:
+        def index(pod: views_pb2.PodView) -> None:
+            self.index.pod(pod, deleted=False)
+            found = self.index.budgets_of_pod(pod)
+            if found:
+                self.index.pod_budgets[(pod.meta.namespace, pod.meta.name)] = frozenset(found)
+
+        await visit_in_slices(self.cache, POD, index)
         self._indexed.set()
 
     def on_event(self, event: mesh_pb2.WatchEvent) -> None:
@@ -484,7 +471,7 @@ class BudgetController:
         """Index a workload; True when a budget's total or pods may have changed."""
         if is_replica_set(view):
             self.index.replica_set(view, deleted=deleted)
-        owner = controller_of(view.meta.owner_references)
+        owner = controller_ref(view.meta.owner_references)
         replicas = view.spec_replicas if view.HasField("spec_replicas") else None
         signature = (replicas, bool(view.meta.deletion_unix_ms), owner.uid if owner else "")
         name = ref_key(api_version=view.api_version, kind=view.kind, name=view.meta.name)
@@ -549,7 +536,7 @@ class BudgetController:
     async def _owners_total(self, namespace: str, pods: Iterable[views_pb2.PodView]) -> int:
         owners: dict[str, views_pb2.OwnerReference] = {}
         for pod in pods:
-            ref = controller_of(pod.meta.owner_references)
+            ref = controller_ref(pod.meta.owner_references)
             if ref is not None:
                 key = ref.uid or ref_key(api_version=ref.api_version, kind=ref.kind, name=ref.name)
                 owners.setdefault(key, ref)
@@ -737,7 +724,7 @@ class BudgetController:
     async def _backfill(self, key: BudgetKey, pods: Iterable[views_pb2.PodView]) -> None:
         """Annotate the budget's active pods that name no budget yet (SPEC 4.4)."""
         for pod in pods:
-            if not status.pod_active(pod) or pod.meta.annotations.get(RELATED_PUB):
+            if not pod_active(pod) or pod.meta.annotations.get(RELATED_PUB):
                 continue
             pod_key = (key.namespace, pod.meta.name)
             if self._backfilled.get(pod_key) == pod.meta.resource_version:

@@ -31,11 +31,12 @@ from kruise.common.v1 import mesh_pb2, views_pb2
 from services.budget.decision import RELATED_PUB
 from services.budget.status import selector_matches
 from services.budget.validation import denial_message, validate_pod_unavailable_budget
-from services.budget.workloads import CACHED_KINDS, Workload, WorkloadFinder, group_of
+from services.budget.workloads import CACHED_KINDS, Workload, WorkloadFinder
 from services.kit import admission, errors
 from services.kit.admission import JsonPatch, Verdict
 from services.kit.cache import ObjectCache
 from services.kit.mesh import Handler
+from services.kit.objects import controller_owner, group_of
 
 __all__ = [
     "decide_related_pub",
@@ -115,17 +116,6 @@ def related_pub_patch(pod: Mapping[str, Any], budget: str) -> JsonPatch:
     ]
 
 
-def _controller_owner(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    metadata = pod.get("metadata")
-    refs = metadata.get("ownerReferences") if isinstance(metadata, Mapping) else None
-    if not isinstance(refs, list):
-        return None
-    for ref in refs:
-        if isinstance(ref, Mapping) and ref.get("controller") is True:
-            return ref
-    return None
-
-
 def _labels(pod: Mapping[str, Any]) -> dict[str, str]:
     metadata = pod.get("metadata")
     raw = metadata.get("labels") if isinstance(metadata, Mapping) else None
@@ -157,19 +147,13 @@ async def decide_related_pub(
     Reads the replica cache; reads a custom owner's ``/scale`` through ``finder`` (cached
     for a few seconds). Never denies a readable review.
     """
-    if (
-        request.sub_resource
-        or request.operation != mesh_pb2.OPERATION_CREATE
-        or request.resource.resource != "pods"
-    ):
-        return admission.ALLOWED, "skipped"
     try:
-        pod = admission.reviewed_objects(request).object
+        pod = admission.created_pod(request)
     except admission.BadReview as e:
         return admission.bad_request(str(e)), "bad-review"
     if pod is None:
-        return admission.bad_request("a pod CREATE review must carry the pod"), "bad-review"
-    owner = _controller_owner(pod)
+        return admission.ALLOWED, "skipped"
+    owner = controller_owner(pod)
     if owner is None:
         return admission.ALLOWED, "not-owned"
     metadata = pod.get("metadata")

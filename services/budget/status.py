@@ -60,6 +60,7 @@ from typing import Any
 
 from kruise.common.v1 import views_pb2
 from services.kit.intstr import from_view, scaled_value
+from services.kit.objects import pod_active
 
 __all__ = [
     "DELETION_TIMEOUT_MS",
@@ -335,11 +336,6 @@ def _rfc3339_second(second: int) -> str:
 
 
 # --- pods ----------------------------------------------------------------------------------
-
-
-def pod_active(pod: views_pb2.PodView) -> bool:
-    """Not ``Succeeded``/``Failed`` and not being deleted."""
-    return pod.phase not in ("Succeeded", "Failed") and not pod.meta.deletion_unix_ms
 
 
 def pod_running_and_ready(pod: views_pb2.PodView) -> bool:

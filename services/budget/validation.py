@@ -70,21 +70,24 @@ PodUnavailableBudget, spec.maxUnavailable: Invalid value: "101%": must not be gr
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from kruise.common.v1 import views_pb2
 from services.budget.decision import PROTECT_OPERATIONS
+from services.kit.fielderrors import (
+    FORBIDDEN,
+    INTERNAL,
+    INVALID,
+    REQUIRED,
+    FieldError,
+    denial_message,
+)
 
 __all__ = ["FieldError", "denial_message", "validate_pod_unavailable_budget"]
 
-INVALID = "Invalid value"
-REQUIRED = "Required value"
-FORBIDDEN = "Forbidden"
-INTERNAL = "Internal error"
 
 PROTECTABLE = frozenset({"UPDATE", "DELETE", "EVICT"})
 SELECTOR_OR_TARGET = "spec.selector, targetRef"
@@ -105,8 +108,6 @@ _PERCENT = re.compile(r"[0-9]+%")
 _QUALIFIED_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
 _DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _INT32 = range(-(2**31), 2**31)
-# field.Error types whose rendering omits the value (k8s.io/apimachinery ErrorBody).
-_VALUELESS = frozenset({REQUIRED, FORBIDDEN, "Too long", INTERNAL})
 
 
 def _regex_error(msg: str, fmt: str, *examples: str) -> str:
@@ -140,36 +141,6 @@ _DNS1123_MSG = _regex_error(
     r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*",
     "example.com",
 )
-
-
-@dataclass(frozen=True, slots=True)
-class FieldError:
-    """One error about one field, rendered as Kubernetes ``field.Error`` renders itself.
-
-    ``type`` is a field.ErrorType string ("Invalid value", "Required value", "Forbidden",
-    "Internal error", ...). ``value`` is shown, as JSON, for the types that carry a value
-    (all but Required, Forbidden, Too long and Internal error); None shows as ``null``.
-    """
-
-    path: str
-    type: str
-    detail: str
-    value: object = None
-
-    def __str__(self) -> str:
-        body = self.type if self.type in _VALUELESS else f"{self.type}: {_render(self.value)}"
-        return f"{self.path}: {body}: {self.detail}" if self.detail else f"{self.path}: {body}"
-
-
-def denial_message(errors: Sequence[FieldError]) -> str:
-    """The errors as Kubernetes' ``ErrorList.ToAggregate()`` prints them.
-
-    No errors → ``""``; one → as is; several → ``"[e1, e2]"``, repeated messages once.
-    """
-    messages = list(dict.fromkeys(str(error) for error in errors))
-    if len(messages) == 1:
-        return messages[0]
-    return f"[{', '.join(messages)}]" if messages else ""
 
 
 def validate_pod_unavailable_budget(
@@ -598,16 +569,3 @@ def _own_meta(obj: Mapping[str, Any], key: str) -> str:
 
 def _must_be(path: str, value: object, what: str) -> FieldError:
     return FieldError(path, INVALID, f"must be {what}", value)
-
-
-def _render(value: object) -> str:
-    """A bad value as field.Error prints it: JSON (strings quoted, None as ``null``)."""
-    try:
-        return json.dumps(
-            value,
-            ensure_ascii=False,
-            separators=(",", ":"),
-            default=lambda o: dict(o) if isinstance(o, Mapping) else repr(o),
-        )
-    except (TypeError, ValueError, RecursionError):
-        return repr(value)

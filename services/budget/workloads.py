@@ -31,6 +31,7 @@ from kruise.common.v1 import mesh_pb2, views_pb2
 from services.kit import errors
 from services.kit.cache import ObjectCache, workload_name
 from services.kit.cluster import ObjectReader, Ref, Scale
+from services.kit.objects import controller_ref, group_of
 from services.kit.projection import project_clone_set, project_workload
 
 WORKLOAD = mesh_pb2.KIND_WORKLOAD
@@ -49,14 +50,6 @@ CACHED_KINDS: frozenset[tuple[str, str]] = frozenset(
 
 class ScaleReader(Protocol):
     async def get_scale(self, ref: Ref) -> Scale: ...
-
-
-def group_of(api_version: str) -> str | None:
-    """``apps/v1`` → ``apps``; ``v1`` → ``""``; anything else malformed → None."""
-    parts = api_version.split("/")
-    if not api_version or len(parts) > 2 or not all(parts):
-        return None
-    return parts[0] if len(parts) == 2 else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +71,14 @@ class Workload:
         """OpenKruise's ``IsReferenceEqual``: group, kind and name; the version is ignored."""
         group = group_of(api_version)
         return group is not None and (group, kind, name) == (self.group, self.kind, self.name)
+
+
+def _owning_deployment(rs: views_pb2.WorkloadView) -> views_pb2.OwnerReference | None:
+    """The ``apps`` Deployment controlling a ReplicaSet, if one does (it resolves to that)."""
+    owner = controller_ref(rs.meta.owner_references)
+    if owner is None or owner.kind != "Deployment" or group_of(owner.api_version) != "apps":
+        return None
+    return owner
 
 
 def _from_workload_view(view: views_pb2.WorkloadView) -> Workload:
@@ -134,17 +135,15 @@ class WorkloadFinder:
         if kind == "CloneSet":
             return _from_clone_set(project_clone_set(got.object))
         view = project_workload(got.object, api_version=api_version, kind=kind)
-        if kind == "ReplicaSet":
-            for ref in view.meta.owner_references:
-                deployment = ref.kind == "Deployment" and group_of(ref.api_version) == "apps"
-                if ref.controller and deployment:
-                    return await self._read(
-                        namespace,
-                        api_version=ref.api_version,
-                        kind=ref.kind,
-                        name=ref.name,
-                        uid=ref.uid,
-                    )
+        owner = _owning_deployment(view) if kind == "ReplicaSet" else None
+        if owner is not None:
+            return await self._read(
+                namespace,
+                api_version=owner.api_version,
+                kind=owner.kind,
+                name=owner.name,
+                uid=owner.uid,
+            )
         return _from_workload_view(view)
 
     def cached(
@@ -164,17 +163,15 @@ class WorkloadFinder:
         )
         if view is None or (uid and view.meta.uid != uid):
             return None
-        if (group, kind) == ("apps", "ReplicaSet"):
-            for ref in view.meta.owner_references:
-                deployment = ref.kind == "Deployment" and group_of(ref.api_version) == "apps"
-                if ref.controller and deployment:
-                    return self.cached(
-                        namespace,
-                        api_version=ref.api_version,
-                        kind=ref.kind,
-                        name=ref.name,
-                        uid=ref.uid,
-                    )
+        owner = _owning_deployment(view) if (group, kind) == ("apps", "ReplicaSet") else None
+        if owner is not None:
+            return self.cached(
+                namespace,
+                api_version=owner.api_version,
+                kind=owner.kind,
+                name=owner.name,
+                uid=owner.uid,
+            )
         return _from_workload_view(view)
 
     async def resolve(

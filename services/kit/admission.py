@@ -95,6 +95,22 @@ def reviewed_objects(request: mesh_pb2.AdmissionRequest) -> ReviewedObjects:
     return ReviewedObjects(object=out[0], old_object=out[1])
 
 
+def created_pod(request: mesh_pb2.AdmissionRequest) -> dict[str, Any] | None:
+    """The pod of a pod CREATE review; None for any other review (a subresource, another
+    operation or resource), which a pod-CREATE mutation leaves alone. Raises ``BadReview``
+    when the review carries no pod with a spec."""
+    if (
+        request.sub_resource
+        or request.operation != mesh_pb2.OPERATION_CREATE
+        or request.resource.resource != "pods"
+    ):
+        return None
+    pod = reviewed_objects(request).object
+    if pod is None or not isinstance(pod.get("spec"), dict):
+        raise BadReview("a pod CREATE review must carry the pod with a spec")
+    return pod
+
+
 def to_response(request: mesh_pb2.AdmissionRequest, verdict: Verdict) -> mesh_pb2.AdmissionResponse:
     """The ``AdmissionResponse`` for ``verdict``; a patch travels only with an admission."""
     response = mesh_pb2.AdmissionResponse(

@@ -10,7 +10,8 @@ is its current state.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from kruise.common.v1 import mesh_pb2, views_pb2
@@ -117,3 +118,24 @@ class ObjectCache:
 
     def kinds(self) -> list[int]:
         return sorted(k for k, n in self._counts.items() if n)
+
+
+async def visit_in_slices(
+    cache: ObjectCache,
+    kind: int,
+    visit: Callable[[Any], None],
+    *,
+    slice_size: int = 2000,
+) -> None:
+    """Call ``visit`` with every object of ``kind``, yielding to the event loop between
+    slices: rebuilding an index over tens of thousands of pods in one go would hold every
+    admission review of the replica for a good part of a second. Objects deleted meanwhile
+    are skipped; objects changed meanwhile are visited as they are now.
+    """
+    keys = list(cache.keys(kind))
+    for start in range(0, len(keys), slice_size):
+        for namespace, name in keys[start : start + slice_size]:
+            view = cache.get(kind, namespace, name)
+            if view is not None:
+                visit(view)
+        await asyncio.sleep(0)

@@ -7,6 +7,7 @@ import grpc
 from kruise.common.v1 import mesh_pb2
 from kruise.placement.v1 import placement_pb2, placement_pb2_grpc
 from services.kit.mesh import MeshServicer
+from services.placement.recording import placed_as_recorded
 
 PPS = mesh_pb2.KIND_PERSISTENT_POD_STATE
 POD = mesh_pb2.KIND_POD
@@ -33,9 +34,7 @@ class PlacementApi(placement_pb2_grpc.PlacementServiceServicer):
                     entry.pod_exists = True
                     entry.current_node = current.node_name
                     entry.current_ip = current.pod_ip
-                    entry.placed = current.node_name == state.node_name and (
-                        not state.pod_ip or current.pod_ip == state.pod_ip
-                    )
+                    entry.placed = placed_as_recorded(state, current)
                 entries.append(entry)
         return entries
 

@@ -42,21 +42,21 @@ from prometheus_client import Counter, Gauge
 
 from kruise.common.v1 import mesh_pb2, views_pb2
 from services.kit import errors
-from services.kit.cache import EVENT_DELETED, ObjectCache, view_of, workload_name
+from services.kit.cache import (
+    EVENT_DELETED,
+    ObjectCache,
+    view_of,
+    visit_in_slices,
+    workload_name,
+)
 from services.kit.cluster import EventRecorder, ObjectWriter, Ref, StatusWriter
 from services.kit.mesh import Handler
+from services.kit.objects import controller_ref, group_of, newer, pod_active, pod_ready
 from services.kit.projection import project_persistent_pod_state
 from services.kit.workqueue import WorkQueue, run_workers
 from services.placement import generation, recording
 from services.placement.injection import INJECTED_ANNOTATION
-from services.placement.targets import (
-    TargetKinds,
-    controller_ref,
-    first_live,
-    group_of,
-    target_key,
-    target_of,
-)
+from services.placement.targets import TargetKinds, first_live, target_key, target_of
 
 log = logging.getLogger(__name__)
 
@@ -107,14 +107,6 @@ class GenerateKey:
 
 Key = PpsKey | GenerateKey
 NsName = tuple[str, str]
-
-
-def _rv(view: views_pb2.PersistentPodStateView) -> int:
-    """The resourceVersion as an integer (etcd revisions are); -1 when it is not one."""
-    try:
-        return int(view.meta.resource_version)
-    except ValueError:
-        return -1
 
 
 def pps_ref(namespace: str, name: str) -> Ref:
@@ -295,14 +287,8 @@ class PlacementController:
             ):
                 self.generations.add(GenerateKey(namespace, cache_name))
 
-    async def _index_pods(self, slice_size: int = 2000) -> None:
-        keys = list(self.cache.keys(POD))
-        for start in range(0, len(keys), slice_size):
-            for namespace, name in keys[start : start + slice_size]:
-                pod = self.cache.get(POD, namespace, name)
-                if pod is not None:
-                    self.index.pod(pod, deleted=False)
-            await asyncio.sleep(0)
+    async def _index_pods(self) -> None:
+        await visit_in_slices(self.cache, POD, lambda pod: self.index.pod(pod, deleted=False))
         self._indexed.set()
 
     def on_event(self, event: mesh_pb2.WatchEvent) -> None:
@@ -320,8 +306,8 @@ class PlacementController:
 
     def _on_pod(self, pod: views_pb2.PodView, *, deleted: bool) -> None:
         self.index.pod(pod, deleted=deleted)
-        settled = recording.pod_ready(pod) and bool(pod.node_name)
-        if not (deleted or settled or not recording.pod_active(pod)):
+        settled = pod_ready(pod) and bool(pod.node_name)
+        if not (deleted or settled or not pod_active(pod)):
             return
         for name in self._pps_of_pod(pod):
             self.records.add(PpsKey(pod.meta.namespace, name))
@@ -356,13 +342,10 @@ class PlacementController:
         """The cache's view, or the one the last status write returned if that is newer."""
         cached: views_pb2.PersistentPodStateView | None = self.cache.get(PPS, namespace, name)
         written = self._written.get((namespace, name))
-        if cached is None or written is None:
-            self._written.pop((namespace, name), None)
-            return cached
-        if written.meta.uid == cached.meta.uid and _rv(written) > _rv(cached):
-            return written
-        del self._written[(namespace, name)]  # the watch caught up
-        return cached
+        chosen = newer(cached, written) if cached is not None else None
+        if chosen is not written:
+            self._written.pop((namespace, name), None)  # gone, or the watch caught up
+        return chosen
 
     async def _reconcile_pps(self, key: PpsKey) -> None:
         await self._indexed.wait()  # a half-built pod index would hide live pods

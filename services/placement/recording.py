@@ -37,6 +37,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from kruise.common.v1 import views_pb2
+from services.kit.objects import pod_active, pod_ready
 
 WHEN_DELETED = "WhenDeleted"
 WHEN_SCALED = "WhenScaled"
@@ -103,16 +104,6 @@ def topology_keys(view: views_pb2.PersistentPodStateView) -> frozenset[str]:
     for term in view.preferred_topology:
         keys.update(term.node_topology_keys)
     return frozenset(keys)
-
-
-def pod_ready(pod: views_pb2.PodView) -> bool:
-    """The pod's ``Ready`` condition is ``True``."""
-    return any(c.type == "Ready" and c.status == "True" for c in pod.conditions)
-
-
-def pod_active(pod: views_pb2.PodView) -> bool:
-    """Not ``Succeeded``/``Failed`` and not being deleted."""
-    return pod.phase not in ("Succeeded", "Failed") and not pod.meta.deletion_unix_ms
 
 
 def pod_ordinal(name: str) -> int | None:
@@ -213,6 +204,11 @@ def record(
         changed=states != old or not generation_seen,
         moves=tuple(moves),
     )
+
+
+def placed_as_recorded(state: views_pb2.PodState, pod: views_pb2.PodView) -> bool:
+    """``pod`` runs on the node its record names, with the recorded IP when one was recorded."""
+    return pod.node_name == state.node_name and (not state.pod_ip or pod.pod_ip == state.pod_ip)
 
 
 def status_body(recording: Recording, *, generation: int) -> dict[str, object]:

@@ -14,23 +14,12 @@ from dataclasses import dataclass
 
 from kruise.common.v1 import views_pb2
 from services.kit.cache import workload_name
+from services.kit.objects import group_of
 from services.placement.recording import Target
 
 NATIVE_TARGETS: frozenset[tuple[str, str]] = frozenset(
     {("apps", "StatefulSet"), ("apps.kruise.io", "StatefulSet")}
 )
-
-
-def group_of(api_version: str) -> str | None:
-    """The API group of an apiVersion; None when it is not ``[group/]version``.
-
-    >>> group_of("apps/v1"), group_of("v1"), group_of("a/b/c"), group_of("")
-    ('apps', '', None, None)
-    """
-    parts = api_version.split("/")
-    if not api_version or len(parts) > 2 or not all(parts):
-        return None
-    return parts[0] if len(parts) == 2 else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,16 +44,6 @@ class TargetKinds:
 def target_key(*, api_version: str, kind: str, name: str) -> str:
     """The cache name of a referenced workload (version-free: ``group/Kind/name``)."""
     return workload_name(api_version=api_version, kind=kind, name=name)
-
-
-def controller_ref(
-    refs: Iterable[views_pb2.OwnerReference],
-) -> views_pb2.OwnerReference | None:
-    """The ownerReference marked ``controller: true``, if any."""
-    for ref in refs:
-        if ref.controller:
-            return ref
-    return None
 
 
 def target_of(workload: views_pb2.WorkloadView) -> Target:

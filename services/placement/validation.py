@@ -53,15 +53,19 @@ is not valid
 
 from __future__ import annotations
 
-import json
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from services.kit.fielderrors import (
+    INVALID,
+    REQUIRED,
+    FieldError,
+    denial_message,
+)
+
 __all__ = ["FieldError", "SiblingRef", "denial_message", "validate_persistent_pod_state"]
 
-INVALID = "Invalid value"
-REQUIRED = "Required value"
 
 STATEFULSET = "StatefulSet"
 EMPTY_TARGET = "empty TargetReference is not valid"
@@ -70,27 +74,6 @@ EMPTY_TOPOLOGY = "TopologyConstraint and TopologyPreference cannot be empty at t
 TARGET_MODIFIED = "targetRef cannot be modified"
 
 _INT32 = range(-(2**31), 2**31)
-# field.Error types whose rendering omits the value (k8s.io/apimachinery ErrorBody).
-_VALUELESS = frozenset({REQUIRED, "Forbidden", "Too long", "Internal error"})
-
-
-@dataclass(frozen=True, slots=True)
-class FieldError:
-    """One error about one field, rendered as Kubernetes ``field.Error`` renders itself.
-
-    ``type`` is a field.ErrorType string ("Invalid value", "Required value", "Forbidden",
-    "Duplicate value", ...). ``value`` is shown, as JSON, for the types that carry a value
-    (all but Required, Forbidden, Too long and Internal error); None shows as ``null``.
-    """
-
-    path: str
-    type: str
-    detail: str
-    value: object = None
-
-    def __str__(self) -> str:
-        body = self.type if self.type in _VALUELESS else f"{self.type}: {_render(self.value)}"
-        return f"{self.path}: {body}: {self.detail}" if self.detail else f"{self.path}: {body}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,17 +85,6 @@ class SiblingRef:
     kind: str
     target_name: str
     deleting: bool = False
-
-
-def denial_message(errors: Sequence[FieldError]) -> str:
-    """The errors as Kubernetes' ``utilerrors.Aggregate`` prints them.
-
-    No errors → ``""``; one → as is; several → ``"[e1, e2]"``, repeated messages once.
-    """
-    messages = list(dict.fromkeys(str(error) for error in errors))
-    if len(messages) == 1:
-        return messages[0]
-    return f"[{', '.join(messages)}]" if messages else ""
 
 
 def validate_persistent_pod_state(
@@ -354,16 +326,3 @@ def _conflicting_sibling(
 
 def _must_be(path: str, value: object, what: str) -> FieldError:
     return FieldError(path, INVALID, f"must be {what}", value)
-
-
-def _render(value: object) -> str:
-    """A bad value as field.Error prints it: JSON (strings quoted, None as ``null``)."""
-    try:
-        return json.dumps(
-            value,
-            ensure_ascii=False,
-            separators=(",", ":"),
-            default=lambda o: dict(o) if isinstance(o, Mapping) else repr(o),
-        )
-    except (TypeError, ValueError, RecursionError):
-        return repr(value)

@@ -16,7 +16,7 @@ mesh stream.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import Counter
 
@@ -24,6 +24,7 @@ from kruise.common.v1 import mesh_pb2
 from services.kit import admission
 from services.kit.admission import Verdict
 from services.kit.mesh import Handler
+from services.kit.objects import controller_owner
 from services.placement import injection, validation
 
 if TYPE_CHECKING:
@@ -38,39 +39,20 @@ INJECTIONS = Counter(
 )
 
 
-def _controller_owner(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    metadata = pod.get("metadata")
-    refs = metadata.get("ownerReferences") if isinstance(metadata, Mapping) else None
-    if not isinstance(refs, list):
-        return None
-    for ref in refs:
-        if isinstance(ref, Mapping) and ref.get("controller") is True:
-            return ref
-    return None
-
-
 def decide_injection(
     controller: PlacementController, request: mesh_pb2.AdmissionRequest
 ) -> tuple[Verdict, str]:
     """The verdict for a pod review and a one-word outcome for the metric."""
-    if (
-        request.sub_resource
-        or request.operation != mesh_pb2.OPERATION_CREATE
-        or request.resource.resource != "pods"
-    ):
-        return admission.ALLOWED, "skipped"
     try:
-        pod = admission.reviewed_objects(request).object
+        pod = admission.created_pod(request)
     except admission.BadReview as e:
         return admission.bad_request(str(e)), "bad-review"
-    if pod is None or not isinstance(pod.get("spec"), Mapping):
-        return admission.bad_request("a pod CREATE review must carry the pod with a spec"), (
-            "bad-review"
-        )
+    if pod is None:
+        return admission.ALLOWED, "skipped"
     metadata = pod.get("metadata")
     name = metadata.get("name") if isinstance(metadata, Mapping) else None
     name = name if isinstance(name, str) and name else request.name
-    owner = _controller_owner(pod)
+    owner = controller_owner(pod)
     if not name or owner is None:
         return admission.ALLOWED, "not-owned"
     api_version, kind, owner_name = (

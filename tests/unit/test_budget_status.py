@@ -708,14 +708,14 @@ def test_status_of_reads_the_view():
 
 def test_a_recreated_pod_ends_its_disruption_entry_without_an_event():
     """Beyond v1.2: a StatefulSet pod evicted at NOW and re-created a second later."""
-    from services.budget.status import reconcile
+    from services.budget.status import Reconciliation, reconcile
     from tests.unit.budget_builders import NOW, SECOND, names, pods, pub
 
     successor = pods(1)
     successor[0].meta.creation_unix_ms = NOW + SECOND
     budget = pub(total=1, disrupted=names((0,)), max_unavailable=0)
     got = reconcile(budget=budget, total_replicas=1, pods=successor, now_ms=NOW + 2 * SECOND)
-    assert not isinstance(got, str) and not hasattr(got, "message")
+    assert isinstance(got, Reconciliation)
     assert dict(got.status.disrupted_pods) == {}
     assert got.not_deleted == ()
     assert got.status.current_available == 1

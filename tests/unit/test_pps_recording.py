@@ -275,3 +275,35 @@ def test_status_body_omits_empty_parts():
             }
         },
     }
+
+
+@pytest.mark.parametrize(
+    ("recorded_state", "now", "placed"),
+    [
+        pytest.param(
+            state("n1", "10.0.0.5"),
+            pod("p", node="n1", ip="10.0.0.5"),
+            True,
+            id="same node, same IP",
+        ),
+        pytest.param(
+            state("n1", "10.0.0.5"),
+            pod("p", node="n1", ip="10.0.0.9"),
+            False,
+            id="same node, another IP",
+        ),
+        pytest.param(
+            state("n1", "10.0.0.5"), pod("p", node="n2", ip="10.0.0.5"), False, id="another node"
+        ),
+        pytest.param(
+            state("n1"),
+            pod("p", node="n1", ip="10.0.0.9"),
+            True,
+            id="no IP recorded: the node decides",
+        ),
+    ],
+)
+def test_placed_as_recorded(recorded_state, now, placed):
+    from services.placement.recording import placed_as_recorded
+
+    assert placed_as_recorded(recorded_state, now) is placed
