@@ -83,7 +83,10 @@ from services.kit.fielderrors import (
     INVALID,
     REQUIRED,
     FieldError,
+    TargetRef,
     denial_message,
+    must_be,
+    read_target_ref,
 )
 
 __all__ = ["FieldError", "denial_message", "validate_pod_unavailable_budget"]
@@ -161,10 +164,11 @@ def validate_pod_unavailable_budget(
     if spec is None:
         return [*errors, FieldError("spec", REQUIRED, "")]
     if not isinstance(spec, Mapping):
-        return [*errors, _must_be("spec", spec, "an object")]
+        return [*errors, must_be("spec", spec, "an object")]
 
     selector = _read_selector(spec.get("selector"), errors)
-    target = _read_target(spec.get("targetRef"), errors)
+    raw_target = spec.get("targetRef")
+    target = None if raw_target is None else read_target_ref(raw_target, errors)
     has_selector = spec.get("selector") is not None
     has_target = spec.get("targetRef") is not None
     if not has_selector and not has_target:
@@ -211,16 +215,6 @@ def _annotation_errors(obj: Mapping[str, Any]) -> list[FieldError]:
 
 
 @dataclass(frozen=True, slots=True)
-class _Target:
-    api_version: str
-    kind: str
-    name: str
-
-    def as_value(self) -> dict[str, str]:
-        return {"apiVersion": self.api_version, "kind": self.kind, "name": self.name}
-
-
-@dataclass(frozen=True, slots=True)
 class _Requirement:
     key: str
     operator: str
@@ -238,50 +232,31 @@ class _Selector:
         return not self.match_labels and not self.match_expressions
 
 
-def _read_target(raw: object, errors: list[FieldError]) -> _Target | None:
-    """``spec.targetRef`` as three strings (absent field → ``""``); None if absent or malformed."""
-    if raw is None:
-        return None
-    if not isinstance(raw, Mapping):
-        errors.append(_must_be("spec.targetRef", raw, "an object"))
-        return None
-    values: list[str] = []
-    for key in ("apiVersion", "kind", "name"):
-        value = raw.get(key)
-        if value is None:
-            value = ""
-        elif not isinstance(value, str):
-            errors.append(_must_be(f"spec.targetRef.{key}", value, "a string"))
-            continue
-        values.append(value)
-    return _Target(*values) if len(values) == 3 else None
-
-
 def _read_selector(raw: object, errors: list[FieldError]) -> _Selector | None:
     """``spec.selector`` as typed parts; None if absent or malformed (errors added)."""
     if raw is None:
         return None
     path = "spec.selector"
     if not isinstance(raw, Mapping):
-        errors.append(_must_be(path, raw, "an object"))
+        errors.append(must_be(path, raw, "an object"))
         return None
     ok = True
     labels_raw = raw.get("matchLabels") or {}
     labels: list[tuple[str, str]] = []
     if not isinstance(labels_raw, Mapping):
-        errors.append(_must_be(f"{path}.matchLabels", labels_raw, "an object of strings"))
+        errors.append(must_be(f"{path}.matchLabels", labels_raw, "an object of strings"))
         ok = False
     else:
         for key, value in labels_raw.items():
             if not isinstance(value, str):
-                errors.append(_must_be(f"{path}.matchLabels", value, "a string"))
+                errors.append(must_be(f"{path}.matchLabels", value, "a string"))
                 ok = False
             else:
                 labels.append((str(key), value))
     exprs_raw = raw.get("matchExpressions") or []
     exprs: list[_Requirement] = []
     if not isinstance(exprs_raw, list):
-        errors.append(_must_be(f"{path}.matchExpressions", exprs_raw, "a list"))
+        errors.append(must_be(f"{path}.matchExpressions", exprs_raw, "a list"))
         ok = False
     else:
         for i, item in enumerate(exprs_raw):
@@ -295,15 +270,15 @@ def _read_selector(raw: object, errors: list[FieldError]) -> _Selector | None:
 
 def _read_requirement(item: object, path: str, errors: list[FieldError]) -> _Requirement | None:
     if not isinstance(item, Mapping):
-        errors.append(_must_be(path, item, "an object"))
+        errors.append(must_be(path, item, "an object"))
         return None
     key, operator = item.get("key", ""), item.get("operator", "")
     values = item.get("values") or []
     if not isinstance(key, str) or not isinstance(operator, str):
-        errors.append(_must_be(path, item, "an object with string key and operator"))
+        errors.append(must_be(path, item, "an object with string key and operator"))
         return None
     if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-        errors.append(_must_be(f"{path}.values", values, "a list of strings"))
+        errors.append(must_be(f"{path}.values", values, "a list of strings"))
         return None
     return _Requirement(key, operator, tuple(values))
 
@@ -320,7 +295,7 @@ def _api_group(api_version: str) -> str | None:
     return api_version.partition("/")[0] if slashes else ""
 
 
-def _target_errors(target: _Target) -> list[FieldError]:
+def _target_errors(target: TargetRef) -> list[FieldError]:
     errors = []
     if not (target.api_version and target.kind and target.name):
         errors.append(FieldError("spec.targetRef", INVALID, EMPTY_TARGET, target.as_value()))
@@ -476,7 +451,7 @@ def _conflict(
     own_name: str,
     own_namespace: str,
     *,
-    target: _Target | None,
+    target: TargetRef | None,
     selector: _Selector | None,
     siblings: Iterable[views_pb2.PodUnavailableBudgetView],
 ) -> FieldError | None:
@@ -565,7 +540,3 @@ def _own_meta(obj: Mapping[str, Any], key: str) -> str:
     metadata = obj.get("metadata")
     value = metadata.get(key) if isinstance(metadata, Mapping) else None
     return value if isinstance(value, str) else ""
-
-
-def _must_be(path: str, value: object, what: str) -> FieldError:
-    return FieldError(path, INVALID, f"must be {what}", value)

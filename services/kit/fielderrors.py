@@ -57,6 +57,41 @@ def denial_message(errors: Sequence[FieldError]) -> str:
     return f"[{', '.join(messages)}]" if messages else ""
 
 
+def must_be(path: str, value: object, what: str) -> FieldError:
+    """The error for a field of the wrong shape: ``<path>: Invalid value: <v>: must be <what>``."""
+    return FieldError(path, INVALID, f"must be {what}", value)
+
+
+@dataclass(frozen=True, slots=True)
+class TargetRef:
+    """A ``spec.targetRef`` as three strings (a missing field reads as ``""``, as Go decodes)."""
+
+    api_version: str
+    kind: str
+    name: str
+
+    def as_value(self) -> dict[str, str]:
+        """The value OpenKruise prints: its TargetReference struct as JSON."""
+        return {"apiVersion": self.api_version, "kind": self.kind, "name": self.name}
+
+
+def read_target_ref(raw: object, errors: list[FieldError]) -> TargetRef | None:
+    """``spec.targetRef`` read from raw JSON; a malformed one adds its errors and gives None."""
+    if not isinstance(raw, Mapping):
+        errors.append(must_be("spec.targetRef", raw, "an object"))
+        return None
+    values: list[str] = []
+    for key in ("apiVersion", "kind", "name"):
+        value = raw.get(key)
+        if value is None:
+            value = ""
+        elif not isinstance(value, str):
+            errors.append(must_be(f"spec.targetRef.{key}", value, "a string"))
+            continue
+        values.append(value)
+    return TargetRef(*values) if len(values) == 3 else None
+
+
 def render(value: object) -> str:
     """A bad value as field.Error prints it: JSON (strings quoted, None as ``null``)."""
     try:

@@ -61,7 +61,10 @@ from services.kit.fielderrors import (
     INVALID,
     REQUIRED,
     FieldError,
+    TargetRef,
     denial_message,
+    must_be,
+    read_target_ref,
 )
 
 __all__ = ["FieldError", "SiblingRef", "denial_message", "validate_persistent_pod_state"]
@@ -105,10 +108,11 @@ def validate_persistent_pod_state(
     if spec is None:
         return [FieldError("spec", REQUIRED, "")]
     if not isinstance(spec, Mapping):
-        return [_must_be("spec", spec, "an object")]
+        return [must_be("spec", spec, "an object")]
 
     errors: list[FieldError] = []
-    target = _read_target(spec.get("targetRef"), errors)
+    raw_target = spec.get("targetRef")
+    target = read_target_ref({} if raw_target is None else raw_target, errors)
     if target is not None:
         errors.extend(_target_errors(target, statefulset_like))
     has_topology = _read_topology(spec, errors)
@@ -116,7 +120,7 @@ def validate_persistent_pod_state(
         errors.append(FieldError("spec", INVALID, EMPTY_TOPOLOGY, dict(spec)))
     policy = spec.get("persistentPodStateRetentionPolicy")
     if policy is not None and not isinstance(policy, str):
-        errors.append(_must_be("spec.persistentPodStateRetentionPolicy", policy, "a string"))
+        errors.append(must_be("spec.persistentPodStateRetentionPolicy", policy, "a string"))
     if target is None:
         return errors
 
@@ -135,17 +139,6 @@ def validate_persistent_pod_state(
     return errors
 
 
-@dataclass(frozen=True, slots=True)
-class _Target:
-    api_version: str
-    kind: str
-    name: str
-
-    def as_value(self) -> dict[str, str]:
-        """The value OpenKruise prints: its TargetReference struct as JSON."""
-        return {"apiVersion": self.api_version, "kind": self.kind, "name": self.name}
-
-
 def _group(api_version: str) -> str | None:
     """The API group of ``api_version`` as ``schema.ParseGroupVersion`` reads it; None if invalid.
 
@@ -160,32 +153,11 @@ def _group(api_version: str) -> str | None:
     return api_version.partition("/")[0] if slashes else ""
 
 
-def _read_target(raw: object, errors: list[FieldError]) -> _Target | None:
-    """``spec.targetRef`` as three strings (absent or null → ``""``); None if malformed."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        errors.append(_must_be("spec.targetRef", raw, "an object"))
-        return None
-    values: list[str] = []
-    for key in ("apiVersion", "kind", "name"):
-        value = raw.get(key)
-        if value is None:
-            value = ""
-        elif not isinstance(value, str):
-            errors.append(_must_be(f"spec.targetRef.{key}", value, "a string"))
-            continue
-        values.append(value)
-    if len(values) != 3:
-        return None
-    return _Target(*values)
-
-
 STATEFULSET_GROUPS = frozenset({"apps", "apps.kruise.io"})
 
 
 def _target_errors(
-    target: _Target, statefulset_like: Collection[tuple[str, str]]
+    target: TargetRef, statefulset_like: Collection[tuple[str, str]]
 ) -> list[FieldError]:
     errors = []
     if not (target.api_version and target.kind and target.name):
@@ -245,7 +217,7 @@ def _read_topology(spec: Mapping[Any, Any], errors: list[FieldError]) -> bool | 
     if preferred is None:
         preferred = []
     if not isinstance(preferred, list):
-        errors.append(_must_be(path, preferred, "a list"))
+        errors.append(must_be(path, preferred, "a list"))
         return None
     # A list, not a generator: every item reports its errors, not only the first bad one.
     preferred_ok = all(
@@ -259,14 +231,14 @@ def _read_topology(spec: Mapping[Any, Any], errors: list[FieldError]) -> bool | 
 def _read_preferred(item: object, path: str, errors: list[FieldError]) -> bool:
     """Check one ``{weight, preference}`` item's shape; True if well formed."""
     if not isinstance(item, Mapping):
-        errors.append(_must_be(path, item, "an object"))
+        errors.append(must_be(path, item, "an object"))
         return False
     ok = True
     weight = item.get("weight")
     if weight is not None and (
         isinstance(weight, bool) or not isinstance(weight, int) or weight not in _INT32
     ):
-        errors.append(_must_be(f"{path}.weight", weight, "a 32-bit integer"))
+        errors.append(must_be(f"{path}.weight", weight, "a 32-bit integer"))
         ok = False
     preference = item.get("preference")
     if preference is not None and not _read_term(preference, f"{path}.preference", errors):
@@ -277,16 +249,16 @@ def _read_preferred(item: object, path: str, errors: list[FieldError]) -> bool:
 def _read_term(term: object, path: str, errors: list[FieldError]) -> bool:
     """Check a ``{nodeTopologyKeys: [string]}`` term's shape; True if well formed."""
     if not isinstance(term, Mapping):
-        errors.append(_must_be(path, term, "an object"))
+        errors.append(must_be(path, term, "an object"))
         return False
     keys = term.get("nodeTopologyKeys")
     if keys is None:
         return True
     if not isinstance(keys, list):
-        errors.append(_must_be(f"{path}.nodeTopologyKeys", keys, "a list of strings"))
+        errors.append(must_be(f"{path}.nodeTopologyKeys", keys, "a list of strings"))
         return False
     bad = [
-        _must_be(f"{path}.nodeTopologyKeys[{i}]", key, "a string")
+        must_be(f"{path}.nodeTopologyKeys[{i}]", key, "a string")
         for i, key in enumerate(keys)
         if not isinstance(key, str)
     ]
@@ -294,10 +266,11 @@ def _read_term(term: object, path: str, errors: list[FieldError]) -> bool:
     return not bad
 
 
-def _stored_target(old: Mapping[str, Any]) -> _Target | None:
+def _stored_target(old: Mapping[str, Any]) -> TargetRef | None:
     """The stored targetRef, read leniently: None (never equal) when it is malformed."""
     spec = old.get("spec") if isinstance(old, Mapping) else None
-    return _read_target(spec.get("targetRef") if isinstance(spec, Mapping) else None, [])
+    raw = spec.get("targetRef") if isinstance(spec, Mapping) else None
+    return read_target_ref({} if raw is None else raw, [])
 
 
 def _own_name(obj: Mapping[str, Any]) -> str:
@@ -307,7 +280,7 @@ def _own_name(obj: Mapping[str, Any]) -> str:
 
 
 def _conflicting_sibling(
-    own_name: str, target: _Target, siblings: Iterable[SiblingRef]
+    own_name: str, target: TargetRef, siblings: Iterable[SiblingRef]
 ) -> str | None:
     """The first sibling, by name, that targets the same group, kind and name."""
     group = _group(target.api_version)
@@ -322,7 +295,3 @@ def _conflicting_sibling(
         ):
             return sibling.name
     return None
-
-
-def _must_be(path: str, value: object, what: str) -> FieldError:
-    return FieldError(path, INVALID, f"must be {what}", value)
