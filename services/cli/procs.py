@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import sys
@@ -19,12 +20,41 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+_handed_out: set[int] = set()
+
+
+def _ephemeral_floor() -> int:
+    """The lowest port the kernel picks for outgoing connections (32768 by default)."""
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        return int(text.split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
 
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (for components that must know each other's)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port free on 127.0.0.1 now, for components that must know each other's.
+
+    The port comes from below the kernel's ephemeral range. A port taken from that
+    range (``bind(0)``) is released before the component binds it, and in between
+    any outgoing connection may take it as its local port: a busy test run did
+    exactly that. Ports below the range are only ever bound on purpose. A port is
+    handed out once per process.
+    """
+    top = _ephemeral_floor()
+    bottom = max(1024, top - 12_000)
+    for _ in range(200):
+        port = random.randrange(bottom, top)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise OSError(f"no free port between {bottom} and {top} on 127.0.0.1")
 
 
 @dataclass

@@ -17,6 +17,7 @@ import orjson
 import pytest
 
 from kruise.common.v1 import mesh_pb2, mesh_pb2_grpc, views_pb2
+from services.cli.procs import free_port
 from services.gateway.hub import Hub, ReflectorConfig, WatchSpec, encode_watch_event
 from services.gateway.kube.client import KubeClient
 from services.gateway.routing import Router
@@ -335,11 +336,7 @@ class grpc_free_port:  # noqa: N801 - used as a context manager
     """An address nothing listens on (bound then released)."""
 
     def __enter__(self) -> str:
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return f"127.0.0.1:{s.getsockname()[1]}"
+        return f"127.0.0.1:{free_port()}"
 
     def __exit__(self, *exc: object) -> None:
         return None

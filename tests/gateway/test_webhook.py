@@ -13,7 +13,6 @@ import asyncio
 import base64
 import io
 import random
-import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable
@@ -28,6 +27,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from kruise.common.v1 import mesh_pb2, mesh_pb2_grpc
+from services.cli.procs import free_port
 from services.gateway.webhook.forward import AdmissionForwarder, Mode
 from services.gateway.webhook.server import WebhookServer, start_webhook_server
 from services.kit import certs
@@ -217,12 +217,6 @@ async def streamed(tls: Tls) -> AsyncIterator[Stack]:
 async def multiplexed(request: pytest.FixtureRequest, tls: Tls) -> AsyncIterator[Stack]:
     async for built in make_stack(tls, mode="stream", streams=request.param):
         yield built
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # ---- answers -------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -33,6 +32,7 @@ from sandbox.admission import (
 )
 from sandbox.admission_types import AdmissionAttributes, GroupVersionKind, GroupVersionResource
 from sandbox.errors import ApiError
+from services.cli.procs import free_port
 from tests.sandbox.admission_support import (
     FIXTURES,
     DictSource,
@@ -159,10 +159,7 @@ def pod_attrs(
 
 
 def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
+    return free_port()
 
 
 # --------------------------------------------------------------------------- wire shape
