@@ -11,7 +11,8 @@ import orjson
 import pytest
 
 from sandbox.app import Sandbox
-from services.gateway.kube.client import KubeClient, Resource
+from services.cli.procs import free_port
+from services.gateway.kube.client import KubeClient, Resource, env_proxy_for
 from services.gateway.kube.discovery import (
     Catalog,
     GroupVersions,
@@ -323,6 +324,56 @@ async def test_connect_error_is_unavailable(sandbox: Sandbox, tmp_path: Path) ->
                 pass
     finally:
         await client.close()
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, None),
+        ({"HTTPS_PROXY": "http://proxy.corp:3128"}, "http://proxy.corp:3128"),
+        ({"HTTPS_PROXY": "http://proxy.corp:3128", "NO_PROXY": "10.0.0.1"}, None),
+        (
+            {"HTTPS_PROXY": "http://proxy.corp:3128", "NO_PROXY": "other.host"},
+            "http://proxy.corp:3128",
+        ),
+        ({"HTTP_PROXY": "http://proxy.corp:3128"}, None),
+    ],
+    ids=[
+        "no proxy variables: direct",
+        "HTTPS_PROXY: through it",
+        "the API server is in NO_PROXY: direct",
+        "another host in NO_PROXY: through it",
+        "only HTTP_PROXY, the API server is https: direct",
+    ],
+)
+def test_the_environment_names_the_proxy(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str | None
+) -> None:
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert env_proxy_for("https://10.0.0.1:6443") == expected
+
+
+async def test_the_proxy_from_the_environment_is_used(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTPS_PROXY is read when the client connects: a dead proxy fails every request, and
+    NO_PROXY naming the API server sends them direct."""
+    for name in ("https_proxy", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{free_port()}")
+    through_dead_proxy = await KubeClient.connect(kubeconfig=str(sandbox.kubeconfig_path))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    direct = await KubeClient.connect(kubeconfig=str(sandbox.kubeconfig_path))
+    try:
+        with pytest.raises(errors.Unavailable):
+            await through_dead_proxy.request("GET", "/api", timeout=2)
+        assert orjson.loads(await direct.request("GET", "/api"))["kind"] == "APIVersions"
+    finally:
+        await through_dead_proxy.close()
+        await direct.close()
 
 
 # -- watches -----------------------------------------------------------------------------------
