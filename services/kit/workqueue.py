@@ -3,8 +3,8 @@
 * a key waiting in the queue is held once, however often it is added;
 * a key is handed to one worker at a time: added again while being processed, it
   waits until ``done`` and is then queued again (so the newest state is seen);
-* ``add_after`` delays a key (retries, requeue at the earliest expiry); a plain
-  ``add`` of the same key meanwhile wins.
+* ``add_after`` delays a key (retries, requeue at the earliest expiry); a key already
+  waiting keeps the earlier of its two times, and a plain ``add`` meanwhile wins.
 
     queue = WorkQueue[str]()
     queue.add("ns/name")
@@ -55,10 +55,16 @@ class WorkQueue(Generic[K]):
         if delay <= 0:
             self.add(key)
             return
-        if key in self._dirty or key in self._timers:
+        if key in self._dirty:
             return
         loop = asyncio.get_running_loop()
-        self._timers[key] = loop.call_later(delay, self._fire, key)
+        when = loop.time() + delay
+        timer = self._timers.get(key)
+        if timer is not None:
+            if timer.when() <= when:
+                return
+            timer.cancel()  # the earlier of the two wins, as in client-go
+        self._timers[key] = loop.call_at(when, self._fire, key)
 
     def _fire(self, key: K) -> None:
         self._timers.pop(key, None)
