@@ -345,8 +345,10 @@ def written_view(
     return view
 
 
-# How long a status-only budget event may wait for the ones that follow it.
-STATUS_SETTLE_S = 0.05
+# How long a status-only budget event may wait for the ones that follow it. Under load the
+# admission path writes each budget's status many times a second; every write is followed
+# by one reconcile at most this much later (it lowers ``currentAvailable``).
+STATUS_SETTLE_S = 0.2
 
 
 class BudgetController:
@@ -379,6 +381,9 @@ class BudgetController:
         self._backfilled: dict[NsName, str] = {}
         self._unknown_kinds: set[tuple[str, str, str]] = set()
         self._generations: dict[BudgetKey, int] = {}
+        # pod_available per pod, for the resourceVersion it was computed on: a reconcile
+        # after an admission write re-reads every pod of the budget, most unchanged.
+        self._availability: dict[NsName, tuple[str, bool]] = {}
         self._indexed = asyncio.Event()
         self._indexed.set()
         self._rebuild: asyncio.Future[None] | None = None
@@ -403,6 +408,7 @@ class BudgetController:
         self.index = Indexes()
         self._backfilled.clear()
         self._generations.clear()
+        self._availability.clear()
         for budget in self.cache.items(PUB):
             self.index.budget(budget, deleted=False)
             key = BudgetKey(budget.meta.namespace, budget.meta.name)
@@ -460,6 +466,8 @@ class BudgetController:
         key = (pod.meta.namespace, pod.meta.name)
         self.index.pod(pod, deleted=deleted)
         self._backfilled.pop(key, None)
+        if deleted:
+            self._availability.pop(key, None)
         before = self.index.pod_budgets.pop(key, frozenset())
         now = self.index.budgets_of_pod(pod)
         if now and not deleted:
@@ -606,6 +614,7 @@ class BudgetController:
             total_replicas=seen.total_replicas,
             pods=seen.pods,
             now_ms=self.clock_ms(),
+            available=self._available,
         )
         if isinstance(decided, status.ScaleError):
             await self._scale_failed(key, budget, decided)
@@ -614,7 +623,7 @@ class BudgetController:
         await self._report_no_pods(key, budget, no_pods=decided.no_pods)
         await self._backfill(key, seen.pods)
         if decided.changed:
-            written = await self._write(key, budget, seen)
+            written = await self._write(key, budget, seen, decided)
             if written is None:
                 return
             decided = written
@@ -629,8 +638,10 @@ class BudgetController:
         key: BudgetKey,
         observed_on: views_pb2.PodUnavailableBudgetView,
         seen: BudgetObservation,
+        decided_on_observed: status.Reconciliation,
     ) -> status.Reconciliation | None:
-        """Decide again on the freshest view under the budget's lock and write it.
+        """Under the budget's lock, write the decision if the budget did not move, else
+        decide again on the freshest view and write that.
 
         The decision made outside the lock may be stale: the pod webhook can have spent
         budget since (a new ``disruptedPods`` entry, a lower ``unavailableAllowed``), and
@@ -647,11 +658,17 @@ class BudgetController:
                 RECONCILES.labels("spec-changed").inc()
                 self.queue.add(key)
                 return None
-            decided = status.reconcile(
-                budget=budget,
-                total_replicas=seen.total_replicas,
-                pods=seen.pods,
-                now_ms=self.clock_ms(),
+            moved = budget.meta.resource_version != observed_on.meta.resource_version
+            decided = (
+                status.reconcile(
+                    budget=budget,
+                    total_replicas=seen.total_replicas,
+                    pods=seen.pods,
+                    now_ms=self.clock_ms(),
+                    available=self._available,
+                )
+                if moved
+                else decided_on_observed
             )
             if isinstance(decided, status.ScaleError):  # same generation: cannot happen
                 self.queue.add(key)
@@ -698,6 +715,17 @@ class BudgetController:
         )
         await self._report_not_deleted(key, decided, seen)
         return decided
+
+    def _available(self, pod: views_pb2.PodView) -> bool:
+        """``status.pod_available``, remembered per pod for its resourceVersion."""
+        key = (pod.meta.namespace, pod.meta.name)
+        version = pod.meta.resource_version
+        known = self._availability.get(key)
+        if known is not None and known[0] == version and version:
+            return known[1]
+        answer = status.pod_available(pod)
+        self._availability[key] = (version, answer)
+        return answer
 
     async def _refresh(self, key: BudgetKey) -> None:
         """After a conflict: read the budget so the retry decides on what won."""

@@ -72,6 +72,7 @@ __all__ = [
     "ScaleError",
     "desired_available",
     "pod_active",
+    "pod_available",
     "pod_running_and_ready",
     "pod_state_consistent",
     "reconcile",
@@ -232,22 +233,22 @@ def reconcile(
     total_replicas: int | None,
     pods: Iterable[views_pb2.PodView],
     now_ms: int,
-    consistent: Callable[[views_pb2.PodView], bool] | None = None,
+    available: Callable[[views_pb2.PodView], bool] | None = None,
 ) -> Reconciliation | ScaleError:
     """Decide ``budget``'s status at ``now_ms``.
 
     ``total_replicas`` is the resolved expected count (None when the targetRef workload is
     not found: 0). ``pods`` are the budget's pods (a targetRef's workload pods, or
-    ``selector_pods``); inactive ones are ignored here. ``consistent`` overrides
-    ``pod_state_consistent`` (a caller that knows more, e.g. container env, may pass its own).
+    ``selector_pods``); inactive ones are ignored here. ``available`` is ``pod_available``
+    or a stand-in that answers the same: a caller that remembers the answer per pod
+    resourceVersion (the status loop), or one that knows more (e.g. container env).
     """
     total = total_replicas or 0
+    is_available = available or pod_available
     try:
         desired = desired_available(budget, total=total)
     except ValueError as e:
         return ScaleError(str(e))
-    is_consistent = consistent or pod_state_consistent
-
     disrupted: dict[str, int] = {}
     unavailable: dict[str, int] = {}
     not_deleted: list[str] = []
@@ -277,8 +278,7 @@ def reconcile(
         for pod in active
         if pod.meta.name not in disrupted
         and pod.meta.name not in unavailable
-        and pod_running_and_ready(pod)
-        and is_consistent(pod)
+        and is_available(pod)
     )
     status = BudgetStatus(
         unavailable_allowed=max(current - desired, 0),
@@ -336,6 +336,11 @@ def _rfc3339_second(second: int) -> str:
 
 
 # --- pods ----------------------------------------------------------------------------------
+
+
+def pod_available(pod: views_pb2.PodView) -> bool:
+    """Counted in ``currentAvailable`` (when not recorded): running, ready and state-consistent."""
+    return pod_running_and_ready(pod) and pod_state_consistent(pod)
 
 
 def pod_running_and_ready(pod: views_pb2.PodView) -> bool:

@@ -24,6 +24,7 @@ from services.budget.status import (
     OwnerReplicas,
     Reconciliation,
     ScaleError,
+    pod_running_and_ready,
     pod_state_consistent,
     reconcile,
     rfc3339,
@@ -425,7 +426,7 @@ def test_inconsistent_pods_are_not_available():
         total_replicas=10,
         pods=[pod("test-pod-0"), stale],
         now_ms=NOW,
-        consistent=bool,
+        available=pod_running_and_ready,
     )
     assert isinstance(custom, Reconciliation) and custom.status.current_available == 2
 
