@@ -591,6 +591,21 @@ async def test_a_burst_of_status_only_budget_events_is_one_reconcile():
     assert await h.queued() == [KEY]
 
 
+async def test_a_pods_availability_is_recomputed_when_its_version_moves():
+    """The loop remembers each pod's availability for its resourceVersion: a pod that turns
+    unready (a new version) counts as unavailable at once; the remembered answer for the
+    old version is not reused."""
+    h = Harness()
+    h.seed(pub(allowed=3, current=10, desired=7, total=10), *nginx(10))
+    assert await h.drain() == []
+    unready = owned(pods(1, not_ready=(0,)), rv="2")[0]
+    h.feed(unready)
+    assert await h.drain() == [("status", "pub-test", "100", written(2, 9, 7, 10))]
+    ready_again = owned(pods(1), rv="3")[0]
+    h.feed(ready_again)
+    assert await h.drain() == [("status", "pub-test", "101", written(3, 10, 7, 10))]
+
+
 # ---- expiry with an injected clock -------------------------------------------------------------
 
 
