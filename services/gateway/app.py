@@ -36,6 +36,7 @@ from services.gateway.sync import SyncManager
 from services.gateway.webhook.forward import AdmissionForwarder
 from services.gateway.webhook.server import WebhookServer, start_webhook_server
 from services.kit import errors
+from services.kit.config import WorkloadKind
 from services.kit.httpserver import OpsServer, start_ops_server
 from services.kit.rpc import Server, create_server
 
@@ -61,10 +62,13 @@ class Leading:
     config: GatewayConfig
     hub: Hub | None = None
     sync: SyncManager | None = None
+    _recheck: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         # Looked up at every start, so a new lease holder sees CRDs installed since.
-        custom = await resolve_statefulset_like(self.kube, self.config.statefulset_like)
+        reported: dict[WorkloadKind, str] = {}
+        configured = self.config.statefulset_like
+        custom = await resolve_statefulset_like(self.kube, configured, reported=reported)
         self.hub = Hub(
             self.kube,
             kinds=(*WATCHED, *custom),
@@ -73,11 +77,29 @@ class Leading:
         await self.hub.start()
         self.sync = SyncManager(self.hub, self.router)
         await self.sync.start()
+        if reported:
+            self._recheck = asyncio.create_task(
+                self._watch_when_usable(self.hub, reported), name="statefulset-like recheck"
+            )
         LEADER.set(1)
         log.info("watch hub and replica streams started")
 
+    async def _watch_when_usable(self, hub: Hub, reported: dict[WorkloadKind, str]) -> None:
+        """Look the configured kinds not watched yet up again until every one is watched."""
+        while reported:
+            await asyncio.sleep(self.config.statefulset_like_recheck_s)
+            for spec in await resolve_statefulset_like(
+                self.kube, list(reported), reported=reported
+            ):
+                hub.add(spec)
+
     async def stop(self) -> None:
         LEADER.set(0)
+        if self._recheck is not None:
+            self._recheck.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recheck
+            self._recheck = None
         if self.sync is not None:
             await self.sync.stop()
             self.sync = None

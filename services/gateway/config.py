@@ -45,6 +45,8 @@ class GatewayConfig:
     watch_inactivity_s: float = 70.0
     # Custom StatefulSet-like kinds watched as workloads (services.gateway.statefulset_like).
     statefulset_like: tuple[WorkloadKind, ...] = ()
+    # How often a configured kind that cannot be watched yet is looked up again.
+    statefulset_like_recheck_s: float = 30.0
     log_level: str = "INFO"
     json_logs: bool = True
 
@@ -144,6 +146,13 @@ def parse_gateway_config(
         "--no-leader-election", action="store_true", help="run the watch hub unconditionally"
     )
     p.add_argument("--watch-inactivity", type=float, default=70.0, help="watch watchdog seconds")
+    p.add_argument(
+        "--statefulset-like-recheck",
+        type=float,
+        default=30.0,
+        help="seconds between look-ups of a configured statefulset-like kind not watched yet "
+        "(its CRD not installed, or without /scale)",
+    )
     p.add_argument("--lease-seconds", type=float, default=15.0, help="leader lease duration")
     p.add_argument("--renew-seconds", type=float, default=5.0, help="leader lease renew period")
     p.add_argument("--plain-logs", action="store_true", help="human-readable logs")
@@ -161,6 +170,8 @@ def parse_gateway_config(
         p.error("name the service replicas: --services (static) or --service-names (discovery)")
     if not 0 < a.renew_seconds < a.lease_seconds:
         p.error("--renew-seconds must be positive and shorter than --lease-seconds")
+    if not a.statefulset_like_recheck > 0:
+        p.error("--statefulset-like-recheck must be a positive number of seconds")
     return GatewayConfig(
         kubeconfig=a.kubeconfig,
         host=a.host,
@@ -183,6 +194,7 @@ def parse_gateway_config(
         review_routing=a.review_routing,
         watch_inactivity_s=a.watch_inactivity,
         statefulset_like=statefulset_like,
+        statefulset_like_recheck_s=a.statefulset_like_recheck,
         log_level=a.log_level,
         json_logs=not a.plain_logs,
     )

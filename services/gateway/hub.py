@@ -575,41 +575,59 @@ class Hub:
         self._watched: list[_Watched] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._by_kind: dict[int, list[_Watched]] = {}
+        self._started = False
         for spec in kinds:
-            mesh_kind, project = object_projector(
-                api_version=spec.api_version, kind=spec.kind, scale=spec.scale
-            )
+            self._add(spec)
 
-            def to_bytes(
-                obj: Json, project: Callable[[Json], views_pb2.ObjectView] = project
-            ) -> bytes:
-                return project(obj).SerializeToString()
+    def _add(self, spec: WatchSpec) -> _Watched:
+        mesh_kind, project = object_projector(
+            api_version=spec.api_version, kind=spec.kind, scale=spec.scale
+        )
 
-            watched = _Watched(spec, mesh_kind, None)  # type: ignore[arg-type]
-            watched.reflector = Reflector(
-                kube,
-                api_version=spec.api_version,
-                kind=spec.kind,
-                project=to_bytes,
-                on_changes=self._fan_out_for(watched),
-                config=config,
-            )
-            self._watched.append(watched)
-            self._by_kind.setdefault(mesh_kind, []).append(watched)
+        def to_bytes(obj: Json) -> bytes:
+            return project(obj).SerializeToString()
+
+        watched = _Watched(spec, mesh_kind, None)  # type: ignore[arg-type]
+        watched.reflector = Reflector(
+            self.kube,
+            api_version=spec.api_version,
+            kind=spec.kind,
+            project=to_bytes,
+            on_changes=self._fan_out_for(watched),
+            config=self.config,
+        )
+        self._watched.append(watched)
+        self._by_kind.setdefault(mesh_kind, []).append(watched)
+        return watched
+
+    def add(self, spec: WatchSpec) -> None:
+        """Watch one more kind from now on (a custom kind whose CRD appeared).
+
+        Its first LIST reaches subscribers as ADDED events, like any relist; a replica
+        that takes its snapshot later finds the objects in the cache.
+        """
+        watched = self._add(spec)
+        if self._started:
+            self._start(watched)
+
+    def _start(self, watched: _Watched) -> None:
+        self._tasks.append(
+            asyncio.create_task(watched.reflector.run(), name=f"reflector {watched.spec.kind}")
+        )
 
     @property
     def reflectors(self) -> list[Reflector[bytes]]:
         return [w.reflector for w in self._watched]
 
     async def start(self) -> None:
+        self._started = True
         for w in self._watched:
-            self._tasks.append(
-                asyncio.create_task(w.reflector.run(), name=f"reflector {w.spec.kind}")
-            )
+            self._start(w)
         if self.freeze_gc:
             self._tasks.append(asyncio.create_task(self._freeze_after_sync(), name="gc freeze"))
 
     async def stop(self) -> None:
+        self._started = False
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -12,9 +12,11 @@ every listed kind's CRD and watches those that serve the configured version with
 The hub then sends their objects as ``KIND_WORKLOAD`` views
 (``projection.fill_scaled_workload``). A kind that cannot be used (not served, no CRD, no
 ``/scale``, already watched as a built-in kind, not listable by the gateway (403), or the
-look-up failed) is logged as a warning and skipped; the hub starts without it. A CRD
-installed later is picked up at the next start of the hub (a restart, or another gateway
-taking the lease).
+look-up failed) is logged as a warning and skipped; the hub starts without it. The lease
+holder looks such a kind up again every ``--statefulset-like-recheck`` seconds (30 by
+default) and adds it to the hub once its CRD serves it with ``/scale``: a CRD installed
+after the gateway needs no restart. A kind already watched keeps the ``/scale`` paths it
+was found with; a later change of them in its CRD needs a restart or a lease handover.
 """
 
 from __future__ import annotations
@@ -87,14 +89,20 @@ def _name(crd: Json) -> str:
 
 
 async def resolve_statefulset_like(
-    kube: KubeApi, kinds: Iterable[WorkloadKind], *, watched: Iterable[WatchSpec] = WATCHED
+    kube: KubeApi,
+    kinds: Iterable[WorkloadKind],
+    *,
+    watched: Iterable[WatchSpec] = WATCHED,
+    reported: dict[WorkloadKind, str] | None = None,
 ) -> list[WatchSpec]:
     """A ``WatchSpec`` for every kind of ``kinds`` that can be watched, in order.
 
     Never raises for one kind: a kind that cannot be used is logged as a warning
     ("statefulset-like kind apps.example.io/ShardSet has no /scale subresource; not
     watched") and left out. ``watched`` are the built-in kinds; listing one of them again
-    would deliver its objects twice, so it is left out too.
+    would deliver its objects twice, so it is left out too. With ``reported`` (kind → the
+    reason last logged), a kind is logged again only when its reason changes: the gateway
+    looks up the kinds it could not watch every ``--statefulset-like-recheck`` seconds.
     """
     builtin = {(split_api_version(w.api_version)[0], w.kind) for w in watched}
     specs: list[WatchSpec] = []
@@ -104,10 +112,18 @@ async def resolve_statefulset_like(
         else:
             found = await _look_up(kube, kind)
         if isinstance(found, Unusable):
-            log.warning(
-                "statefulset-like kind %s/%s %s; not watched", kind.group, kind.kind, found.reason
-            )
+            if reported is None or reported.get(kind) != found.reason:
+                log.warning(
+                    "statefulset-like kind %s/%s %s; not watched",
+                    kind.group,
+                    kind.kind,
+                    found.reason,
+                )
+            if reported is not None and (kind.group, kind.kind) not in builtin:
+                reported[kind] = found.reason  # looked up again later; a built-in never changes
             continue
+        if reported is not None:
+            reported.pop(kind, None)
         log.info(
             "watching statefulset-like kind %s (replicas at %s, selector at %s)",
             kind,

@@ -329,6 +329,48 @@ async def test_gateway_hub_watches_the_configured_kinds(
         await leading.stop()
 
 
+RING = WorkloadKind(group="apps.example.io", version="v1", kind="Ring")  # CRD installed later
+
+
+async def test_a_crd_installed_after_the_gateway_started_is_watched_without_a_restart(
+    crds: KubeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = GatewayConfig(statefulset_like=(RING,), statefulset_like_recheck_s=0.2)
+    leading = Leading(kube=crds, router=Router(), config=config)
+    with caplog.at_level(logging.WARNING):
+        await leading.start()
+        try:
+            assert leading.hub is not None
+            assert ("apps.example.io/v1", "Ring") not in [
+                (r.api_version, r.kind) for r in leading.hub.reflectors
+            ]
+            with leading.hub.subscribe([mesh_pb2.KIND_WORKLOAD]) as sub:
+                await asyncio.sleep(0.7)  # a few look-ups find nothing, and say so once
+                await install(crds, crd(plural="rings", kind="Ring"))
+                body = {
+                    "apiVersion": "apps.example.io/v1",
+                    "kind": "Ring",
+                    "metadata": {"name": "ring-a", "namespace": "team-a"},
+                    "spec": {"replicas": 3},
+                }
+                path = "/apis/apps.example.io/v1/namespaces/team-a/rings"
+                await crds.request("POST", path, body=orjson.dumps(body))
+                added = await next_event(sub)
+            ring = added.view.workload
+            assert (added.type, ring.kind, ring.meta.name, ring.spec_replicas) == (
+                ADDED,
+                "Ring",
+                "ring-a",
+                3,
+            )
+        finally:
+            await leading.stop()
+    assert warnings(caplog) == [
+        "statefulset-like kind apps.example.io/Ring is not served at apps.example.io/v1 "
+        "(no such CustomResourceDefinition or version); not watched"
+    ]
+
+
 # -- the gateway's flag ---------------------------------------------------------------------------
 
 SERVICES = ["--services", "placement=127.0.0.1:7100"]
@@ -354,4 +396,17 @@ def test_gateway_refuses_a_malformed_statefulset_like_kind(
     assert (
         "error: --statefulset-like-kinds: statefulset-like kind 'v1/Pod': "
         "expected group/version/Kind" in capsys.readouterr().err
+    )
+
+
+@pytest.mark.parametrize("value", ["0", "-5"])
+def test_gateway_refuses_a_recheck_interval_that_is_not_positive(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse_gateway_config([*SERVICES, "--statefulset-like-recheck", value], {})
+    assert exited.value.code == 2
+    assert (
+        "error: --statefulset-like-recheck must be a positive number of seconds"
+        in capsys.readouterr().err
     )
