@@ -276,9 +276,7 @@ def reconcile(
     current = sum(
         1
         for pod in active
-        if pod.meta.name not in disrupted
-        and pod.meta.name not in unavailable
-        and is_available(pod)
+        if pod.meta.name not in disrupted and pod.meta.name not in unavailable and is_available(pod)
     )
     status = BudgetStatus(
         unavailable_allowed=max(current - desired, 0),
