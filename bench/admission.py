@@ -201,7 +201,7 @@ async def _serve_replica() -> None:
 
     from kruise.common.v1 import mesh_pb2, mesh_pb2_grpc
     from services.kit.mesh import MeshServicer
-    from services.kit.rpc import create_server, wait_for_signal
+    from services.kit.rpc import caught_signals, create_server
 
     async def mutate(request: mesh_pb2.AdmissionRequest) -> mesh_pb2.AdmissionResponse:
         return mesh_pb2.AdmissionResponse(allowed=True, patch=PATCH)
@@ -222,8 +222,9 @@ async def _serve_replica() -> None:
     await sync.read()
     if not servicer.synced:
         raise SystemExit("bench replica did not take its snapshot")
-    print(server.port, flush=True)
-    await wait_for_signal()
+    with caught_signals() as stop:
+        print(server.port, flush=True)
+        await stop
     sync.cancel()
     await channel.close()
     await server.stop(grace=None)
@@ -243,7 +244,7 @@ async def _serve_webhook(
 ) -> None:
     from services.gateway.webhook.forward import AdmissionForwarder
     from services.gateway.webhook.server import start_webhook_server
-    from services.kit.rpc import wait_for_signal
+    from services.kit.rpc import caught_signals
 
     forwarder: Any
     if mode == "bare":
@@ -258,8 +259,9 @@ async def _serve_webhook(
     server = await start_webhook_server(
         host="127.0.0.1", port=0, cert_file=cert, key_file=key, forwarder=forwarder
     )
-    print(server.port, flush=True)
-    await wait_for_signal()
+    with caught_signals() as stop:
+        print(server.port, flush=True)
+        await stop
     await server.stop()
     if mode != "bare":
         await forwarder.close()

@@ -18,7 +18,7 @@ from sandbox.admission import WebhookDispatcher
 from sandbox.admission_types import Dispatcher, ObjectSource
 from sandbox.app import Sandbox, WorldSpec
 from sandbox.world import World
-from services.kit.rpc import wait_for_signal
+from services.kit.rpc import caught_signals
 
 
 def _world(sb: Sandbox) -> World:
@@ -47,9 +47,10 @@ async def _run(args: argparse.Namespace) -> None:
             "caFile": str(sb.ca_file),
             "token": sb.token,
         }
-        sys.stdout.write(orjson.dumps(line).decode() + "\n")
-        sys.stdout.flush()
-        await wait_for_signal()
+        with caught_signals() as stop:
+            sys.stdout.write(orjson.dumps(line).decode() + "\n")
+            sys.stdout.flush()
+            await stop
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,7 +15,7 @@ import orjson
 from services.gateway.app import start_gateway
 from services.gateway.config import parse_gateway_config
 from services.kit import errors, logs
-from services.kit.rpc import wait_for_signal
+from services.kit.rpc import caught_signals
 
 log = logging.getLogger("services.gateway")
 
@@ -34,10 +34,11 @@ async def run(argv: Sequence[str] | None = None) -> None:
         "webhook_port": gateway.webhook.port,
         "ops_port": gateway.ops.port,
     }
-    sys.stdout.write(orjson.dumps(ready).decode() + "\n")
-    sys.stdout.flush()
-    log.info("gateway serving", extra=ready)
-    received = await wait_for_signal()
+    with caught_signals() as stop:
+        sys.stdout.write(orjson.dumps(ready).decode() + "\n")
+        sys.stdout.flush()
+        log.info("gateway serving", extra=ready)
+        received = await stop
     log.info("stopping", extra={"signal": received.name})
     await gateway.stop()
 

@@ -14,10 +14,11 @@ and a retry policy for the idempotent methods named by the caller.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -108,8 +109,18 @@ async def create_server(
     return built
 
 
-async def wait_for_signal(*signals: signal.Signals) -> signal.Signals:
-    """Wait until one of ``signals`` (default SIGTERM, SIGINT) arrives."""
+@contextlib.contextmanager
+def caught_signals(*signals: signal.Signals) -> Iterator[asyncio.Future[signal.Signals]]:
+    """Catch ``signals`` (default SIGTERM, SIGINT) from now on; the future is the first one.
+
+    Enter it before announcing readiness: a supervisor may signal as soon as it reads
+    the ready line, and a signal arriving before the handler exists kills the process
+    without its graceful stop::
+
+        with caught_signals() as stop:
+            print(ready_line, flush=True)
+            received = await stop
+    """
     loop = asyncio.get_running_loop()
     received: asyncio.Future[signal.Signals] = loop.create_future()
     wanted = signals or (signal.SIGTERM, signal.SIGINT)
@@ -121,7 +132,7 @@ async def wait_for_signal(*signals: signal.Signals) -> signal.Signals:
     for sig in wanted:
         loop.add_signal_handler(sig, deliver, sig)
     try:
-        return await received
+        yield received
     finally:
         for sig in wanted:
             loop.remove_signal_handler(sig)

@@ -27,7 +27,7 @@ from services.kit.cluster import ClusterClient
 from services.kit.config import ServiceConfig, parse_service_config
 from services.kit.httpserver import OpsServer, start_ops_server
 from services.kit.mesh import Handler, MeshServicer
-from services.kit.rpc import Server, create_server, wait_for_signal
+from services.kit.rpc import Server, caught_signals, create_server
 
 log = logging.getLogger(__name__)
 
@@ -154,13 +154,14 @@ async def run_service(spec: ServiceSpec, argv: Sequence[str] | None = None) -> N
     except (OSError, ValueError) as e:  # a port in use, a bad feature setting
         log.error("cannot start: %s", e)
         raise SystemExit(1) from None
-    # A single machine-readable line tells a supervisor (the CLI, tests) where we listen.
-    print(
-        f'{{"service": "{spec.name}", "grpc_port": {running.grpc.port}, '
-        f'"ops_port": {running.ops.port}}}',
-        flush=True,
-    )
-    received = await wait_for_signal()
+    with caught_signals() as stop:
+        # A single machine-readable line tells a supervisor (the CLI, tests) where we listen.
+        print(
+            f'{{"service": "{spec.name}", "grpc_port": {running.grpc.port}, '
+            f'"ops_port": {running.ops.port}}}',
+            flush=True,
+        )
+        received = await stop
     log.info("stopping", extra={"signal": received.name})
     await running.stop(grace=5.0)
 

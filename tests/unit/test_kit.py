@@ -169,3 +169,19 @@ def test_malformed_statefulset_like_kind_is_named(text: str, message: str) -> No
 def test_workload_kind_api_version_and_text() -> None:
     assert SHARDSET.api_version == "apps.example.io/v1"
     assert str(SHARDSET) == "apps.example.io/v1/ShardSet"
+
+
+async def test_a_signal_is_caught_from_the_moment_the_block_is_entered() -> None:
+    """Components enter ``caught_signals`` before printing their ready line: a supervisor
+    that signals as soon as it reads the line gets the graceful stop, not a killed process."""
+    import asyncio
+    import os
+    import signal
+
+    from services.kit.rpc import caught_signals
+
+    with caught_signals() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)  # before anything awaits
+        assert await asyncio.wait_for(stop, 2) == signal.SIGTERM
+    loop = asyncio.get_running_loop()
+    assert not loop.remove_signal_handler(signal.SIGTERM), "the handler is gone after the block"
