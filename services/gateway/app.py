@@ -88,9 +88,12 @@ class Leading:
         """Look the configured kinds not watched yet up again until every one is watched."""
         while reported:
             await asyncio.sleep(self.config.statefulset_like_recheck_s)
-            for spec in await resolve_statefulset_like(
-                self.kube, list(reported), reported=reported
-            ):
+            try:
+                found = await resolve_statefulset_like(self.kube, list(reported), reported=reported)
+            except Exception:  # never the end of the look-ups: the next round may do better
+                log.exception("looking up the statefulset-like kinds failed; trying again")
+                continue
+            for spec in found:
                 hub.add(spec)
 
     async def stop(self) -> None:
