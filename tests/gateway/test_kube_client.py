@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -374,6 +375,50 @@ async def test_the_proxy_from_the_environment_is_used(
     finally:
         await through_dead_proxy.close()
         await direct.close()
+
+
+async def test_in_cluster_service_account_reaches_the_api_server_and_follows_token_rotation(
+    sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The path a deployed gateway takes (no kubeconfig): the API server from
+    KUBERNETES_SERVICE_HOST/PORT, the projected service-account token and CA from their
+    files. Bound tokens rotate; the client reads the file again, so a rotated token is
+    used without a restart."""
+    from kubernetes_asyncio.config import incluster_config
+
+    token, ca = tmp_path / "token", tmp_path / "ca.crt"
+    token.write_text(sandbox.token)
+    ca.write_bytes(Path(sandbox.ca_file).read_bytes())
+    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(token))
+    monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(ca))
+    monkeypatch.setattr(incluster_config, "TOKEN_REFRESH_PERIOD", datetime.timedelta(0))
+    host, port = sandbox.url.removeprefix("https://").rstrip("/").rsplit(":", 1)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", host)
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", port)
+    for name in ("HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+    client = await KubeClient.connect(kubeconfig=None)
+    try:
+        listed = orjson.loads(await client.request("GET", "/api/v1/namespaces"))
+        assert listed["kind"] == "NamespaceList"
+        token.write_text("a-token-the-api-server-never-issued")  # rotated to a bad one
+        with pytest.raises(errors.Forbidden):
+            await client.request("GET", "/api/v1/namespaces")
+        rotated = "rotated-token"
+        sandbox.add_token(rotated, {"username": "system:serviceaccount:kruise-mesh:gateway"})
+        token.write_text(rotated)
+        assert orjson.loads(await client.request("GET", "/api"))["kind"] == "APIVersions"
+    finally:
+        await client.close()
+
+
+async def test_in_cluster_without_the_service_environment_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(errors.FailedPrecondition, match="cannot load Kubernetes config"):
+        await KubeClient.connect(kubeconfig=None)
 
 
 # -- watches -----------------------------------------------------------------------------------
