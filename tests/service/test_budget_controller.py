@@ -511,6 +511,19 @@ async def test_pod_events_reach_their_budgets(changed, want):
     assert await h.queued() == want
 
 
+async def test_a_budget_created_before_its_pods_counts_them_when_they_come():
+    """OpenKruise #1857 (open): a budget whose selector matched no pod when it was first
+    reconciled never picked up the pods created later. Here each new pod reaches it."""
+    h = Harness()
+    h.seed(pub(), deployment(), replica_set())
+    assert await h.drain() == [("event", "PodUnavailableBudget", "pub-test", "Normal", "NoPods")]
+    h.feed(*owned(pods(10, related_pub=None)), type=ADDED)  # created with the mesh down
+    actions = await h.drain()
+    assert ("status", "pub-test", "100", written(3, 10, 7, 10)) in actions
+    backfilled = sorted(a[1] for a in actions if a[0] == "patch")
+    assert backfilled == sorted(f"test-pod-{i}" for i in range(10)), "related-pub written"
+
+
 async def test_a_pod_whose_labels_stop_matching_still_reaches_its_old_budget():
     h = Harness()
     h.seed(pub(), *nginx(3, related_pub=None))
