@@ -11,7 +11,9 @@ to their budget (``kruise.io/related-pub`` back-fill, SPEC 4.4). The shell aroun
 Triggers (level-triggered where OpenKruise is edge-triggered; a reconcile whose decision
 changes nothing writes nothing, so an extra one costs a cache read):
 
-* a budget event (any, deletion included) → reconcile it;
+* a budget event (any, deletion included) → reconcile it; when only its status moved (the
+  admission path writes it, many times a second under load) → reconcile it once
+  ``STATUS_SETTLE_S`` (200 ms) later, however many such events came meanwhile;
 * a pod event (any: created, changed, deleted) → the budget named by its
   ``kruise.io/related-pub`` when that budget exists, else every budget of the namespace
   whose targetRef is the pod's controller or that controller's controller (a pod of a
@@ -41,16 +43,18 @@ Reconcile (one budget):
    cluster does not know (``Invalid``) counts as missing (total 0), as a 404 does; any
    other resolution error writes nothing and retries with backoff.
 3. ``status.reconcile`` on the newest known view (``BudgetCommitter.freshest``: the cache's
-   or the one last written here, whichever is newer). ``ScaleError`` → Warning Event
-   ``CalculateExpectedPodCountFailed`` (once per message) and a retry with backoff.
+   or the one last written here, whichever is newer), with each pod's availability
+   remembered for its resourceVersion (most pods are unchanged between two reconciles).
+   ``ScaleError`` → Warning Event ``CalculateExpectedPodCountFailed`` (once per message)
+   and a retry with backoff.
    No pods → Normal Event ``NoPods`` once per transition into that state.
 4. Back-fill: each selected active pod without ``kruise.io/related-pub`` gets it by a
    merge patch carrying the pod's resourceVersion (a pod changed meanwhile — perhaps
    annotated by someone else — answers ``ABORTED`` and is left alone; its event brings the
    budget back here). A patch is sent once per pod resourceVersion.
 5. Changed → under the committer's per-budget lock (the pod webhook spends budget through
-   the same lock), take the freshest view again and decide again on it — admission may
-   have spent budget since step 3 — then write ``status_body`` with that view's
+   the same lock), take the freshest view again and, if it moved since step 3 (admission
+   may have spent budget), decide again on it; then write ``status_body`` with that view's
    resourceVersion and uid and hand the stored object to ``committer.remember``; so the
    next decision, ours or admission's, starts from it even before its watch event.
    ``ABORTED`` → read the budget (the committer remembers it) and requeue shortly.
