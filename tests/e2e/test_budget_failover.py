@@ -41,13 +41,6 @@ async def mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalM
         yield running
 
 
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def kube(mesh: LocalMesh) -> AsyncIterator[KubeClient]:
-    client = await KubeClient.connect(kubeconfig=mesh.kubeconfig)
-    yield client
-    await client.close()
-
-
 async def evict(world: World, pod: str) -> str:
     """The answer to one eviction, as a drain would see it."""
     body = {

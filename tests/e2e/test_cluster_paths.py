@@ -38,13 +38,6 @@ async def mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalM
         yield running
 
 
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def kube(mesh: LocalMesh) -> AsyncIterator[KubeClient]:
-    client = await KubeClient.connect(kubeconfig=mesh.kubeconfig)
-    yield client
-    await client.close()
-
-
 async def holder(kube: KubeClient) -> str:
     lease = await kube.request_json("GET", LEASE)
     return str(lease["spec"].get("holderIdentity") or "")

@@ -42,13 +42,6 @@ async def mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalM
         yield running
 
 
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def kube(mesh: LocalMesh) -> AsyncIterator[KubeClient]:
-    client = await KubeClient.connect(kubeconfig=mesh.kubeconfig)
-    yield client
-    await client.close()
-
-
 def shard_pod(i: int, owner: dict[str, Any], **spec: Any) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
