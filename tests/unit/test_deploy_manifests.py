@@ -24,6 +24,7 @@ import yaml
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 EXAMPLES = DEPLOY / "examples"
+MONITORING = DEPLOY / "monitoring"  # optional: the Prometheus Operator's kinds
 NAMESPACE = "kruise-mesh"
 SERVICES = ("placement", "rollout", "budget")
 
@@ -31,11 +32,13 @@ Doc = dict[str, Any]
 
 
 def manifest_files() -> list[Path]:
-    """Every YAML file of the install (deploy/ without examples/), sorted."""
+    """Every YAML file of the install (deploy/ without examples/ and monitoring/), sorted."""
     return sorted(
         p
         for p in DEPLOY.rglob("*.yaml")
-        if EXAMPLES not in p.parents and p.name != "kustomization.yaml"
+        if EXAMPLES not in p.parents
+        and MONITORING not in p.parents
+        and p.name != "kustomization.yaml"
     )
 
 
@@ -832,3 +835,95 @@ def _grants(rules: list[Doc], group: str, resource: str, verb: str) -> bool:
 def test_gateway_role_grants_what_the_services_ask_for(group: str, resource: str, verb: str):
     role = find("ClusterRole", "kruise-mesh-gateway")
     assert _grants(role["rules"], group, resource, verb), f"{verb} {resource}.{group}"
+
+
+# --- monitoring (optional, Prometheus Operator) ---------------------------------------------
+
+MONITORING_FILES = ("podmonitor.yaml", "rules.yaml")
+
+
+def alert_rules() -> list[Doc]:
+    (rule,) = load(MONITORING / "rules.yaml")
+    assert rule["kind"] == "PrometheusRule"
+    return [r for group in rule["spec"]["groups"] for r in group["rules"]]
+
+
+def test_monitoring_kustomization_lists_its_manifests() -> None:
+    (kustomization,) = load(MONITORING / "kustomization.yaml")
+    assert sorted(kustomization["resources"]) == sorted(MONITORING_FILES)
+    assert sorted(p.name for p in MONITORING.glob("*.yaml")) == sorted(
+        [*MONITORING_FILES, "kustomization.yaml"]
+    )
+
+
+def test_pod_monitor_scrapes_every_component_by_its_metrics_port() -> None:
+    (monitor,) = load(MONITORING / "podmonitor.yaml")
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    for component in ("gateway", *SERVICES):
+        template = find("Deployment", f"kruise-mesh-{component}")["spec"]["template"]
+        labels = template["metadata"]["labels"]
+        assert selector.items() <= labels.items(), component
+        ports = {p["name"]: p for c in template["spec"]["containers"] for p in c["ports"]}
+        assert ports[endpoint["port"]]["containerPort"] == 9090, component
+        annotations = template["metadata"]["annotations"]
+        assert annotations["prometheus.io/path"] == endpoint["path"]
+
+
+def test_every_alert_says_what_and_how_bad() -> None:
+    for rule in alert_rules():
+        assert rule["alert"].startswith("KruiseMesh"), rule
+        assert rule["labels"]["severity"] in ("critical", "warning", "info"), rule
+        assert rule["annotations"]["summary"] and rule["annotations"]["description"], rule
+
+
+def registered_metrics() -> dict[str, tuple[str, ...]]:
+    """Every kruise_mesh_* metric the components register, with its label names."""
+    import importlib
+
+    from prometheus_client import REGISTRY
+
+    for module in (
+        "services.gateway.app",
+        "services.gateway.webhook.server",
+        "services.budget.committer",
+        "services.budget.controller",
+        "services.placement.controller",
+    ):
+        importlib.import_module(module)
+    out: dict[str, tuple[str, ...]] = {}
+    for name, collector in REGISTRY._names_to_collectors.items():  # noqa: SLF001 - test only
+        if name.startswith("kruise_mesh_"):
+            out[name] = tuple(getattr(collector, "_labelnames", ()))
+    return out
+
+
+def test_every_metric_an_alert_reads_is_one_the_code_serves_with_those_labels() -> None:
+    import re
+
+    metrics = registered_metrics()
+    selector = re.compile(r"(kruise_mesh_[a-z_]+)(?:\{([^}]*)\})?")
+    seen = 0
+    for rule in alert_rules():
+        for name, matchers in selector.findall(rule["expr"]):
+            seen += 1
+            assert name in metrics, f"{rule['alert']}: no metric {name}"
+            for matcher in filter(None, (m.strip() for m in matchers.split(","))):
+                label = re.split(r"[=!~]", matcher, maxsplit=1)[0]
+                assert label in metrics[name], f"{rule['alert']}: {name} has no label {label}"
+    assert seen >= len(alert_rules())
+
+
+@pytest.mark.skipif(not Path("/usr/bin/kubectl").exists(), reason="kubectl is not installed")
+def test_kubectl_kustomize_renders_the_monitoring() -> None:
+    kubectl = shutil.which("kubectl") or "/usr/bin/kubectl"
+    rendered = subprocess.run(
+        [kubectl, "kustomize", str(MONITORING)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    kinds = sorted(d["kind"] for d in yaml.safe_load_all(rendered.stdout) if d)
+    assert kinds == ["PodMonitor", "PrometheusRule"]
