@@ -21,13 +21,31 @@ from services.budget.workloads import WorkloadFinder
 from services.kit.mesh import Handler
 from services.kit.service import FeatureContext
 
+LINGER_ENV = "KRUISE_MESH_BUDGET_LINGER_MS"
+
+
+def linger_ms(env: Mapping[str, str]) -> float:
+    """``KRUISE_MESH_BUDGET_LINGER_MS`` (unset or empty: 10; 0 turns lingering off)."""
+    raw = env.get(LINGER_ENV, "").strip() or "10"
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1000:
+        raise ValueError(
+            f"{LINGER_ENV} must be a number of milliseconds from 0 to 1000, got {raw!r}"
+        )
+    return value
+
 
 class BudgetFeature:
     def __init__(self, context: FeatureContext) -> None:
         cache = context.mesh.cache
         cluster = context.cluster
         self.finder = WorkloadFinder(cache=cache, scales=cluster, objects=cluster)
-        self.committer = BudgetCommitter(cache=cache, cluster=cluster)
+        self.committer = BudgetCommitter(
+            cache=cache, cluster=cluster, linger_s=linger_ms(context.env) / 1000
+        )
         self.controller = BudgetController(
             cache=cache, cluster=cluster, finder=self.finder, committer=self.committer
         )

@@ -156,10 +156,14 @@ def delete(name: str, *, dry_run: bool = False, **kw: Any):
 class Replica:
     """One budget replica's admission path over a shared store."""
 
-    def __init__(self, store: BudgetStore, *, owner: bool = True) -> None:
+    def __init__(self, store: BudgetStore, *, owner: bool = True, linger_s: float = 0.01) -> None:
         self.cache = ObjectCache()
         self.store = store
-        self.committer = BudgetCommitter(cache=self.cache, cluster=store)  # type: ignore[arg-type]
+        self.committer = BudgetCommitter(
+            cache=self.cache,
+            cluster=store,  # type: ignore[arg-type]
+            linger_s=linger_s,
+        )
         finder = WorkloadFinder(cache=self.cache, scales=store, objects=store)
         self.webhook = PodWebhook(
             cache=self.cache,
@@ -211,6 +215,37 @@ async def test_concurrent_deletes_spend_exactly_the_allowance_in_few_writes():
     refused = next(a for a in answers if not a.allowed)
     assert refused.code == 403
     assert "PodUnavailableBudget pub-test allows no more unavailable pods" in refused.message
+
+
+async def answered_within(seconds: float, review: Any) -> Any:
+    return await asyncio.wait_for(review, seconds)
+
+
+async def test_an_idle_budgets_first_decision_is_written_at_once():
+    replica = Replica(allowing(10), linger_s=5.0)
+    answer = await answered_within(1.0, replica.webhook.review(delete("p-0")))
+    assert answer.allowed and replica.store.writes == 1
+
+
+async def test_a_busy_budget_with_small_writes_lets_the_next_decisions_share_one():
+    """Moments after a write that carried one decision, the next decision waits up to the
+    linger for others: two decisions 20 ms apart share one write instead of two."""
+    replica = Replica(allowing(10), linger_s=0.2)
+    assert (await replica.webhook.review(delete("p-0"))).allowed
+    first = asyncio.ensure_future(replica.webhook.review(delete("p-1")))
+    await asyncio.sleep(0.02)
+    second = asyncio.ensure_future(replica.webhook.review(delete("p-2")))
+    answers = await answered_within(2.0, asyncio.gather(first, second))
+    assert all(a.allowed for a in answers)
+    assert replica.store.writes == 2 and replica.store.spent == 3
+
+
+async def test_a_budget_whose_writes_carry_many_decisions_does_not_linger():
+    replica = Replica(allowing(10), linger_s=5.0)
+    answers = await asyncio.gather(*(replica.webhook.review(delete(f"p-{i}")) for i in range(5)))
+    assert all(a.allowed for a in answers) and replica.store.writes == 1
+    answer = await answered_within(1.0, replica.webhook.review(delete("p-5")))
+    assert answer.allowed and replica.store.writes == 2
 
 
 async def test_two_replicas_with_stale_caches_never_spend_twice():
