@@ -1,7 +1,7 @@
 """Budget (PodUnavailableBudget) benchmark: the pod webhooks' decisions, with and without the
-status write, and an eviction storm.
+status write, an eviction storm, and the status-write linger off and on.
 
-    python -m bench.budget            # the whole run (about 4-5 min on 2 vCPUs)
+    python -m bench.budget            # the whole run (about 8 min on 2 vCPUs)
     python -m bench.budget --quick    # a smoke run (about 1 min): smaller worlds, 1 repetition
 
 Everything is real and on 127.0.0.1: ``services.cli.local.LocalMesh`` starts the sandbox (API
@@ -62,6 +62,12 @@ per-request latency, and the answer codes: exactly ``--storm-allowed`` must be a
 and the rest refused (429, or 403/409). Between repetitions the evicted pods are replaced by new
 ones and the bench waits until the budget allows ``--storm-allowed`` again.
 
+**4. The status-write linger, off and on.** Figure 2b's load on its own ``--budgets`` worlds,
+with every budget replica restarted before each window with ``KRUISE_MESH_BUDGET_LINGER_MS``
+0 (off) or 10 (the default), the order alternating per repetition. Reported side by side with
+the on/off ratio: admitted decisions per second, latency, status writes and decisions per
+write, and the cores used.
+
 Cells are median [min–max] over the repetitions; ratios are taken within a repetition, then
 the median. Any error, a wrong count or a phase that does not converge in time fails the run
 (exit status 1) after the tables are printed.
@@ -72,6 +78,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
 import re
 import ssl
 import subprocess
@@ -770,19 +777,7 @@ async def figure2(
     reviews: dict[str, list[tuple[str, str, bytes]]] = {}
     review_bytes: dict[str, int] = {}
     for key, worlds in variants.items():
-        per_world = []
-        for world in worlds:
-            pods = await world.settled()
-            if pods is None:
-                raise BenchError(f"figure 2{key}: {world.ns} is not settled")
-            per_world.append(
-                [
-                    (world.ns, str(p["metadata"]["name"]), delete_review(p, uid=review_uid(i)))
-                    for i, p in enumerate(sorted(pods, key=lambda p: str(p["metadata"]["name"])))
-                ]
-            )
-        # Round-robin over the budgets: consecutive reviews hit different budgets.
-        reviews[key] = [r for group in zip(*per_world, strict=True) for r in group]
+        reviews[key] = await delete_reviews(worlds, f"figure 2{key}")
         review_bytes[key] = round(sum(len(r[2]) for r in reviews[key]) / len(reviews[key]))
 
     cells = {key: Fig2Cell() for key in variants}
@@ -821,6 +816,23 @@ async def figure2(
         await wait_full(everything, plan, "figure 2 after the last rep")
         await wait_queues(http, ops, plan)
     return cells, review_bytes
+
+
+async def delete_reviews(worlds: Sequence[World], what: str) -> list[tuple[str, str, bytes]]:
+    """One pod DELETE review per pod of the worlds, round-robin over them (consecutive
+    reviews hit different budgets): (namespace, pod, review body)."""
+    per_world = []
+    for world in worlds:
+        pods = await world.settled()
+        if pods is None:
+            raise BenchError(f"{what}: {world.ns} is not settled")
+        per_world.append(
+            [
+                (world.ns, str(p["metadata"]["name"]), delete_review(p, uid=review_uid(i)))
+                for i, p in enumerate(sorted(pods, key=lambda p: str(p["metadata"]["name"])))
+            ]
+        )
+    return [r for group in zip(*per_world, strict=True) for r in group]
 
 
 async def wait_queues(http: aiohttp.ClientSession, ops: Sequence[int], plan: Plan) -> None:
@@ -979,6 +991,107 @@ def print_figure2(
             "admitted = reviews sent = pods: every pod was sent before the window ended",
         ]
         + [f"a refusal: {c.first_refusal[:300]}" for c in cells.values() if c.first_refusal],
+    )
+
+
+# ---- figure 4: the status-write linger, on and off, in one run -----------------------------------
+LINGER_ENV = "KRUISE_MESH_BUDGET_LINGER_MS"
+LINGER_PREFIX = "bench-budget-linger-"
+LINGERS_MS = (0, 10)  # off; the default
+
+
+async def restart_budget_replicas(mesh: LocalMesh, linger_ms: int) -> None:
+    """Every budget replica restarted (gracefully) with ``linger_ms``; back once synced."""
+    os.environ[LINGER_ENV] = str(linger_ms)  # the replicas inherit the bench's environment
+    try:
+        for index in range(len(mesh.addresses["budget"])):
+            await mesh.restart_replica("budget", index, kill=False)
+    finally:
+        del os.environ[LINGER_ENV]
+    await mesh.wait_synced(timeout=60)
+
+
+async def figure4(
+    mesh: LocalMesh, api: common.Api, plan: Plan, failures: list[str]
+) -> dict[int, Fig2Cell]:
+    """Figure 2b's load (many budgets, closed loop) with the budget replicas started with
+    the linger off and on, alternating within each repetition."""
+    worlds = [
+        World(api, f"{LINGER_PREFIX}{i:02d}", plan.pods_per_budget, "100%")
+        for i in range(plan.budgets)
+    ]
+    await build(worlds, plan, "figure 4 world")
+    reviews = await delete_reviews(worlds, "figure 4")
+    cafile = str(mesh.workdir / "gateway-certs" / "ca.crt")
+    cells = {ms: Fig2Cell() for ms in LINGERS_MS}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+        for rep in range(plan.reps):
+            order = LINGERS_MS if rep % 2 == 0 else tuple(reversed(LINGERS_MS))
+            for linger in order:
+                await restart_budget_replicas(mesh, linger)
+                await wait_full(worlds, plan, f"figure 4 linger {linger} ms rep {rep + 1}")
+                ops = [int(mesh.procs[name].ready["ops_port"]) for name in budget_names(mesh)]
+                gw_ops = [int(mesh.procs["gateway"].ready["ops_port"])]
+                tracked = {name: proc.pid for name, proc in mesh.procs.items()}
+                await wait_queues(http, ops, plan)
+                before, gw_before = await scrape(http, ops), await scrape(http, gw_ops)
+                with common.CpuWindow(tracked) as cpu:
+                    window = await closed_loop(mesh.webhook_port, cafile, reviews, plan)
+                after, gw_after = await scrape(http, ops), await scrape(http, gw_ops)
+                what = f"figure 4 linger {linger} ms rep {rep + 1}"
+                cells[linger].verified.append(await verify(worlds, window, failures, what))
+                record_window(cells[linger], window, (before, after, gw_before, gw_after), cpu)
+                if window.errors:
+                    failures.append(f"{what}: {window.errors} errors ({window.first_error})")
+                progress(
+                    f"{what}: {window.allowed} admitted in {window.wall:.2f} s "
+                    f"({window.allowed / window.wall:.0f}/s)"
+                )
+        await wait_full(worlds, plan, "figure 4 after the last rep")
+    await restart_budget_replicas(mesh, LINGERS_MS[-1])
+    return cells
+
+
+def print_figure4(cells: Mapping[int, Fig2Cell], plan: Plan) -> None:
+    off, on = cells[LINGERS_MS[0]], cells[LINGERS_MS[-1]]
+
+    def row(what: str, get: Callable[[Fig2Cell], list[float]], digits: int) -> list[str]:
+        ratios = [y / x for x, y in zip(get(off), get(on), strict=True) if x]
+        return [what, common.spread(get(off), digits), common.spread(get(on), digits)] + [
+            common.spread(ratios, 2)
+        ]
+
+    rows = [
+        row("admitted decisions/s", lambda c: c.rate, 0),
+        row("p50 ms (allowed answers)", lambda c: c.p50, 1),
+        row("p99 ms (allowed answers)", lambda c: c.p99, 1),
+        row("status writes (admission path)", lambda c: c.written, 0),
+        row("decisions per write (mean)", lambda c: c.per_write, 2),
+        row("status-loop reconciles", lambda c: c.reconciles, 0),
+        [
+            "disruptedPods = admitted pods",
+            "yes" if all(off.verified) else "NO",
+            "yes" if all(on.verified) else "NO",
+            "",
+        ],
+    ]
+    def cores(name: str) -> Callable[[Fig2Cell], list[float]]:
+        return lambda cell: cell.cores.get(name, [])
+
+    for name in ("sandbox", "gateway", "budget"):
+        rows.append(row(f"cores: {name}", cores(name), 2))
+    common.print_table(
+        f"budget 4 — the status-write linger, off and on: figure 2b's load ({plan.budgets} "
+        f"budgets × {plan.pods_per_budget} pods, {plan.concurrency} in flight, ≤ "
+        f"{plan.window:g} s), median [min–max] of {plan.reps}",
+        ["", f"linger {LINGERS_MS[0]} ms (off)", f"linger {LINGERS_MS[-1]} ms (default)", "on/off"],
+        rows,
+        notes=[
+            f"the budget replicas are restarted with {LINGER_ENV} before each window; the "
+            "order alternates per repetition; ratios are taken within a repetition",
+            "linger: a budget whose last write carried fewer than 4 decisions and ended less "
+            "than 50 ms ago waits that long for more before its next write",
+        ],
     )
 
 
@@ -1177,6 +1290,9 @@ async def run(plan: Plan, workdir: Path) -> list[str]:
             if 2 in plan.figures:
                 fig2, sizes = await figure2(mesh, api, plan, failures)
                 print_figure2(fig2, plan, sizes)
+            if 4 in plan.figures:
+                fig4 = await figure4(mesh, api, plan, failures)
+                print_figure4(fig4, plan)
         if 3 in plan.figures:
             storm = await figure3(mesh, plan, failures)
             print_figure3(storm, plan)
@@ -1198,7 +1314,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--storm-pods", type=int, default=1000)
     parser.add_argument("--storm-allowed", type=int, default=10)
     parser.add_argument("--budget-replicas", type=int, default=1)
-    parser.add_argument("--figures", default="1,2,3", help="which figures, e.g. 2,3")
+    parser.add_argument("--figures", default="1,2,3,4", help="which figures, e.g. 2,3")
     args = parser.parse_args(argv)
 
     quick = args.quick
