@@ -1075,6 +1075,7 @@ def print_figure4(cells: Mapping[int, Fig2Cell], plan: Plan) -> None:
             "",
         ],
     ]
+
     def cores(name: str) -> Callable[[Fig2Cell], list[float]]:
         return lambda cell: cell.cores.get(name, [])
 
