@@ -918,6 +918,20 @@ def cores_of(cpu: common.CpuWindow) -> dict[str, float]:
     return {name: seconds / cpu.wall for name, seconds in out.items()}
 
 
+def side_by_side(
+    what: str,
+    left: Fig2Cell,
+    right: Fig2Cell,
+    get: Callable[[Fig2Cell], list[float]],
+    digits: int,
+) -> list[str]:
+    """A table row: both cells' spreads, then right/left taken within each repetition."""
+    ratios = [y / x for x, y in zip(get(left), get(right), strict=True) if x]
+    return [what, common.spread(get(left), digits), common.spread(get(right), digits)] + [
+        common.spread(ratios, 2)
+    ]
+
+
 def print_figure2(
     cells: Mapping[str, Fig2Cell], plan: Plan, review_bytes: Mapping[str, int]
 ) -> None:
@@ -925,10 +939,7 @@ def print_figure2(
     targets = {"a": 300.0, "b": 1000.0}
 
     def row(what: str, get: Callable[[Fig2Cell], list[float]], digits: int) -> list[str]:
-        ratios = [y / x for x, y in zip(get(a), get(b), strict=True) if x]
-        return [what, common.spread(get(a), digits), common.spread(get(b), digits)] + [
-            common.spread(ratios, 2)
-        ]
+        return side_by_side(what, a, b, get, digits)
 
     def refused(cell: Fig2Cell) -> str:
         return ", ".join(f"{n}×{code}" for code, n in sorted(cell.refused.items())) or "0"
@@ -1056,10 +1067,7 @@ def print_figure4(cells: Mapping[int, Fig2Cell], plan: Plan) -> None:
     off, on = cells[LINGERS_MS[0]], cells[LINGERS_MS[-1]]
 
     def row(what: str, get: Callable[[Fig2Cell], list[float]], digits: int) -> list[str]:
-        ratios = [y / x for x, y in zip(get(off), get(on), strict=True) if x]
-        return [what, common.spread(get(off), digits), common.spread(get(on), digits)] + [
-            common.spread(ratios, 2)
-        ]
+        return side_by_side(what, off, on, get, digits)
 
     rows = [
         row("admitted decisions/s", lambda c: c.rate, 0),
