@@ -86,10 +86,7 @@ def patch_body(
         ops: list[Any] = parse_json(patch, field="patch", want=list)
         if not (rv or uid):
             return patch, content_type
-        tests = [{"op": "test", "path": "/metadata/resourceVersion", "value": rv}] if rv else []
-        if uid:
-            tests.append({"op": "test", "path": "/metadata/uid", "value": uid})
-        return orjson.dumps(tests + ops), content_type
+        return orjson.dumps(precondition_tests(preconditions) + ops), content_type
     doc: dict[str, Any] = parse_json(patch, field="patch", want=dict)
     if not (rv or uid):
         return patch, content_type
@@ -103,6 +100,15 @@ def patch_body(
     if uid:
         meta["uid"] = uid
     return orjson.dumps(doc), content_type
+
+
+def precondition_tests(preconditions: cluster_pb2.Preconditions) -> list[dict[str, Any]]:
+    """JSON patch ``test`` ops for the resourceVersion and uid preconditions that are set."""
+    rv, uid = preconditions.resource_version, preconditions.uid
+    tests = [{"op": "test", "path": "/metadata/resourceVersion", "value": rv}] if rv else []
+    if uid:
+        tests.append({"op": "test", "path": "/metadata/uid", "value": uid})
+    return tests
 
 
 def precondition_failure(
@@ -124,13 +130,12 @@ def status_patch(
     """One conditional JSON patch that replaces the whole ``.status``. Pure.
 
     ``add`` on an existing member replaces it, so keys the decision dropped are gone (a
-    merge patch would keep them); ``patch_body`` prepends the precondition ``test`` ops.
-    One request, no read first.
+    merge patch would keep them); the precondition ``test`` ops come first. One request, no
+    read first, and the status is serialised once.
     """
-    replace = orjson.dumps([{"op": "add", "path": "/status", "value": status}])
-    return patch_body(
-        patch_type=cluster_pb2.PATCH_TYPE_JSON, patch=replace, preconditions=preconditions
-    )
+    replace = {"op": "add", "path": "/status", "value": status}
+    ops = [*precondition_tests(preconditions), replace]
+    return orjson.dumps(ops), CONTENT_TYPES[cluster_pb2.PATCH_TYPE_JSON]
 
 
 def delete_options(
