@@ -137,8 +137,9 @@ def parse_gateway_config(
         "--review-routing",
         "KRUISE_MESH_REVIEW_ROUTING",
         "owner",
-        "owner: each review goes to the replica owning its namespace; random: to any "
-        "replica (a test switch proving decisions do not depend on routing)",
+        "owner: each review goes to the replica owning its namespace; random: a budget "
+        "review to any budget replica (a test switch proving its decisions do not depend "
+        "on routing; other services keep owner routing)",
         choices=["owner", "random"],
     )
     add("--log-level", "KRUISE_MESH_LOG_LEVEL", "INFO", "log level")

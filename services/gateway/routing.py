@@ -20,6 +20,8 @@ from services.kit.ring import HashRing
 log = logging.getLogger(__name__)
 
 SERVICES = ("placement", "rollout", "budget")
+# Services whose admission decisions hold on any replica (see ``Router.any_member``).
+ROUTING_FREE = frozenset({"budget"})
 
 RingListener = Callable[[str, HashRing], None]
 
@@ -97,12 +99,16 @@ class Router:
         return ring.owner(namespace) if ring is not None else None
 
     def any_member(self, service: str, namespace: str) -> str | None:
-        """A random replica of ``service``, whoever owns ``namespace``.
+        """A random replica of ``service``, whoever owns ``namespace``, for the services in
+        ``ROUTING_FREE``; the owner for the others.
 
-        The ``--review-routing random`` test switch: it proves that decisions do not
-        depend on routing (a replica that does not own a namespace reads what it needs
-        through the cluster API and its writes carry their preconditions).
+        The ``--review-routing random`` test switch: it proves that the budget's decisions
+        do not depend on routing (a replica that does not own a namespace reads what it
+        needs through the cluster API and its writes carry their preconditions). Placement
+        decides from its replica's cache, so its reviews keep going to the owner.
         """
+        if service not in ROUTING_FREE:
+            return self.owner(service, namespace)
         ring = self._rings.get(service)
         if ring is None or not ring.members:
             return None

@@ -180,6 +180,18 @@ def test_router_owner_and_change_notifications() -> None:
     assert len(heard) == 1 and router.owner("budget", "team-a") is None
 
 
+def test_random_review_routing_spreads_budget_reviews_but_keeps_placement_with_its_owner() -> None:
+    """Placement decides from its replica's cache (a non-owner would skip the injection);
+    the budget reads through the API where it does not own the namespace."""
+    members = [f"r{i}:1" for i in range(4)]
+    router = Router({"budget": members, "placement": members})
+    namespaces = [f"team-{i}" for i in range(40)]
+    budget = {router.any_member("budget", ns) for ns in namespaces for _ in range(5)}
+    assert budget == set(members)
+    for ns in namespaces:
+        assert router.any_member("placement", ns) == router.owner("placement", ns)
+
+
 def slice_body(name: str, service: str, *addresses: str, ready: bool = True) -> bytes:
     return orjson.dumps(
         {
