@@ -17,12 +17,16 @@ class PlacementApi(placement_pb2_grpc.PlacementServiceServicer):
     def __init__(self, mesh: MeshServicer) -> None:
         self.mesh = mesh
 
-    def _entries(self, namespace: str, pps_name: str) -> list[placement_pb2.PodStateEntry]:
+    def _entries(
+        self, namespace: str, pps_name: str, *, only_pod: str = ""
+    ) -> list[placement_pb2.PodStateEntry]:
         entries = []
         for pps in self.mesh.cache.items(PPS, namespace):
             if pps_name and pps.meta.name != pps_name:
                 continue
             for pod, state in sorted(pps.pod_states.items()):
+                if only_pod and pod != only_pod:
+                    continue
                 entry = placement_pb2.PodStateEntry(
                     namespace=pps.meta.namespace,
                     persistent_pod_state=pps.meta.name,
@@ -60,9 +64,8 @@ class PlacementApi(placement_pb2_grpc.PlacementServiceServicer):
     ) -> placement_pb2.GetPodStateResponse:
         if not request.namespace or not request.pod:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "namespace and pod are required")
-        for entry in self._entries(request.namespace, ""):
-            if entry.pod == request.pod:
-                return placement_pb2.GetPodStateResponse(entry=entry)
+        for entry in self._entries(request.namespace, "", only_pod=request.pod):
+            return placement_pb2.GetPodStateResponse(entry=entry)
         await context.abort(
             grpc.StatusCode.NOT_FOUND,
             f"no PersistentPodState in {request.namespace} records pod {request.pod}",

@@ -10,7 +10,7 @@ and name; the version is ignored (OpenKruise's ``IsReferenceEqual``).
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from kruise.common.v1 import views_pb2
 from services.kit.cache import workload_name
@@ -27,14 +27,15 @@ class TargetKinds:
     """The (group, kind) pairs a PersistentPodState may target."""
 
     extra: frozenset[tuple[str, str]] = frozenset()
+    all: frozenset[tuple[str, str]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Asked on every pod, workload and review event: the union is made once.
+        object.__setattr__(self, "all", NATIVE_TARGETS | self.extra)
 
     @classmethod
     def with_extra(cls, pairs: Iterable[tuple[str, str]]) -> TargetKinds:
         return cls(extra=frozenset(pairs))
-
-    @property
-    def all(self) -> frozenset[tuple[str, str]]:
-        return NATIVE_TARGETS | self.extra
 
     def accepts(self, *, api_version: str, kind: str) -> bool:
         group = group_of(api_version)
