@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client import Counter
 
@@ -36,6 +36,7 @@ from services.kit import admission, errors
 from services.kit.admission import Verdict
 from services.kit.cache import ObjectCache
 from services.kit.cluster import ObjectReader, Ref
+from services.kit.objects import controller_ref
 from services.kit.projection import project_pod
 
 log = logging.getLogger(__name__)
@@ -48,12 +49,7 @@ DECISIONS = Counter(
     ["action", "outcome"],
 )
 
-_OPERATIONS: dict[int, decision.Operation] = {
-    mesh_pb2.OPERATION_CREATE: "CREATE",
-    mesh_pb2.OPERATION_UPDATE: "UPDATE",
-    mesh_pb2.OPERATION_DELETE: "DELETE",
-    mesh_pb2.OPERATION_CONNECT: "CONNECT",
-}
+_OPERATIONS = cast(dict[int, decision.Operation], admission.OPERATION_NAMES)
 
 
 def wall_clock_ms() -> int:
@@ -187,7 +183,7 @@ class PodWebhook:
     async def _owner(self, pod: views_pb2.PodView | None) -> decision.OwnerCheck:
         if pod is None:
             return decision.OWNER_OK
-        owner = next((r for r in pod.meta.owner_references if r.controller), None)
+        owner = controller_ref(pod.meta.owner_references)
         if owner is None:
             return decision.OWNER_OK
         try:
