@@ -367,6 +367,7 @@ class BudgetController:
         workers: int = 3,
         retry_s: float = 0.5,
         max_backoff_s: float = 30.0,
+        status_settle_s: float = STATUS_SETTLE_S,
     ) -> None:
         self.cache = cache
         self.cluster = cluster
@@ -376,6 +377,7 @@ class BudgetController:
         self.workers = workers
         self.retry_s = retry_s
         self.max_backoff_s = max_backoff_s
+        self.status_settle_s = status_settle_s
         self.queue: WorkQueue[BudgetKey] = WorkQueue()
         self.index = Indexes()
         self._task: asyncio.Task[None] | None = None
@@ -454,7 +456,7 @@ class BudgetController:
             elif seen == view.meta.generation:
                 # Only the status moved (admission spends write it many times a second
                 # under load): one reconcile shortly after covers a burst of them.
-                self.queue.add_after(key, STATUS_SETTLE_S)
+                self.queue.add_after(key, self.status_settle_s)
             else:
                 self._generations[key] = view.meta.generation
                 self.queue.add(key)

@@ -30,7 +30,8 @@ from tests.e2e.conftest import eventually, owner, replica_status
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
 PODS = 300
-ALLOWED = 60
+ALLOWED = 200
+STORM = 150  # evictions in the storm: fewer than allowed, so spending is left after it
 KILL_AFTER = 20  # answers seen before the owner dies
 
 
@@ -70,7 +71,6 @@ async def test_a_budget_replica_killed_mid_storm_never_lets_the_budget_be_oversp
     (survivor,) = [a for a in mesh.addresses["budget"] if a != doomed]
 
     answered = 0
-    owner_gone = asyncio.Event()
 
     async def kill_the_owner() -> None:
         while answered < KILL_AFTER:
@@ -81,10 +81,10 @@ async def test_a_budget_replica_killed_mid_storm_never_lets_the_budget_be_oversp
             f"/apis/discovery.k8s.io/v1/namespaces/{MESH_NAMESPACE}/endpointslices/"
             f"kruise-mesh-budget-{index}",
         )
-        owner_gone.set()
 
     names = [f"{world.app}-{i}" for i in range(PODS)]
     random.Random(7).shuffle(names)
+    stormed = names[:STORM]
     gate = asyncio.Semaphore(10)
 
     async def one(pod: str) -> tuple[str, str]:
@@ -95,13 +95,12 @@ async def test_a_budget_replica_killed_mid_storm_never_lets_the_budget_be_oversp
         return pod, code
 
     killer = asyncio.create_task(kill_the_owner())
-    answers = dict(await asyncio.gather(*(one(p) for p in names)))
+    answers = dict(await asyncio.gather(*(one(p) for p in stormed)))
     await asyncio.wait_for(killer, 10)
-    assert owner_gone.is_set()
     codes = Counter(answers.values())
     admitted = {pod for pod, code in answers.items() if code == "201"}
-    assert 0 < len(admitted) <= ALLOWED, codes
-    assert codes["201"] + codes["429"] < PODS, f"nobody answered while the owner was dead: {codes}"
+    assert admitted, codes
+    assert codes["201"] < STORM, f"nobody answered while the owner was dead: {codes}"
 
     # The survivor owns the namespace once the ring has one member; it decides from the
     # status the dead replica wrote.
@@ -110,8 +109,9 @@ async def test_a_budget_replica_killed_mid_storm_never_lets_the_budget_be_oversp
 
     await eventually("the survivor alone on the budget ring", took_over, timeout=20)
     pods = (await kube.request_json("GET", world.pods_path))["items"]
-    gone = set(names) - {p["metadata"]["name"] for p in pods}
-    assert gone == admitted, "every admitted eviction deleted its pod, and nothing else went"
+    staying = {p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp")}
+    evicted = set(names) - staying  # gone, or terminating
+    assert evicted == admitted, "every admitted eviction deleted its pod, and nothing else went"
 
     # Spent = evicted pods + pods still recorded in disruptedPods (the dead replica may have
     # written a spend it never answered: it stays recorded until its 20 s run out).
@@ -126,12 +126,14 @@ async def test_a_budget_replica_killed_mid_storm_never_lets_the_budget_be_oversp
 
     await eventually("the budget counts every spend once", settled, timeout=20)
     status = await world.status()
-    assert status["unavailableAllowed"] >= 0
+    recorded = set(status.get("disruptedPods") or {})
+    assert len(admitted) + len(recorded) <= ALLOWED
+    assert status["unavailableAllowed"] > 0, "the storm left spending for the survivor"
 
     # Spend what is left through the survivor, then one more: refused. (A pod already
     # recorded would be admitted without spending: left out.)
-    recorded = set(status.get("disruptedPods") or {})
     left = [pod for pod in names if pod not in admitted and pod not in recorded]
-    retried = Counter([await evict(world, pod) for pod in left[: status["unavailableAllowed"]]])
+    spend = left[: status["unavailableAllowed"]]
+    retried = Counter(await asyncio.gather(*(evict(world, pod) for pod in spend)))
     assert retried == Counter({"201": status["unavailableAllowed"]}), retried
     assert await evict(world, left[-1]) == "429"

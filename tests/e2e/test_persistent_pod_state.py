@@ -8,6 +8,7 @@ emptiest node; the tests assert where each pod lands.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from typing import Any
 
@@ -242,8 +243,11 @@ async def test_persistent_pod_state_lifecycle(mesh: LocalMesh, kube: KubeClient,
     )
     await api.merge("statefulsets", "echoserver", {"spec": {"replicas": 1}})
     await all_ready(api, "echoserver", 1)
-    states = await api.pod_states("echoserver")
-    assert states is not None and len(states) == 5
+    # Pruning would follow the pods' deletions: the records must stay 5 for a while after.
+    for _ in range(10):
+        states = await api.pod_states("echoserver")
+        assert states is not None and len(states) == 5
+        await asyncio.sleep(0.2)
 
     # 19: a second PersistentPodState for the same StatefulSet is refused by the webhook.
     second = {

@@ -19,7 +19,7 @@ from services.cli.local import LocalMesh
 from services.gateway.kube.client import KubeClient
 from services.kit import errors
 from tests.e2e.budget_world import World, storm
-from tests.e2e.conftest import ensure_namespace
+from tests.e2e.conftest import ensure_namespace, eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -249,12 +249,22 @@ async def test_scenario_25_an_in_place_update_to_a_broken_image_is_held_at_one_p
     assert await set_image("clone-0", broken) == 200
     await world.wait_status(unavailableAllowed=0, currentAvailable=1, totalReplicas=2)
     assert await set_image("clone-1", broken) == 403, "the budget holds the second pod back"
+
     # Converged: one pod broken, one un-updated, and it stays so past the 10 s window of
     # the admitted update (the broken pod is simply not ready).
-    status = await world.wait_status(
-        unavailableAllowed=0, desiredAvailable=1, currentAvailable=1, totalReplicas=2
-    )
+    async def past_the_window() -> bool:
+        return "clone-0" not in ((await world.status()).get("unavailablePods") or {})
+
+    await eventually("clone-0's admitted update past its 10 s window", past_the_window, timeout=30)
+    status = await world.status()
+    assert (
+        status["unavailableAllowed"],
+        status["desiredAvailable"],
+        status["currentAvailable"],
+        status["totalReplicas"],
+    ) == (0, 1, 1, 2)
     assert "clone-1" not in (status.get("unavailablePods") or {})
+    assert await set_image("clone-1", broken) == 403, "still held back after the window"
 
     # The image is fixed: the broken pod (not ready, so nothing to spend) takes it, becomes
     # ready, and the second pod may go.

@@ -25,7 +25,7 @@ import pytest
 
 from kruise.common.v1 import mesh_pb2, views_pb2
 from services.budget.committer import BudgetCommitter
-from services.budget.controller import STATUS_SETTLE_S, BudgetController, BudgetKey
+from services.budget.controller import BudgetController, BudgetKey
 from services.budget.status import rfc3339, status_body, status_of
 from services.budget.workloads import WorkloadFinder
 from services.kit import errors
@@ -38,6 +38,7 @@ ADDED = mesh_pb2.WatchEvent.TYPE_ADDED
 MODIFIED = mesh_pb2.WatchEvent.TYPE_MODIFIED
 DELETED = mesh_pb2.WatchEvent.TYPE_DELETED
 
+SETTLE_S = 0.01  # the status-only settle delay, shortened for these tests
 KEY = BudgetKey(NAMESPACE, "pub-test")
 DEPLOYMENT = ("apps/v1", "Deployment", "nginx")
 ROLLOUT = ("argoproj.io/v1alpha1", "Rollout", "rollouts-demo")
@@ -222,6 +223,7 @@ class Harness:
             committer=self.committer,
             clock_ms=lambda: self.now,
             retry_s=retry_s,
+            status_settle_s=SETTLE_S,
         )
 
     def _store(self, view: Any, type: int) -> mesh_pb2.WatchEvent:
@@ -243,6 +245,10 @@ class Harness:
     def feed(self, *views: Any, type: int = MODIFIED) -> None:
         for view in views:
             self.controller.on_event(self._store(view, type))
+
+    async def settle(self) -> None:
+        """Past the settle delay of status-only budget events (they are queued by then)."""
+        await asyncio.sleep(SETTLE_S * 3)
 
     async def queued(self) -> list[BudgetKey]:
         """Take every queued key without reconciling it (once the pod index is whole)."""
@@ -437,6 +443,7 @@ async def test_controller_scenarios(budget, world, expected):
     assert await h.drain() == expected
     # The written status is remembered: nothing more to write, whatever re-triggers it.
     h.feed(budget_view_in_cache(h))
+    await h.settle()
     assert [a for a in await h.drain() if a[0] == "status"] == []
 
 
@@ -562,6 +569,7 @@ async def test_backfill_patches_only_unannotated_active_pods_once_per_version():
     ]
     # Re-triggered before the patched pods' events arrive: nothing is sent twice.
     h.feed(budget_view_in_cache(h))
+    await h.settle()
     assert await h.drain() == []
     # Pod 5 changed meanwhile (the patch lost the race): its new version is patched.
     h.feed(owned(pods(1, start=5, related_pub=None), rv="2")[0])
@@ -585,7 +593,7 @@ async def test_backfill_failures_are_counted_not_fatal():
     # The pod that hit a transient error is tried again on the next reconcile (a
     # status-only budget event: it comes after the settle delay).
     h.feed(budget_view_in_cache(h))
-    await asyncio.sleep(STATUS_SETTLE_S * 2)
+    await h.settle()
     assert [a[:2] for a in await h.drain()] == [("patch", "test-pod-1")]
 
 
@@ -596,7 +604,7 @@ async def test_a_burst_of_status_only_budget_events_is_one_reconcile():
     for _ in range(20):  # admission spends writing the status, as under load
         h.feed(budget_view_in_cache(h))
     assert len(h.controller.queue) == 0, "not at once"
-    await asyncio.sleep(STATUS_SETTLE_S * 2)
+    await h.settle()
     assert await h.queued() == [KEY]
     changed = budget_view_in_cache(h)
     changed.meta.generation += 1  # a spec change is reconciled at once
@@ -775,6 +783,7 @@ async def test_unknown_kind_target_is_total_zero_without_crashing(answer):
     ]
     # NoPods once per state change, not every reconcile.
     h.feed(budget_view_in_cache(h))
+    await h.settle()
     assert [a for a in await h.drain() if a[0] != "scale"] == []
 
 
@@ -794,6 +803,7 @@ async def test_unscalable_spec_is_a_warning_event_once():
     ]
     assert h.controller.queue.pending() == 1, "retry scheduled"
     h.feed(budget_view_in_cache(h))
+    await h.settle()
     assert await h.drain() == []
 
 

@@ -293,7 +293,7 @@ async def test_user_pps_named_like_a_workload_survives_status_updates():
     h = Harness()
     user = web_pps()  # no ownerReference: a user made it
     h.seed(*NODES, event(mesh_pb2.KIND_WORKLOAD, sts()), event(PPS, user))
-    await h.drain()
+    assert [a for a in await h.drain() if a[0] == "delete"] == [], "the snapshot keeps it"
     for _ in range(3):
         h.feed(event(mesh_pb2.KIND_WORKLOAD, sts(), MODIFIED))
     assert [a for a in await h.drain() if a[0] == "delete"] == []
