@@ -411,6 +411,30 @@ def _spawn(*args: str) -> tuple[subprocess.Popen[str], int]:
     return proc, int(line)
 
 
+async def start_bare_webhook(certs: Path) -> tuple[subprocess.Popen[str], int]:
+    """The bare endpoint (the gateway's aiohttp webhook server answering in-process) serving
+    with the certificate in ``certs`` (tls.crt, tls.key), for another bench's baseline."""
+    return await asyncio.to_thread(
+        _spawn,
+        "webhook",
+        f"--cert={certs / 'tls.crt'}",
+        f"--key={certs / 'tls.key'}",
+        "--mode=bare",
+        "--target=none",
+    )
+
+
+def stop_spawned(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM a process started by ``_spawn``; kill it if it has not exited in 10 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
 @dataclass(frozen=True)
 class Workload:
     name: str

@@ -95,7 +95,13 @@ import aiohttp
 import orjson
 
 from bench import common
-from bench.admission import LoadResult, Workload, _connect, _spawn
+from bench.admission import (
+    LoadResult,
+    Workload,
+    _connect,
+    start_bare_webhook,
+    stop_spawned,
+)
 from services.cli.local import LocalMesh
 
 RELATED = "kruise.io/related-pub"
@@ -565,7 +571,7 @@ async def figure1(
         files[name] = str(path)
     files["bare"] = files["unprotected"]
 
-    bare, bare_port = await start_bare(mesh)
+    bare, bare_port = await start_bare_webhook(mesh.workdir / "gateway-certs")
     try:
         servers = {"gateway": mesh.procs["gateway"].pid}
         servers.update({name: mesh.procs[name].pid for name in budget_names(mesh)})
@@ -618,7 +624,7 @@ async def figure1(
                 + ", ".join(f"{n} {p99[n]:.2f} ms" for n in FIG1_VARIANTS)
             )
     finally:
-        stop_popen(bare)
+        stop_spawned(bare)
     return cells, len(bodies["unprotected"])
 
 
@@ -1257,29 +1263,6 @@ def print_figure3(storm: Storm, plan: Plan) -> None:
 # ---- processes -----------------------------------------------------------------------------------
 def budget_names(mesh: LocalMesh) -> list[str]:
     return sorted(name for name in mesh.procs if name.startswith("budget-"))
-
-
-async def start_bare(mesh: LocalMesh) -> tuple[Any, int]:
-    """``bench.admission``'s bare endpoint, serving with the gateway's own certificate."""
-    certs = mesh.workdir / "gateway-certs"
-    return await asyncio.to_thread(
-        _spawn,
-        "webhook",
-        f"--cert={certs / 'tls.crt'}",
-        f"--key={certs / 'tls.key'}",
-        "--mode=bare",
-        "--target=none",
-    )
-
-
-def stop_popen(proc: Any) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except Exception:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 # ---- the run -------------------------------------------------------------------------------------

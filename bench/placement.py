@@ -69,7 +69,6 @@ import base64
 import contextlib
 import os
 import re
-import signal
 import ssl
 import subprocess
 import sys
@@ -85,7 +84,15 @@ import grpc
 import orjson
 
 from bench import common
-from bench.admission import PATH, Cell, Workload, _run_load, _spawn, pod_review
+from bench.admission import (
+    PATH,
+    Cell,
+    Workload,
+    _run_load,
+    pod_review,
+    start_bare_webhook,
+    stop_spawned,
+)
 from kruise.common.v1 import mesh_pb2, mesh_pb2_grpc
 from services.cli.local import LocalMesh
 from services.gateway.kube.client import KubeClient
@@ -390,29 +397,6 @@ class Mutation:
     review_bytes: int = 0
     patch_ops: int = 0
     first_error: str = ""
-
-
-async def start_bare(mesh: LocalMesh) -> tuple[subprocess.Popen[str], int]:
-    """``bench.admission``'s bare endpoint, serving with the gateway's own certificate."""
-    certs = mesh.workdir / "gateway-certs"
-    return await asyncio.to_thread(
-        _spawn,
-        "webhook",
-        f"--cert={certs / 'tls.crt'}",
-        f"--key={certs / 'tls.key'}",
-        "--mode=bare",
-        "--target=none",
-    )
-
-
-def stop_popen(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 async def measure_mutation(
@@ -989,7 +973,7 @@ async def run(plan: Plan, workdir: Path) -> int:
             _progress(f"mesh up in {time.monotonic() - started:.0f} s; figure 1")
 
             bodies = await prepare_mutation(mesh, kube, workdir, mutation)
-            bare, bare_port = await start_bare(mesh)
+            bare, bare_port = await start_bare_webhook(mesh.workdir / "gateway-certs")
             await measure_mutation(
                 mesh, plan, mutation, state="empty", bodies_file=bodies,
                 bare_port=bare_port, bare_pid=bare.pid,
@@ -1026,7 +1010,7 @@ async def run(plan: Plan, workdir: Path) -> int:
             )  # fmt: skip
         finally:
             if bare is not None:
-                await asyncio.to_thread(stop_popen, bare)
+                await asyncio.to_thread(stop_spawned, bare)
             await http.close()
             await kube.close()
 
