@@ -518,6 +518,20 @@ def fill_clone_set(view: views_pb2.CloneSetView, obj: Json) -> None:
     st.label_selector = _str(status.get("labelSelector"))
 
 
+def project_controller_revision(obj: Json) -> views_pb2.ControllerRevisionView:
+    """apps/v1 ControllerRevision → ControllerRevisionView (data kept as orjson bytes)."""
+    view = views_pb2.ControllerRevisionView()
+    fill_controller_revision(view, obj)
+    return view
+
+
+def fill_controller_revision(view: views_pb2.ControllerRevisionView, obj: Json) -> None:
+    fill_meta(view.meta, obj)
+    view.revision = _int(obj.get("revision"))
+    if obj.get("data") is not None:
+        view.data_json = orjson.dumps(obj["data"])
+
+
 Projector = Callable[[Json], views_pb2.ObjectView]
 
 
@@ -582,4 +596,9 @@ _SIMPLE: dict[str, tuple[int, str, Callable[[Any, Json], None]]] = {
         fill_pod_unavailable_budget,
     ),
     "CloneSet": (mesh_pb2.KIND_CLONE_SET, "clone_set", fill_clone_set),
+    "ControllerRevision": (
+        mesh_pb2.KIND_CONTROLLER_REVISION,
+        "controller_revision",
+        fill_controller_revision,
+    ),
 }

@@ -251,3 +251,70 @@ class PlanDisruptionResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PlanDisruptionResponse: _TypeAlias = PlanDisruptionResponse  # noqa: Y015
+
+@_typing.final
+class AuthorizePodUpdateRequest(_message.Message):
+    """A workload controller (the rollout service's CloneSet controller) asks before it
+    updates a pod, in place or by re-creating it (SPEC 4.11): the same check and
+    spend as the pod webhook's UPDATE, so the webhook later admits the update
+    without spending twice.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAMESPACE_FIELD_NUMBER: _builtins.int
+    POD_FIELD_NUMBER: _builtins.int
+    POD_UID_FIELD_NUMBER: _builtins.int
+    REQUESTER_FIELD_NUMBER: _builtins.int
+    namespace: _builtins.str
+    pod: _builtins.str
+    pod_uid: _builtins.str
+    """The pod the decision is about; a pod re-created under the same name is another pod."""
+    requester: _builtins.str
+    """Who asks, for logs and Events, e.g. "rollout CloneSet web"."""
+    def __init__(
+        self,
+        *,
+        namespace: _builtins.str = ...,
+        pod: _builtins.str = ...,
+        pod_uid: _builtins.str = ...,
+        requester: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["namespace", b"namespace", "pod", b"pod", "pod_uid", b"pod_uid", "requester", b"requester"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuthorizePodUpdateRequest: _TypeAlias = AuthorizePodUpdateRequest  # noqa: Y015
+
+@_typing.final
+class AuthorizePodUpdateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALLOWED_FIELD_NUMBER: _builtins.int
+    BUDGET_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    REPLICA_FIELD_NUMBER: _builtins.int
+    allowed: _builtins.bool
+    budget: _builtins.str
+    """The budget that decided; empty when no budget protects the pod."""
+    message: _builtins.str
+    """Why it was refused, worded as the webhook's denial."""
+    replica: _builtins.str
+    """The answering replica's advertised address."""
+    def __init__(
+        self,
+        *,
+        allowed: _builtins.bool = ...,
+        budget: _builtins.str = ...,
+        message: _builtins.str = ...,
+        replica: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed", b"allowed", "budget", b"budget", "message", b"message", "replica", b"replica"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuthorizePodUpdateResponse: _TypeAlias = AuthorizePodUpdateResponse  # noqa: Y015

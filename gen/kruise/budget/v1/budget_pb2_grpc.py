@@ -44,6 +44,11 @@ class BudgetServiceStub:
                 request_serializer=kruise_dot_budget_dot_v1_dot_budget__pb2.PlanDisruptionRequest.SerializeToString,
                 response_deserializer=kruise_dot_budget_dot_v1_dot_budget__pb2.PlanDisruptionResponse.FromString,
                 _registered_method=True)
+        self.AuthorizePodUpdate = channel.unary_unary(
+                '/kruise.budget.v1.BudgetService/AuthorizePodUpdate',
+                request_serializer=kruise_dot_budget_dot_v1_dot_budget__pb2.AuthorizePodUpdateRequest.SerializeToString,
+                response_deserializer=kruise_dot_budget_dot_v1_dot_budget__pb2.AuthorizePodUpdateResponse.FromString,
+                _registered_method=True)
 
 
 class BudgetServiceServicer:
@@ -63,6 +68,14 @@ class BudgetServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AuthorizePodUpdate(self, request, context):
+        """Check and spend the pod's budget for an update (SPEC 4.7, operation UPDATE). The
+        gateway serves it too, routed to the replica that owns the namespace.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BudgetServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +88,11 @@ def add_BudgetServiceServicer_to_server(servicer, server):
                     servicer.PlanDisruption,
                     request_deserializer=kruise_dot_budget_dot_v1_dot_budget__pb2.PlanDisruptionRequest.FromString,
                     response_serializer=kruise_dot_budget_dot_v1_dot_budget__pb2.PlanDisruptionResponse.SerializeToString,
+            ),
+            'AuthorizePodUpdate': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuthorizePodUpdate,
+                    request_deserializer=kruise_dot_budget_dot_v1_dot_budget__pb2.AuthorizePodUpdateRequest.FromString,
+                    response_serializer=kruise_dot_budget_dot_v1_dot_budget__pb2.AuthorizePodUpdateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -131,6 +149,33 @@ class BudgetService:
             '/kruise.budget.v1.BudgetService/PlanDisruption',
             kruise_dot_budget_dot_v1_dot_budget__pb2.PlanDisruptionRequest.SerializeToString,
             kruise_dot_budget_dot_v1_dot_budget__pb2.PlanDisruptionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuthorizePodUpdate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kruise.budget.v1.BudgetService/AuthorizePodUpdate',
+            kruise_dot_budget_dot_v1_dot_budget__pb2.AuthorizePodUpdateRequest.SerializeToString,
+            kruise_dot_budget_dot_v1_dot_budget__pb2.AuthorizePodUpdateResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,6 +39,10 @@ class BudgetServiceStub:
     """Which of the given pods can be evicted now without breaking a budget, in
     what order, and which must wait and why. Reads the replica's cache only.
     """
+    AuthorizePodUpdate: _grpc.UnaryUnaryMultiCallable[_budget_pb2.AuthorizePodUpdateRequest, _budget_pb2.AuthorizePodUpdateResponse]
+    """Check and spend the pod's budget for an update (SPEC 4.7, operation UPDATE). The
+    gateway serves it too, routed to the replica that owns the namespace.
+    """
 
 @_typing.type_check_only
 class BudgetServiceAsyncStub(BudgetServiceStub):
@@ -47,6 +51,10 @@ class BudgetServiceAsyncStub(BudgetServiceStub):
     PlanDisruption: _aio.UnaryUnaryMultiCallable[_budget_pb2.PlanDisruptionRequest, _budget_pb2.PlanDisruptionResponse]  # type: ignore[assignment]
     """Which of the given pods can be evicted now without breaking a budget, in
     what order, and which must wait and why. Reads the replica's cache only.
+    """
+    AuthorizePodUpdate: _aio.UnaryUnaryMultiCallable[_budget_pb2.AuthorizePodUpdateRequest, _budget_pb2.AuthorizePodUpdateResponse]  # type: ignore[assignment]
+    """Check and spend the pod's budget for an update (SPEC 4.7, operation UPDATE). The
+    gateway serves it too, routed to the replica that owns the namespace.
     """
 
 class BudgetServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -65,6 +73,16 @@ class BudgetServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_budget_pb2.PlanDisruptionResponse, _abc.Awaitable[_budget_pb2.PlanDisruptionResponse]]:
         """Which of the given pods can be evicted now without breaking a budget, in
         what order, and which must wait and why. Reads the replica's cache only.
+        """
+
+    @_abc_1.abstractmethod
+    def AuthorizePodUpdate(
+        self,
+        request: _budget_pb2.AuthorizePodUpdateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_budget_pb2.AuthorizePodUpdateResponse, _abc.Awaitable[_budget_pb2.AuthorizePodUpdateResponse]]:
+        """Check and spend the pod's budget for an update (SPEC 4.7, operation UPDATE). The
+        gateway serves it too, routed to the replica that owns the namespace.
         """
 
 def add_BudgetServiceServicer_to_server(servicer: BudgetServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -35,6 +35,7 @@ class _KindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Kind.ValueType],
     KIND_PERSISTENT_POD_STATE: _Kind.ValueType  # 4
     KIND_POD_UNAVAILABLE_BUDGET: _Kind.ValueType  # 5
     KIND_CLONE_SET: _Kind.ValueType  # 6
+    KIND_CONTROLLER_REVISION: _Kind.ValueType  # 7
 
 class Kind(_Kind, metaclass=_KindEnumTypeWrapper):
     """The kinds of view a service can ask for."""
@@ -46,6 +47,7 @@ KIND_WORKLOAD: Kind.ValueType  # 3
 KIND_PERSISTENT_POD_STATE: Kind.ValueType  # 4
 KIND_POD_UNAVAILABLE_BUDGET: Kind.ValueType  # 5
 KIND_CLONE_SET: Kind.ValueType  # 6
+KIND_CONTROLLER_REVISION: Kind.ValueType  # 7
 Global___Kind: _TypeAlias = Kind  # noqa: Y015
 
 class _Operation:

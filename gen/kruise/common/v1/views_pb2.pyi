@@ -997,6 +997,35 @@ class CloneSetView(_message.Message):
 Global___CloneSetView: _TypeAlias = CloneSetView  # noqa: Y015
 
 @_typing.final
+class ControllerRevisionView(_message.Message):
+    """apps/v1 ControllerRevision: a CloneSet's recorded pod templates."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    DATA_JSON_FIELD_NUMBER: _builtins.int
+    revision: _builtins.int
+    data_json: _builtins.bytes
+    """The revision's data (for a CloneSet: {"spec": {"template": ..., "$patch": "replace"}}), JSON."""
+    @_builtins.property
+    def meta(self) -> Global___ObjectMeta: ...
+    def __init__(
+        self,
+        *,
+        meta: Global___ObjectMeta | None = ...,
+        revision: _builtins.int = ...,
+        data_json: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_json", b"data_json", "meta", b"meta", "revision", b"revision"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ControllerRevisionView: _TypeAlias = ControllerRevisionView  # noqa: Y015
+
+@_typing.final
 class ObjectView(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1006,6 +1035,7 @@ class ObjectView(_message.Message):
     PERSISTENT_POD_STATE_FIELD_NUMBER: _builtins.int
     POD_UNAVAILABLE_BUDGET_FIELD_NUMBER: _builtins.int
     CLONE_SET_FIELD_NUMBER: _builtins.int
+    CONTROLLER_REVISION_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def pod(self) -> Global___PodView: ...
     @_builtins.property
@@ -1018,6 +1048,8 @@ class ObjectView(_message.Message):
     def pod_unavailable_budget(self) -> Global___PodUnavailableBudgetView: ...
     @_builtins.property
     def clone_set(self) -> Global___CloneSetView: ...
+    @_builtins.property
+    def controller_revision(self) -> Global___ControllerRevisionView: ...
     def __init__(
         self,
         *,
@@ -1027,12 +1059,13 @@ class ObjectView(_message.Message):
         persistent_pod_state: Global___PersistentPodStateView | None = ...,
         pod_unavailable_budget: Global___PodUnavailableBudgetView | None = ...,
         clone_set: Global___CloneSetView | None = ...,
+        controller_revision: Global___ControllerRevisionView | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["clone_set", b"clone_set", "node", b"node", "persistent_pod_state", b"persistent_pod_state", "pod", b"pod", "pod_unavailable_budget", b"pod_unavailable_budget", "view", b"view", "workload", b"workload"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["clone_set", b"clone_set", "controller_revision", b"controller_revision", "node", b"node", "persistent_pod_state", b"persistent_pod_state", "pod", b"pod", "pod_unavailable_budget", b"pod_unavailable_budget", "view", b"view", "workload", b"workload"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["clone_set", b"clone_set", "node", b"node", "persistent_pod_state", b"persistent_pod_state", "pod", b"pod", "pod_unavailable_budget", b"pod_unavailable_budget", "view", b"view", "workload", b"workload"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clone_set", b"clone_set", "controller_revision", b"controller_revision", "node", b"node", "persistent_pod_state", b"persistent_pod_state", "pod", b"pod", "pod_unavailable_budget", b"pod_unavailable_budget", "view", b"view", "workload", b"workload"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_view: _TypeAlias = _typing.Literal["pod", "node", "workload", "persistent_pod_state", "pod_unavailable_budget", "clone_set"]  # noqa: Y015
+    _WhichOneofReturnType_view: _TypeAlias = _typing.Literal["pod", "node", "workload", "persistent_pod_state", "pod_unavailable_budget", "clone_set", "controller_revision"]  # noqa: Y015
     _WhichOneofArgType_view: _TypeAlias = _typing.Literal["view", b"view"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_view) -> _WhichOneofReturnType_view | None: ...
 
