@@ -44,14 +44,14 @@ NsName = tuple[str, str]
 class OwnerIndex:
     """Names of the objects each controller owner holds, by (namespace, owner uid).
 
-    ``set(namespace, name, owner_uid)`` moves an object to its current owner (``""`` or None
+    ``put(namespace, name, owner_uid)`` moves an object to its current owner (``""`` or None
     for none: removed); ``names(namespace, uid)`` is what the owner holds now.
     """
 
     by_owner: dict[NsName, set[str]] = field(default_factory=dict)
     owner_of: dict[str, dict[str, str]] = field(default_factory=dict)
 
-    def set(self, namespace: str, name: str, owner_uid: str | None) -> str | None:
+    def put(self, namespace: str, name: str, owner_uid: str | None) -> str | None:
         """Index ``name`` under ``owner_uid``; return the owner it had before (or None)."""
         owners = self.owner_of.get(namespace)
         old = owners.pop(name, None) if owners is not None else None
@@ -73,7 +73,7 @@ class OwnerIndex:
     def pod(self, pod: views_pb2.PodView, *, deleted: bool) -> str | None:
         """Index a pod under its controller owner (none when deleted)."""
         owner = None if deleted else controller_ref(pod.meta.owner_references)
-        return self.set(pod.meta.namespace, pod.meta.name, owner.uid if owner else None)
+        return self.put(pod.meta.namespace, pod.meta.name, owner.uid if owner else None)
 
     def names(self, namespace: str, owner_uid: str) -> set[str]:
         return self.by_owner.get((namespace, owner_uid), set())
