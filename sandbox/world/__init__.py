@@ -1,4 +1,5 @@
-"""The sandbox's small world: nodes, a scheduler, kubelets and a StatefulSet controller.
+"""The sandbox's small world: nodes, a scheduler, kubelets and StatefulSet and EndpointSlice
+controllers.
 
 Everything here is an ordinary HTTPS client of a Kubernetes API server (the sandbox's, or any
 other), exactly like kubelet, kube-scheduler and kube-controller-manager::
@@ -8,11 +9,14 @@ other), exactly like kubelet, kube-scheduler and kube-controller-manager::
     ├── scheduler.Scheduler       pending pods -> POST pods/<name>/binding
     ├── kubelet.Kubelet           bound pods -> status (Running, IPs, Ready, readiness gates,
     │                             in-place image changes), deletionTimestamp -> DELETE grace 0
-    └── statefulset.StatefulSetController
-                                  StatefulSets -> pods, ControllerRevisions, status
+    ├── statefulset.StatefulSetController
+    │                             StatefulSets -> pods, ControllerRevisions, status
+    └── endpointslice.EndpointSliceController
+                                  Services with a selector + their pods -> EndpointSlices
+                                  (ready / serving / terminating per pod, zones from nodes)
 
 One reflector (list+watch) per kind is shared by the components, as client-go's shared
-informers are: pods, nodes, statefulsets and controllerrevisions.
+informers are: pods, nodes, statefulsets, controllerrevisions, services and endpointslices.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import contextlib
 from datetime import UTC, datetime
 
 from sandbox.world.client import ApiClient, Reflector
+from sandbox.world.endpointslice import EndpointSliceController
 from sandbox.world.kubelet import Kubelet
 from sandbox.world.nodes import NodeSpec, default_nodes, register_nodes
 from sandbox.world.scheduler import Scheduler
@@ -55,6 +60,10 @@ class World:
         self.node_reflector = Reflector(client=client, path="/api/v1/nodes")
         self.statefulsets = Reflector(client=client, path="/apis/apps/v1/statefulsets")
         self.revisions = Reflector(client=client, path="/apis/apps/v1/controllerrevisions")
+        self.services = Reflector(client=client, path="/api/v1/services")
+        self.endpointslices = Reflector(
+            client=client, path="/apis/discovery.k8s.io/v1/endpointslices"
+        )
         self.scheduler = Scheduler(
             client=client, pods=self.pods, nodes=self.node_reflector, clock=now_rfc3339
         )
@@ -73,6 +82,13 @@ class World:
             revisions=self.revisions,
             clock=now_rfc3339,
         )
+        self.endpointslice_controller = EndpointSliceController(
+            client=client,
+            services=self.services,
+            pods=self.pods,
+            slices=self.endpointslices,
+            nodes=self.node_reflector,
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
 
@@ -82,16 +98,25 @@ class World:
             return
         self._started = True
         await register_nodes(self._client, self.nodes, now=now_rfc3339())
-        reflectors = [self.node_reflector, self.revisions, self.statefulsets, self.pods]
+        reflectors = [
+            self.node_reflector,
+            self.revisions,
+            self.statefulsets,
+            self.services,
+            self.endpointslices,
+            self.pods,
+        ]
         for reflector in reflectors:
             self._tasks.append(asyncio.create_task(reflector.run()))
         self.scheduler.start()
         self.kubelet.start()
         self.statefulset_controller.start()
+        self.endpointslice_controller.start()
         await asyncio.gather(*(r.synced.wait() for r in reflectors))
 
     async def stop(self) -> None:
         """Cancel every task and close the HTTP session. Idempotent."""
+        await self.endpointslice_controller.stop()
         await self.statefulset_controller.stop()
         await self.kubelet.stop()
         await self.scheduler.stop()

@@ -43,6 +43,7 @@ NODES = _builtin("", "nodes")
 STATEFULSETS = _builtin("apps", "statefulsets")
 NAMESPACES = _builtin("", "namespaces")
 CONFIGMAPS = _builtin("", "configmaps")
+ENDPOINTSLICES = _builtin("discovery.k8s.io", "endpointslices")
 
 
 def _cloneset_crd() -> dict[str, Any]:
@@ -670,6 +671,59 @@ def test_other_builtin_cells(
 ) -> None:
     assert names(rt) == columns
     assert cells(rt, obj) == expected, scenario
+
+
+def _slice(ports: Any, ips: list[str]) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "web-cnx6m", "creationTimestamp": CREATED},
+        "addressType": "IPv4",
+        "ports": ports,
+        "endpoints": [{"addresses": [ip]} for ip in ips] or None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("scenario", "es", "expected"),
+    [
+        pytest.param(
+            "two ready endpoints behind one port",
+            _slice([{"name": "http", "protocol": "TCP", "port": 80}], ["10.0.0.1", "10.0.0.2"]),
+            ["web-cnx6m", "IPv4", "80", "10.0.0.1,10.0.0.2", "5m"],
+            id="two-endpoints",
+        ),
+        pytest.param(
+            "five endpoints: three shown, the rest counted",
+            _slice([{"port": 80}], [f"10.0.0.{i}" for i in range(1, 6)]),
+            ["web-cnx6m", "IPv4", "80", "10.0.0.1,10.0.0.2,10.0.0.3 + 2 more...", "5m"],
+            id="more-endpoints",
+        ),
+        pytest.param(
+            "four ports; a port with only a name; a port with neither means all ports",
+            _slice([{"port": 80}, {"name": "dns"}, {}, {"port": 9090}], ["10.0.0.1"]),
+            ["web-cnx6m", "IPv4", "80,dns,* + 1 more...", "10.0.0.1", "5m"],
+            id="ports",
+        ),
+        pytest.param(
+            "the placeholder of a service selecting nothing",
+            _slice(None, []),
+            ["web-cnx6m", "IPv4", "<unset>", "<unset>", "5m"],
+            id="placeholder",
+        ),
+    ],
+)
+def test_endpointslice_cells(scenario: str, es: dict[str, Any], expected: list[Any]) -> None:
+    assert names(ENDPOINTSLICES) == ["Name", "AddressType", "Ports", "Endpoints", "Age"]
+    assert cells(ENDPOINTSLICES, es) == expected, scenario
+
+
+def test_endpointslice_column_descriptions_come_from_the_api() -> None:
+    spec = fixture("openapi/v3-apis_discovery.k8s.io_v1.json")
+    body = spec.get("response", {}).get("body", spec)
+    props = body["components"]["schemas"]["io.k8s.api.discovery.v1.EndpointSlice"]["properties"]
+    columns = table.table_for(ENDPOINTSLICES, [], include="None")["columnDefinitions"]
+    for column, field in zip(columns[1:4], ("addressType", "ports", "endpoints"), strict=True):
+        # the printer uses the Go doc comment: the OpenAPI text without its enum appendix
+        assert props[field]["description"].startswith(column["description"])
 
 
 def test_default_created_at_column_is_a_date() -> None:
