@@ -11,6 +11,7 @@ Pure; no I/O. Every predicate takes the pod's view (and the time where readiness
     available(pod, min_ready, now)   state ""/Normal, ready for minReadySeconds, in-place ready
     specified_delete(pod, names)     labelled apps.kruise.io/specified-delete or named in
                                      scaleStrategy.podsToDelete
+    is_updated(pod, revision)        at the revision (full name or its short hash)
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def ready_for(pod: views_pb2.PodView, *, min_ready_seconds: int, now_ms: int) ->
     if min_ready_seconds <= 0:
         return True
     since = ready_since_ms(pod)
-    return since > 0 and since + min_ready_seconds * 1000 <= now_ms
+    return since > 0 and since + min_ready_seconds * 1000 < now_ms
 
 
 def counts_ready(pod: views_pb2.PodView) -> bool:
@@ -109,3 +110,17 @@ def specified_delete(pod: views_pb2.PodView, pods_to_delete: Collection[str]) ->
 
 def max_restarts(pod: views_pb2.PodView) -> int:
     return max((cs.restart_count for cs in pod.container_statuses), default=0)
+
+
+def is_updated(pod: views_pb2.PodView, revision: str) -> bool:
+    """The pod is at ``revision`` (OpenKruise's ``EqualToRevisionHash``).
+
+    Its revision label equals the revision's name, or both end in the same hash after
+    their last ``-`` (pods labelled with the short hash, as CloneSetShortHash writes them)::
+
+        label "web-5d8f9c"  revision "web-5d8f9c"  → True
+        label "5d8f9c"      revision "web-5d8f9c"  → True
+        label "web-7b6c4d"  revision "web-5d8f9c"  → False
+    """
+    label = revision_of(pod)
+    return label == revision or label.rsplit("-", 1)[-1] == revision.rsplit("-", 1)[-1]
