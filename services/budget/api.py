@@ -1,9 +1,30 @@
-"""BudgetService: PodUnavailableBudget status and eviction plans, as the owning replica sees them.
+"""BudgetService: PodUnavailableBudget status and eviction plans, as the owning replica sees
+them, and update authorizations for workload controllers.
 
 Thin: each method checks its request, reads the replica cache, delegates to a pure module
 (``services.budget.planning`` for ``PlanDisruption``) and converts the answer. A replica
 answers only for the namespaces it owns on the gateway's hash ring; ``PlanDisruption``
 marks the others ``NOT_OWNED`` with their owner, so a client can route by the same ring.
+
+``AuthorizePodUpdate`` (SPEC 4.11) delegates to the pod webhook's path
+(``PodWebhook.authorize_update``: the check and spend of an UPDATE review, committed by the
+same ``BudgetCommitter``), so the webhook later admits the update without spending twice.
+It answers for any namespace: for one this replica does not own it reads the pod and the
+budget through the cluster API, and the status write's resourceVersion keeps the budget
+from being spent twice whoever routed the call. The rollout service reaches it through the
+gateway, which routes it to the owner. Answers:
+
+    allowed, budget "" ........ no budget protects the pod
+    allowed, budget "b" ....... budget b was consulted: one unit spent, or none needed
+                                (already recorded, UPDATE not in pub-protect-operations,
+                                the pod not running and ready, pub.kruise.io/no-protect)
+    refused, budget, message .. the webhook's denial text, naming the budget and its numbers;
+                                also when the status write lost every conflict retry
+    INVALID_ARGUMENT .......... namespace or pod missing
+    NOT_FOUND ................. no such pod
+    FAILED_PRECONDITION ....... the pod has another uid than pod_uid (re-created)
+    UNAVAILABLE ............... no snapshot yet, or the cluster API did not answer
+    UNIMPLEMENTED ............. a replica built without the budget's pod webhook
 """
 
 from __future__ import annotations
@@ -15,9 +36,11 @@ import grpc
 
 from kruise.budget.v1 import budget_pb2, budget_pb2_grpc
 from kruise.common.v1 import mesh_pb2, views_pb2
-from services.budget.decision import related_budget
+from services.budget.decision import Refuse, related_budget
 from services.budget.planning import BudgetKey, Candidate, Plan, Verdict, plan_disruption
+from services.budget.pod_webhook import PodWebhook, webhook_behind
 from services.budget.status import unavailable_pods
+from services.kit import errors
 from services.kit.mesh import MeshServicer
 from services.kit.ring import HashRing
 
@@ -33,8 +56,17 @@ VERDICTS: dict[Verdict, budget_pb2.PlanVerdict.ValueType] = {
 
 
 class BudgetApi(budget_pb2_grpc.BudgetServiceServicer):
-    def __init__(self, mesh: MeshServicer) -> None:
+    def __init__(self, mesh: MeshServicer, *, pods: PodWebhook | None = None) -> None:
+        """``pods`` is the replica's pod webhook; None: the one behind the mesh's
+        ``validate-pods`` handler (the budget feature's), looked up at each call."""
         self.mesh = mesh
+        self._pods = pods
+
+    @property
+    def pods(self) -> PodWebhook | None:
+        if self._pods is not None:
+            return self._pods
+        return webhook_behind(self.mesh.handlers.get("validate-pods"))
 
     async def GetBudget(
         self,
@@ -95,6 +127,46 @@ class BudgetApi(budget_pb2_grpc.BudgetServiceServicer):
             replica=self.mesh.replica,
         )
 
+    async def AuthorizePodUpdate(
+        self,
+        request: budget_pb2.AuthorizePodUpdateRequest,
+        context: grpc.aio.ServicerContext[
+            budget_pb2.AuthorizePodUpdateRequest, budget_pb2.AuthorizePodUpdateResponse
+        ],
+    ) -> budget_pb2.AuthorizePodUpdateResponse:
+        problem = invalid_update_request(request)
+        if problem:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        pods = self.pods
+        if pods is None:
+            await context.abort(
+                grpc.StatusCode.UNIMPLEMENTED,
+                f"budget replica {self.mesh.replica} runs without the budget's pod webhook",
+            )
+            raise AssertionError("unreachable")
+        if not self.mesh.synced:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"budget replica {self.mesh.replica} has no snapshot yet: it cannot decide",
+            )
+        try:
+            answer = await pods.authorize_update(
+                namespace=request.namespace,
+                name=request.pod,
+                uid=request.pod_uid,
+                requester=request.requester,
+            )
+        except errors.MeshError as e:
+            await context.abort(e.code, str(e))
+            raise AssertionError("unreachable") from e
+        outcome = answer.outcome
+        return budget_pb2.AuthorizePodUpdateResponse(
+            allowed=outcome.allowed,
+            budget=answer.budget,
+            message=outcome.message if isinstance(outcome, Refuse) else "",
+            replica=self.mesh.replica,
+        )
+
     def _budgets(
         self, candidates: Sequence[Candidate]
     ) -> dict[BudgetKey, views_pb2.PodUnavailableBudgetView]:
@@ -125,6 +197,21 @@ def invalid_pods(pods: Sequence[budget_pb2.PodRef]) -> str:
         if not ref.name:
             return f"pods[{index}] (namespace {ref.namespace!r}): name is required"
     return ""
+
+
+def invalid_update_request(request: budget_pb2.AuthorizePodUpdateRequest) -> str:
+    """What is wrong with an AuthorizePodUpdate request, or "" when nothing is."""
+    missing = [
+        field
+        for field, value in (("namespace", request.namespace), ("pod", request.pod))
+        if not value
+    ]
+    if not missing:
+        return ""
+    return (
+        f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} required: "
+        "name the pod to update by its namespace and name"
+    )
 
 
 def owners_of(pods: Sequence[budget_pb2.PodRef], *, members: Sequence[str]) -> dict[str, str]:

@@ -42,6 +42,11 @@ then ``PodUnavailableBudgetValidatePod``); every step but 3 and 9c admits:
 
 For UPDATE the pod checked is the NEW pod, as in v1.2.
 
+``authorize_update`` is the same decision for a workload controller that asks before it
+updates a pod, in place or by re-creating it (SPEC 4.11, ``BudgetService.AuthorizePodUpdate``):
+an UPDATE that changes the spec, never a dry run, the owner alive (it is the one asking).
+What it spends is what the webhook's UPDATE of that pod finds recorded later (step 9b).
+
 Beyond OpenKruise:
 * A refused eviction answers 429 TooManyRequests (what ``kubectl drain`` retries on, as
   for a PodDisruptionBudget); OpenKruise answers 403, so drains fail. DELETE and UPDATE
@@ -79,6 +84,7 @@ __all__ = [
     "Spend",
     "StatusChange",
     "action_of",
+    "authorize_update",
     "commit_many",
     "decide",
     "prescreen",
@@ -281,6 +287,43 @@ def decide(
     if dry_run:
         return Admit(reason="dry run: the budget allows it, nothing is written")
     return Admit(spend=_change(budget, spent, (spend,)), reason="one unit of budget spent")
+
+
+def authorize_update(
+    *,
+    namespace: str,
+    pod: views_pb2.PodView,
+    budget: views_pb2.PodUnavailableBudgetView | None,
+    now_ms: int,
+) -> Outcome:
+    """A workload controller's ask before it updates ``pod`` (SPEC 4.11): may it, and what
+    does it spend?
+
+    Pure; no I/O. ``decide`` for operation UPDATE with the spec changing (an in-place update
+    or a re-creation changes what runs), not a dry run, and step 3 passed: the owner asking
+    is alive. ``pod`` is the pod as the replica has it now; ``budget`` the budget its
+    ``kruise.io/related-pub`` names, None when there is none. The result is read as the
+    webhook's: ``Refuse`` with the webhook's words (403 for an exhausted budget), ``Admit``
+    with a ``spend`` that ``services.budget.committer.BudgetCommitter`` writes before the
+    answer goes out (the pod lands in ``unavailablePods``), or ``Admit`` with nothing to
+    write (no budget, UPDATE not protected, ``pub.kruise.io/no-protect``, a pod not running
+    and ready, or already recorded: the second ask for a pod spends nothing).
+
+    Worked example: budget allowed 1; ask for web-0 → Admit(spend: unavailableAllowed 0,
+    unavailablePods {web-0}); ask for web-1 → Refuse(403, "cannot update pod ns/web-1:
+    PodUnavailableBudget ... allows no more unavailable pods ..."); ask for web-0 again →
+    Admit, nothing spent.
+    """
+    return decide(
+        operation="UPDATE",
+        namespace=namespace,
+        dry_run=False,
+        pod=pod,
+        spec_changed=True,
+        owner=OWNER_OK,
+        budget=budget,
+        now_ms=now_ms,
+    )
 
 
 def commit_many(

@@ -17,6 +17,12 @@ Where the facts come from:
 
 A review that cannot be read (a malformed Eviction, a pod that is not an object) is
 refused with 400 and a message saying what is wrong.
+
+``authorize_update`` is the same path for a workload controller's ask before it updates a
+pod (SPEC 4.11, ``BudgetService.AuthorizePodUpdate`` in ``services.budget.api``): the pod by
+name as for an eviction, the budget and the commit as for a review, the decision
+``decision.authorize_update``. ``webhook_behind`` finds the replica's ``PodWebhook`` for
+the servicer.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, cast
 
 from prometheus_client import Counter
@@ -36,6 +43,7 @@ from services.kit import admission, errors
 from services.kit.admission import Verdict
 from services.kit.cache import ObjectCache
 from services.kit.cluster import ObjectReader, Ref
+from services.kit.mesh import Handler
 from services.kit.objects import controller_ref
 from services.kit.projection import project_pod
 
@@ -73,6 +81,15 @@ def eviction_dry_run(eviction: Mapping[str, Any]) -> bool:
     if not isinstance(dry_run, list) or not all(isinstance(v, str) for v in dry_run):
         raise admission.BadReview("Eviction deleteOptions.dryRun must be a list of strings")
     return "All" in dry_run
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateAnswer:
+    """``authorize_update``'s answer: the final outcome (after the commit, if it spent) and
+    the budget consulted, "" when the pod's ``kruise.io/related-pub`` names none that exists."""
+
+    outcome: decision.Outcome
+    budget: str
 
 
 class PodWebhook:
@@ -122,13 +139,7 @@ class PodWebhook:
             return decision.Admit(reason="nothing to protect")
         pod, spec_changed, dry_run = facts
         owner = await self._owner(pod)
-        related = decision.related_budget(pod) if pod is not None else ""
-        read = None
-        if related and not self.owns(request.namespace):
-            # Not this replica's namespace (rebalancing, a gateway with another view):
-            # its cache has nothing to go on, so read the budget from the API server.
-            read = await self.committer.read(request.namespace, related)
-        budget = self.committer.freshest(request.namespace, related, read=read) if related else None
+        budget, read = await self._budget_of(request.namespace, pod)
         outcome = decision.decide(
             operation=operation,
             sub_resource=request.sub_resource,
@@ -143,6 +154,75 @@ class PodWebhook:
         if isinstance(outcome, decision.Admit) and outcome.spend is not None:
             return await self.committer.commit(outcome.spend, read=read)
         return outcome
+
+    async def authorize_update(
+        self,
+        *,
+        namespace: str,
+        name: str,
+        uid: str = "",
+        requester: str = "",
+    ) -> UpdateAnswer:
+        """May ``requester`` update pod ``namespace/name`` now? Spends one unit of its budget
+        when it may and the pod is not recorded yet (SPEC 4.11: the check and spend of 4.7).
+
+        ``uid``, when given, is the pod the requester decided on: a pod re-created under the
+        same name is another pod. Raises ``errors.NotFound`` when the pod does not exist,
+        ``errors.FailedPrecondition`` when it has another uid, and the cluster API's errors
+        (``errors.Unavailable``, ...) when a read or the status write fails.
+        """
+        pod = await self._pod_to_update(namespace, name, uid)
+        budget, read = await self._budget_of(namespace, pod)
+        outcome = decision.authorize_update(
+            namespace=namespace, pod=pod, budget=budget, now_ms=self.clock_ms()
+        )
+        if isinstance(outcome, decision.Admit) and outcome.spend is not None:
+            outcome = await self.committer.commit(outcome.spend, read=read)
+        answer = UpdateAnswer(
+            outcome=outcome, budget=budget.meta.name if budget is not None else ""
+        )
+        DECISIONS.labels("update-request", "allowed" if outcome.allowed else "refused").inc()
+        log.info(
+            "pod update authorized" if outcome.allowed else "pod update refused",
+            extra={
+                "pod": f"{namespace}/{name}",
+                "requester": requester,
+                "budget": answer.budget,
+                "why": outcome.message if isinstance(outcome, decision.Refuse) else outcome.reason,
+            },
+        )
+        return answer
+
+    async def _pod_to_update(self, namespace: str, name: str, uid: str) -> views_pb2.PodView:
+        pod = self._cached_pod(namespace, name)
+        if pod is None or (uid and pod.meta.uid != uid):
+            # Not cached, or the cache may lag behind a re-creation the requester has seen.
+            pod = await self._read_pod(namespace, name)
+        if pod is None:
+            raise errors.NotFound(f"pod {namespace}/{name} not found")
+        if uid and pod.meta.uid != uid:
+            raise errors.FailedPrecondition(
+                f"pod {namespace}/{name} has uid {pod.meta.uid}, not {uid}: "
+                "it was re-created under the same name; decide again on the new pod"
+            )
+        return pod
+
+    async def _budget_of(
+        self, namespace: str, pod: views_pb2.PodView | None
+    ) -> tuple[
+        views_pb2.PodUnavailableBudgetView | None, views_pb2.PodUnavailableBudgetView | None
+    ]:
+        """(the newest known view of the budget ``pod`` names, the view read from the API
+        server for it); (None, None) when it names none."""
+        related = decision.related_budget(pod) if pod is not None else ""
+        if not related:
+            return None, None
+        read = None
+        if not self.owns(namespace):
+            # Not this replica's namespace (rebalancing, a gateway with another view):
+            # its cache has nothing to go on, so read the budget from the API server.
+            read = await self.committer.read(namespace, related)
+        return self.committer.freshest(namespace, related, read=read), read
 
     async def _facts(
         self, request: mesh_pb2.AdmissionRequest, operation: decision.Operation
@@ -170,14 +250,24 @@ class PodWebhook:
         return await self._pod_named(request.namespace, request.name), False, dry_run
 
     async def _pod_named(self, namespace: str, name: str) -> views_pb2.PodView | None:
-        if self.owns(namespace):
-            cached: views_pb2.PodView | None = self.cache.get(POD, namespace, name)
-            if cached is not None:
-                return cached
+        cached = self._cached_pod(namespace, name)
+        if cached is not None:
+            return cached
+        return await self._read_pod(namespace, name)  # None: the API server answers its 404
+
+    def _cached_pod(self, namespace: str, name: str) -> views_pb2.PodView | None:
+        """The pod from the replica cache; None when not cached or not this replica's."""
+        if not self.owns(namespace):
+            return None
+        cached: views_pb2.PodView | None = self.cache.get(POD, namespace, name)
+        return cached
+
+    async def _read_pod(self, namespace: str, name: str) -> views_pb2.PodView | None:
+        """The pod as the API server has it now; None when it does not exist."""
         try:
             got = await self.pods.get(Ref("v1", "Pod", namespace, name))
         except errors.NotFound:
-            return None  # admitted: the API server answers its own 404
+            return None
         return project_pod(got.object)
 
     async def _owner(self, pod: views_pb2.PodView | None) -> decision.OwnerCheck:
@@ -208,3 +298,15 @@ def _pod(obj: Mapping[str, Any]) -> views_pb2.PodView:
     if not isinstance(obj.get("metadata"), Mapping):
         raise admission.BadReview("the pod in the review has no metadata")
     return project_pod(obj)
+
+
+def webhook_behind(handler: Handler | None) -> PodWebhook | None:
+    """The ``PodWebhook`` whose ``review`` is ``handler`` (the replica's ``validate-pods``
+    handler), or None when there is none (a replica built without the budget feature).
+
+    How ``services.budget.api`` reaches the feature's webhook: servicers registered beside
+    the feature (``ServiceSpec.extra``) are given the replica's ``MeshServicer`` only, whose
+    ``handlers`` hold ``BudgetFeature``'s bound ``PodWebhook.review``.
+    """
+    owner = getattr(handler, "__self__", None)
+    return owner if isinstance(owner, PodWebhook) else None

@@ -4,7 +4,9 @@
     ...
     await gateway.stop()
 
-Every replica serves the webhooks and the cluster API and keeps the service rings
+Every replica serves the webhooks, the cluster API and the routed BudgetService
+(``budget_route``: workload controllers ask the budget replica owning a namespace through
+the gateway, over the admission forwarder's channels), and keeps the service rings
 (static addresses, or EndpointSlices in a cluster). One replica at a time, the
 holder of the Lease ``kruise-mesh-gateway``, runs the watch hub and the Sync
 streams, so the mesh opens one watch per kind however many gateways run.
@@ -23,7 +25,8 @@ from urllib.parse import urlsplit
 import orjson
 from prometheus_client import Gauge
 
-from services.gateway import certs, register
+from services.gateway import budget_route, certs, register
+from services.gateway.cluster_api import SERVICE_NAME as CLUSTER_SERVICE
 from services.gateway.cluster_api import ClusterApi, add_to_server
 from services.gateway.config import GatewayConfig
 from services.gateway.discovery import EndpointSliceDiscovery
@@ -142,10 +145,11 @@ class Gateway:
             await self._election
         await self.leading.stop()
         await self.webhook.stop()
-        await self.forwarder.close()
         if self.discovery is not None:
             await self.discovery.stop()
         await self.grpc.stop(grace=3)
+        # After the gRPC server: routed BudgetService calls use the forwarder's links.
+        await self.forwarder.close()
         await self.ops.stop()
         await self.kube.close()
 
@@ -204,16 +208,20 @@ async def _start(kube: KubeClient, config: GatewayConfig) -> Gateway:
         )
         await discovery.start()
 
-    cluster_api = ClusterApi(kube)
+    route = router.owner if config.review_routing == "owner" else router.any_member
+    forwarder = AdmissionForwarder(route=route, mode=config.review_mode)
+    cluster_api = ClusterApi(kube, owner=router.owner)
+    budgets = budget_route.BudgetRoute(router=router, links=forwarder)
     server = await create_server(
-        register=[lambda s: add_to_server(s, cluster_api)],
-        service_names=["kruise.cluster.v1.ClusterService"],
+        register=[
+            lambda s: add_to_server(s, cluster_api),
+            lambda s: budget_route.add_to_server(s, budgets),
+        ],
+        service_names=[CLUSTER_SERVICE, budget_route.SERVICE_NAME],
         host=config.host,
         port=config.grpc_port,
     )
     served = await _serving_cert(kube, config)
-    route = router.owner if config.review_routing == "owner" else router.any_member
-    forwarder = AdmissionForwarder(route=route, mode=config.review_mode)
     webhook = await start_webhook_server(
         host=config.host,
         port=config.webhook_port,

@@ -15,8 +15,9 @@ Status codes (services/kit/errors.py)::
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -31,6 +32,10 @@ from services.kit import errors
 T = TypeVar("T")
 Context = grpc.aio.ServicerContext[Any, Any]
 
+FENCED = Counter(
+    "kruise_mesh_cluster_api_fenced_total",
+    "Fenced writes refused because the calling replica does not own the namespace",
+)
 REQUESTS = Counter(
     "kruise_mesh_cluster_api_requests_total",
     "ClusterService calls by method and gRPC status code.",
@@ -227,11 +232,57 @@ def _dry_run(flag: bool) -> dict[str, str]:
 # -- the servicer ------------------------------------------------------------------------------
 
 
-class ClusterApi(cluster_pb2_grpc.ClusterServiceServicer):
-    """ClusterService over one KubeClient."""
+FENCE_METADATA = "kruise-mesh-fence"
 
-    def __init__(self, kube: KubeClient) -> None:
+Owner = Callable[[str, str], str | None]
+"""``(service, namespace) -> owning replica`` on the gateway's ring (``Router.owner``)."""
+
+
+def fence_refusal(fence: str, namespace: str, owner: Owner | None) -> str | None:
+    """Why a fenced write must be refused, or None. Pure.
+
+    ``fence`` is ``<service>/<replica>`` as the caller sent it in ``kruise-mesh-fence``: the
+    write is carried out only when that replica owns ``namespace`` on this gateway's ring
+    for that service (a replica that lost the namespace can no longer act on it). Cluster-
+    scoped writes and unfenced callers pass.
+    """
+    if not fence or not namespace or owner is None:
+        return None
+    service, _, replica = fence.partition("/")
+    if not service or not replica:
+        return f"malformed {FENCE_METADATA} {fence!r}: want <service>/<replica>"
+    current = owner(service, namespace)
+    if current == replica:
+        return None
+    return (
+        f"replica {replica} of {service} does not own namespace {namespace} "
+        f"(its owner is {current or 'nobody'}): write refused"
+    )
+
+
+class ClusterApi(cluster_pb2_grpc.ClusterServiceServicer):
+    """ClusterService over one KubeClient.
+
+    Writes that carry ``kruise-mesh-fence: <service>/<replica>`` metadata are fenced: refused
+    with FAILED_PRECONDITION unless that replica owns the object's namespace on ``owner``'s
+    ring (``fence_refusal``). The rollout service fences its pod and revision writes.
+    """
+
+    def __init__(self, kube: KubeClient, *, owner: Owner | None = None) -> None:
         self.kube = kube
+        self.owner = owner
+
+    def _fenced(self, context: Context, namespace: str) -> None:
+        if self.owner is None:
+            return
+        fence = ""
+        for key, value in context.invocation_metadata() or ():
+            if key == FENCE_METADATA:
+                fence = value if isinstance(value, str) else value.decode()
+        refusal = fence_refusal(fence, namespace, self.owner)
+        if refusal is not None:
+            FENCED.inc()
+            raise errors.FailedPrecondition(refusal)
 
     async def Get(
         self, request: cluster_pb2.GetRequest, context: Context
@@ -241,22 +292,32 @@ class ClusterApi(cluster_pb2_grpc.ClusterServiceServicer):
     async def Create(
         self, request: cluster_pb2.CreateRequest, context: Context
     ) -> cluster_pb2.ObjectResponse:
-        return await _serve("Create", context, self._create(request))
+        return await _serve(
+            "Create", context, self._checked(context, request.ref, self._create(request))
+        )
 
     async def Patch(
         self, request: cluster_pb2.PatchRequest, context: Context
     ) -> cluster_pb2.ObjectResponse:
-        return await _serve("Patch", context, self._patch(request))
+        return await _serve(
+            "Patch", context, self._checked(context, request.ref, self._patch(request))
+        )
 
     async def UpdateStatus(
         self, request: cluster_pb2.UpdateStatusRequest, context: Context
     ) -> cluster_pb2.ObjectResponse:
-        return await _serve("UpdateStatus", context, self._update_status(request))
+        return await _serve(
+            "UpdateStatus",
+            context,
+            self._checked(context, request.ref, self._update_status(request)),
+        )
 
     async def Delete(
         self, request: cluster_pb2.DeleteRequest, context: Context
     ) -> cluster_pb2.DeleteResponse:
-        return await _serve("Delete", context, self._delete(request))
+        return await _serve(
+            "Delete", context, self._checked(context, request.ref, self._delete(request))
+        )
 
     async def GetScale(
         self, request: cluster_pb2.GetScaleRequest, context: Context
@@ -267,6 +328,15 @@ class ClusterApi(cluster_pb2_grpc.ClusterServiceServicer):
         self, request: cluster_pb2.RecordEventRequest, context: Context
     ) -> cluster_pb2.RecordEventResponse:
         return await _serve("RecordEvent", context, self._record_event(request))
+
+    async def _checked(self, context: Context, ref: cluster_pb2.ObjectRef, work: Awaitable[T]) -> T:
+        try:
+            self._fenced(context, ref.namespace)
+        except errors.MeshError:
+            if asyncio.iscoroutine(work):
+                work.close()
+            raise
+        return await work
 
     # -- implementations (raise MeshError) -------------------------------------------------------
 

@@ -112,11 +112,28 @@ def _written(answer: cluster_pb2.ObjectResponse) -> Written:
 class ClusterClient:
     """ObjectReader, StatusWriter, ObjectWriter and EventRecorder over the gateway."""
 
-    def __init__(self, channel: grpc.aio.Channel, *, component: str, timeout: float = 5.0):
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        *,
+        component: str,
+        timeout: float = 5.0,
+        fence: str = "",
+    ):
         self.channel = channel
         self.component = component
         self.timeout = timeout
+        self.fence = fence
+        self._metadata = (("kruise-mesh-fence", fence),) if fence else None
         self._stub = cluster_pb2_grpc.ClusterServiceStub(channel)
+
+    def fenced(self, identity: str) -> ClusterClient:
+        """The same client on the same channel whose writes carry ``identity``
+        (``<service>/<replica>``): the gateway refuses them (``FailedPrecondition``) unless
+        that replica owns the object's namespace on its ring."""
+        return ClusterClient(
+            self.channel, component=self.component, timeout=self.timeout, fence=identity
+        )
 
     @classmethod
     def connect(cls, target: str, *, component: str, timeout: float = 5.0) -> ClusterClient:
@@ -129,7 +146,7 @@ class ClusterClient:
 
     async def _call(self, method: Any, request: Any) -> Any:
         try:
-            return await method(request, timeout=self.timeout)
+            return await method(request, timeout=self.timeout, metadata=self._metadata)
         except grpc.aio.AioRpcError as e:
             raise errors.from_rpc_error(e) from e
 
