@@ -31,7 +31,11 @@ import orjson
 from kruise.common.v1 import mesh_pb2, mesh_pb2_grpc
 from services.cli import procs
 from services.kit import errors
-from services.kit.config import STATEFULSET_LIKE_KINDS_ENV, parse_statefulset_like_kinds
+from services.kit.config import (
+    ROLLOUT_HANDOVER_ENV,
+    STATEFULSET_LIKE_KINDS_ENV,
+    parse_statefulset_like_kinds,
+)
 
 SERVICES = ("placement", "rollout", "budget")
 MESH_NAMESPACE = "kruise-mesh"
@@ -54,6 +58,8 @@ class LocalMesh:
     gateway_args: list[str] = field(default_factory=list)
     sandbox_args: list[str] = field(default_factory=list)
     statefulset_like: Sequence[str] = ()
+    # How long a rollout replica that gained a namespace waits before touching its pods.
+    rollout_handover_s: float = 1.0
 
     def __post_init__(self) -> None:
         # A malformed kind fails here, not as a gateway that never becomes ready.
@@ -69,7 +75,10 @@ class LocalMesh:
         self._external_kubeconfig = self.kubeconfig is not None
 
     def _kinds_env(self, component: str) -> dict[str, str] | None:
-        """The environment naming the custom workload kinds, for the components that read it."""
+        """The environment of a component: the custom workload kinds for those that read
+        them, the handover period for rollout."""
+        if component == "rollout":
+            return {ROLLOUT_HANDOVER_ENV: str(self.rollout_handover_s)}
         if not self.statefulset_like or component not in ("gateway", "placement"):
             return None
         return {STATEFULSET_LIKE_KINDS_ENV: ",".join(self.statefulset_like)}

@@ -488,6 +488,9 @@ def fill_clone_set(view: views_pb2.CloneSetView, obj: Json) -> None:
             fill_int_or_string(field, strategy[key])
             field.SetInParent()
     us.paused = strategy.get("paused") is True
+    ordering = {k: strategy[k] for k in ("priorityStrategy", "scatterStrategy") if strategy.get(k)}
+    if ordering:
+        view.strategy_json = orjson.dumps(ordering)
     in_place = _dict(strategy.get("inPlaceUpdateStrategy"))
     us.grace_period_seconds = _int(in_place.get("gracePeriodSeconds"))
     scale = _dict(spec.get("scaleStrategy"))

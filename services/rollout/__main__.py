@@ -1,20 +1,71 @@
-"""rollout: CloneSet scaling, updates, percentage partition and lifecycle hooks.
+"""rollout: the CloneSet controller (scaling, re-create and in-place updates, percentage
+partition, ``status.expectedUpdatedReplicas``, lifecycle hooks with markPodNotReady), its
+admission webhooks, and the RolloutService API.
 
-Until the CloneSet feature lands, its webhooks admit everything.
+Settings beyond the common flags come from the environment:
+``KRUISE_MESH_ROLLOUT_HANDOVER_S`` (default 3): how long a replica that gained a namespace
+waits before touching its pods (see ``services.rollout.controller``); 0 turns it off.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from kruise.common.v1 import mesh_pb2
-from services.kit.mesh import allow_all
-from services.kit.service import ServiceSpec, main
+from services.kit.config import ROLLOUT_HANDOVER_ENV
+from services.kit.mesh import Handler
+from services.kit.service import FeatureContext, ServiceSpec, main
 from services.rollout import api
+from services.rollout.budget_client import BudgetClient
+from services.rollout.controller import RolloutController
+
+HANDOVER_ENV = ROLLOUT_HANDOVER_ENV
+
+
+def handover_s(env: Mapping[str, str]) -> float:
+    """``KRUISE_MESH_ROLLOUT_HANDOVER_S`` (unset or empty: 3 seconds; 0 turns it off)."""
+    raw = env.get(HANDOVER_ENV, "").strip() or "3"
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 300:
+        raise ValueError(f"{HANDOVER_ENV} must be a number of seconds from 0 to 300, got {raw!r}")
+    return value
+
+
+class RolloutFeature:
+    def __init__(self, context: FeatureContext) -> None:
+        self.budget = BudgetClient.connect(context.config.gateway)
+        self.controller = RolloutController(
+            cache=context.mesh.cache,
+            cluster=context.cluster.fenced(f"rollout/{context.config.advertise}"),
+            budget=self.budget,
+            owns=context.mesh.owns,
+            handover_s=handover_s(context.env),
+            requester=f"rollout {context.config.advertise}",
+        )
+        context.mesh.add_listener(self.controller.on_event)
+        context.mesh.add_snapshot_listener(self.controller.on_snapshot)
+
+    @property
+    def handlers(self) -> Mapping[str, Handler]:
+        return self.controller.handlers
+
+    async def start(self) -> None:
+        await self.controller.start()
+
+    async def stop(self) -> None:
+        await self.controller.stop()
+        await self.budget.close()
+
 
 SPEC = ServiceSpec(
     name="rollout",
-    kinds=[mesh_pb2.KIND_POD, mesh_pb2.KIND_CLONE_SET],
-    handlers={"validate-clonesets": allow_all},
+    kinds=[mesh_pb2.KIND_POD, mesh_pb2.KIND_CLONE_SET, mesh_pb2.KIND_CONTROLLER_REVISION],
+    handlers={},
     extra=[api.register],
+    feature=RolloutFeature,
 )
 
 if __name__ == "__main__":

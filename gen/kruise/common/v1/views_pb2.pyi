@@ -936,11 +936,14 @@ class CloneSetView(_message.Message):
     REVISION_HISTORY_LIMIT_FIELD_NUMBER: _builtins.int
     TEMPLATE_JSON_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
+    STRATEGY_JSON_FIELD_NUMBER: _builtins.int
     replicas: _builtins.int
     min_ready_seconds: _builtins.int
     revision_history_limit: _builtins.int
     template_json: _builtins.bytes
     """spec.template as raw JSON: the rollout service hashes and instantiates it."""
+    strategy_json: _builtins.bytes
+    """spec.updateStrategy's priorityStrategy and scatterStrategy as a JSON object, when set."""
     @_builtins.property
     def meta(self) -> Global___ObjectMeta: ...
     @_builtins.property
@@ -972,10 +975,11 @@ class CloneSetView(_message.Message):
         revision_history_limit: _builtins.int = ...,
         template_json: _builtins.bytes = ...,
         status: Global___CloneSetStatus | None = ...,
+        strategy_json: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_in_place_update", b"_in_place_update", "_pre_delete", b"_pre_delete", "_replicas", b"_replicas", "_scale_max_unavailable", b"_scale_max_unavailable", "in_place_update", b"in_place_update", "meta", b"meta", "pre_delete", b"pre_delete", "replicas", b"replicas", "scale_max_unavailable", b"scale_max_unavailable", "selector", b"selector", "status", b"status", "update_strategy", b"update_strategy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_in_place_update", b"_in_place_update", "_pre_delete", b"_pre_delete", "_replicas", b"_replicas", "_scale_max_unavailable", b"_scale_max_unavailable", "in_place_update", b"in_place_update", "meta", b"meta", "min_ready_seconds", b"min_ready_seconds", "pods_to_delete", b"pods_to_delete", "pre_delete", b"pre_delete", "replicas", b"replicas", "revision_history_limit", b"revision_history_limit", "scale_max_unavailable", b"scale_max_unavailable", "selector", b"selector", "status", b"status", "template_json", b"template_json", "update_strategy", b"update_strategy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_in_place_update", b"_in_place_update", "_pre_delete", b"_pre_delete", "_replicas", b"_replicas", "_scale_max_unavailable", b"_scale_max_unavailable", "in_place_update", b"in_place_update", "meta", b"meta", "min_ready_seconds", b"min_ready_seconds", "pods_to_delete", b"pods_to_delete", "pre_delete", b"pre_delete", "replicas", b"replicas", "revision_history_limit", b"revision_history_limit", "scale_max_unavailable", b"scale_max_unavailable", "selector", b"selector", "status", b"status", "strategy_json", b"strategy_json", "template_json", b"template_json", "update_strategy", b"update_strategy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__in_place_update: _TypeAlias = _typing.Literal["in_place_update"]  # noqa: Y015
     _WhichOneofArgType__in_place_update: _TypeAlias = _typing.Literal["_in_place_update", b"_in_place_update"]  # noqa: Y015

@@ -1,0 +1,74 @@
+"""The writes one CloneSet reconcile decides on: plain data, executed by ``controller``.
+
+Pure data. ``sync.plan_round`` returns a ``Round``: its actions in order, each one write
+(or one budget question then one write). The shell executes them in order and stops at
+the first that fails or is refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CreatePod:
+    name: str
+    body: Json
+    revision: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeletePod:
+    name: str
+    uid: str
+    reason: str  # "scale-in", "specified", "preparing-delete", "recreate"
+
+
+@dataclass(frozen=True, slots=True)
+class PatchPod:
+    """A metadata patch (lifecycle state, specified-delete label) or an in-place update.
+
+    ``kind`` is ``strategic`` for metadata, ``json`` for an in-place update's JSON patch.
+    ``budget`` asks the pod's budget first (an update, SPEC 4.11). ``event`` names the
+    CloneSet Event to record when it lands.
+    """
+
+    name: str
+    uid: str
+    resource_version: str
+    patch: Any
+    kind: str = "strategic"
+    budget: bool = False
+    event: str = ""
+    revision: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PatchPodStatus:
+    """A strategic merge patch of ``pods/status`` (InPlaceUpdateReady, KruisePodReady, Ready)."""
+
+    name: str
+    uid: str
+    patch: Json
+    budget: bool = False
+
+
+Action = CreatePod | DeletePod | PatchPod | PatchPodStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Round:
+    """What one reconcile does to pods, in order, and why nothing more.
+
+    ``phase`` says which step produced the actions (``refresh``, ``scale``, ``update`` or
+    ``idle``); ``requeue_ms`` asks for another look (a grace period, minReadySeconds).
+    ``notes`` are log lines for what was skipped (paused, partition error, ...).
+    """
+
+    phase: str
+    actions: tuple[Action, ...] = ()
+    requeue_ms: int | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)

@@ -1,0 +1,692 @@
+"""The CloneSet controller: the shell around ``revision``, ``sync`` and ``status``.
+
+    Sync events ─▶ on_event ─▶ OwnerIndex (pods, revisions by CloneSet uid)
+                      │
+                      └─▶ WorkQueue ─▶ reconcile ─▶ observe (cache)
+                                           ├─▶ revision.plan_revisions   (pure)
+                                           ├─▶ sync.plan_round           (pure)
+                                           ├─▶ status.compute_status     (pure)
+                                           └─▶ cluster API: revisions, pods, pods/status,
+                                               CloneSet status, Events; budget: updates
+
+Triggers (level-triggered; a reconcile that finds nothing to do writes nothing):
+
+* a CloneSet event → reconcile it;
+* an event of a pod or ControllerRevision whose controller is a CloneSet → reconcile that
+  CloneSet; a pod with the ``KruisePodReady`` readiness gate and no such condition → the
+  readiness queue (SPEC 3.4's pod-readiness controller);
+* a snapshot (first sync, rebalancing) → rebuild the indexes, forget every expectation,
+  reconcile every CloneSet.
+
+Reconcile (one CloneSet):
+
+1. Gone or being deleted → forget it (its pods and revisions go by garbage collection).
+2. Revisions: create the update revision (or renumber an equal old one), so every pod
+   created this round names a stored revision.
+3. Unless the replica's expectations for the CloneSet are met (its own creates and deletes
+   visible in the cache) or the namespace is in its handover period (below), skip to 5.
+4. ``sync.plan_round`` decides one step (refresh lifecycle and in-place updates, or scale,
+   or update); the actions run in order; a pod update first asks the budget service
+   (``AuthorizePodUpdate``), and a refusal, or the budget service being unreachable,
+   stops the round and retries after 1 s (fail closed, SPEC 4.11).
+5. Status (SPEC 2.3), written with the CloneSet's resourceVersion when a tracked field
+   changed; then old revisions beyond ``revisionHistoryLimit`` are deleted.
+
+Sharding without double actions. CloneSets are sharded by namespace. While replicas come
+and go, two replicas may both believe they own a namespace for a moment; two guards keep a
+pod from being created or deleted twice:
+
+* fenced writes: every pod and revision write carries the replica's identity, and the
+  gateway refuses it (FAILED_PRECONDITION) unless that replica owns the namespace on the
+  gateway's ring; a replica that lost a namespace can no longer act on it, whatever its
+  own view of the ring;
+* a handover period: a replica that gains a namespace (any namespace, at its first
+  snapshot) waits ``handover_s`` before creating, deleting or updating pods there, so the
+  writes the previous owner made before the gateway fenced it have reached this replica's
+  cache (the write timeout plus the watch delay bound them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+from prometheus_client import Counter, Gauge, Histogram
+
+from kruise.common.v1 import mesh_pb2, views_pb2
+from services.kit import errors
+from services.kit.cache import EVENT_DELETED, ObjectCache, view_of
+from services.kit.cluster import EventRecorder, ObjectWriter, Ref, StatusWriter
+from services.kit.controller import Backoff, ControllerShell, OwnerIndex
+from services.kit.mesh import Handler
+from services.kit.objects import controller_ref, group_of
+from services.kit.projection import project_clone_set
+from services.kit.workqueue import WorkQueue
+from services.rollout import readiness, revision, status, sync
+from services.rollout.actions import CreatePod, DeletePod, PatchPod, PatchPodStatus, Round
+from services.rollout.budget_client import UpdateAuthorizer
+from services.rollout.expectations import Expectations
+
+log = logging.getLogger(__name__)
+
+POD = mesh_pb2.KIND_POD
+CLONE_SET = mesh_pb2.KIND_CLONE_SET
+REVISION = mesh_pb2.KIND_CONTROLLER_REVISION
+
+RECONCILES = Counter(
+    "kruise_mesh_rollout_reconciles_total",
+    "CloneSet reconciles, by the step that acted",
+    ["phase"],
+)
+POD_WRITES = Counter(
+    "kruise_mesh_rollout_pod_writes_total",
+    "Pod writes of the CloneSet controller, by action and result",
+    ["action", "result"],
+)
+BUDGET_REFUSALS = Counter(
+    "kruise_mesh_rollout_budget_refusals_total",
+    "Pod updates a PodUnavailableBudget refused, or that could not be asked (unavailable)",
+    ["reason"],
+)
+QUEUE_DEPTH = Gauge(
+    "kruise_mesh_rollout_queue_depth",
+    "Keys waiting in the rollout work queues, being reconciled, or waiting for a retry",
+)
+RECONCILE_SECONDS = Histogram(
+    "kruise_mesh_rollout_reconcile_seconds",
+    "Time to reconcile one CloneSet, writes included",
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5),
+)
+
+
+class Cluster(StatusWriter, ObjectWriter, EventRecorder, Protocol):
+    """The cluster API the controller writes through (``services.kit.cluster.ClusterClient``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CloneSetKey:
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class PodKey:
+    namespace: str
+    name: str
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def clone_set_ref(namespace: str, name: str) -> Ref:
+    return Ref(revision.CLONESET_API, revision.CLONESET_KIND, namespace, name)
+
+
+def pod_ref(namespace: str, name: str) -> Ref:
+    return Ref("v1", "Pod", namespace, name)
+
+
+def is_clone_set_owner(ref: views_pb2.OwnerReference | None) -> bool:
+    return (
+        ref is not None and ref.kind == "CloneSet" and group_of(ref.api_version) == "apps.kruise.io"
+    )
+
+
+# Event reasons and messages, as OpenKruise's CloneSet controller writes them.
+EVENT_MESSAGES = {
+    "SuccessfulCreate": "succeed to create pod {pod}",
+    "FailedCreate": "failed to create pod {pod}: {error}",
+    "SuccessfulDelete": "succeed to delete pod {pod}",
+    "FailedDelete": "failed to delete pod {pod}: {error}",
+    "SuccessfulUpdatePodInPlace": "successfully update pod {pod} in-place(revision {revision})",
+    "FailedUpdatePodInPlace": "failed to update pod {pod} in-place: {error}",
+    "SuccessfulUpdatePodReCreate": (
+        "successfully marked pod {pod} to re-create(revision {revision})"
+    ),
+    "PodUnavailableBudgetRejected": "pod {pod} update is refused: {error}",
+}
+
+
+class RolloutController:
+    def __init__(
+        self,
+        *,
+        cache: ObjectCache,
+        cluster: Cluster,
+        budget: UpdateAuthorizer | None,
+        owns: Callable[[str], bool] = lambda namespace: True,
+        clock_ms: Callable[[], int] = wall_clock_ms,
+        rng: random.Random | None = None,
+        workers: int = 4,
+        readiness_workers: int = 2,
+        retry_s: float = 0.5,
+        budget_retry_s: float = 1.0,
+        handover_s: float = 0.0,
+        requester: str = "rollout",
+    ) -> None:
+        self.cache = cache
+        self.cluster = cluster
+        self.budget = budget
+        self.owns = owns
+        self.clock_ms = clock_ms
+        self.rng = rng or random.Random()
+        self.retry_s = retry_s
+        self.budget_retry_s = budget_retry_s
+        self.handover_s = handover_s
+        self.requester = requester
+        self.shell = ControllerShell(cache=cache, events=cluster, name="rollout")
+        self.queue: WorkQueue[CloneSetKey] = self.shell.add_queue(
+            WorkQueue(), self.reconcile, workers=workers, name="clonesets"
+        )
+        self.readiness_queue: WorkQueue[PodKey] = self.shell.add_queue(
+            WorkQueue(), self.reconcile_readiness, workers=readiness_workers, name="readiness"
+        )
+        self.pods = OwnerIndex()
+        self.revisions = OwnerIndex()
+        self.expectations = Expectations()
+        self.backoff: Backoff[CloneSetKey] = Backoff(base=retry_s)
+        self._owned: frozenset[str] | None = None
+        self._quiet_until: dict[str, float] = {}
+        self._written: dict[tuple[str, str], views_pb2.CloneSetView] = {}
+
+    # ---- lifecycle ----------------------------------------------------------------------
+    @property
+    def handlers(self) -> Mapping[str, Handler]:
+        from services.rollout import webhooks
+
+        return webhooks.handlers(self)
+
+    def pending(self) -> int:
+        return self.shell.pending()
+
+    async def start(self) -> None:
+        QUEUE_DEPTH.set_function(self.pending)
+        await self.shell.start()
+
+    async def stop(self) -> None:
+        await self.shell.stop()
+
+    # ---- events -------------------------------------------------------------------------
+    def on_snapshot(self) -> None:
+        self.pods = OwnerIndex()
+        self.revisions = OwnerIndex()
+        self.expectations.clear()
+        self._written.clear()
+        self._start_handover()
+        for view in self.cache.items(REVISION):
+            self.revisions.put(view.meta.namespace, view.meta.name, self._clone_set_uid(view))
+        for cs in self.cache.items(CLONE_SET):
+            self.queue.add(CloneSetKey(cs.meta.namespace, cs.meta.name))
+
+        def index(pod: views_pb2.PodView) -> None:
+            self.pods.pod(pod, deleted=False)
+            if readiness.needs_initial_condition(pod):
+                self.readiness_queue.add(PodKey(pod.meta.namespace, pod.meta.name))
+
+        self.shell.rebuild_pod_index(index)
+
+    def _start_handover(self) -> None:
+        """Namespaces gained by this snapshot wait ``handover_s`` before pods are touched."""
+        if self.handover_s <= 0:
+            return
+        namespaces = {cs.meta.namespace for cs in self.cache.items(CLONE_SET)}
+        namespaces |= set(self.cache.namespaces(POD))
+        owned = frozenset(ns for ns in namespaces if self.owns(ns))
+        gained = owned if self._owned is None else owned - self._owned
+        until = time.monotonic() + self.handover_s
+        for namespace in gained:
+            self._quiet_until[namespace] = until
+        self._owned = owned
+
+    def _quiet_s(self, namespace: str) -> float:
+        until = self._quiet_until.get(namespace)
+        if until is None:
+            return 0.0
+        left = until - time.monotonic()
+        if left <= 0:
+            del self._quiet_until[namespace]
+            return 0.0
+        return left
+
+    @staticmethod
+    def _clone_set_uid(view: Any) -> str | None:
+        ref = controller_ref(view.meta.owner_references)
+        return ref.uid if is_clone_set_owner(ref) and ref is not None else None
+
+    def on_event(self, event: mesh_pb2.WatchEvent) -> None:
+        view = view_of(event.object)
+        if view is None:
+            return
+        deleted = event.type == EVENT_DELETED
+        namespace = view.meta.namespace
+        if event.kind == CLONE_SET:
+            key = CloneSetKey(namespace, view.meta.name)
+            if deleted:
+                self._written.pop((namespace, view.meta.name), None)
+            self.queue.add(key)
+        elif event.kind == POD:
+            self.pods.pod(view, deleted=deleted)
+            ref = controller_ref(view.meta.owner_references)
+            if is_clone_set_owner(ref) and ref is not None:
+                self.queue.add(CloneSetKey(namespace, ref.name))
+            if not deleted and readiness.needs_initial_condition(view):
+                self.readiness_queue.add(PodKey(namespace, view.meta.name))
+        elif event.kind == REVISION:
+            self.revisions.put(
+                namespace, view.meta.name, None if deleted else self._clone_set_uid(view)
+            )
+            ref = controller_ref(view.meta.owner_references)
+            if is_clone_set_owner(ref) and ref is not None:
+                self.queue.add(CloneSetKey(namespace, ref.name))
+
+    # ---- observe ------------------------------------------------------------------------
+    def freshest(self, namespace: str, name: str) -> views_pb2.CloneSetView | None:
+        """The cache's CloneSet, or the one the last status write returned if that is newer."""
+        cached: views_pb2.CloneSetView | None = self.cache.get(CLONE_SET, namespace, name)
+        written = self._written.get((namespace, name))
+        if cached is None:
+            self._written.pop((namespace, name), None)
+            return None
+        if written is None:
+            return cached
+        if written.meta.resource_version == cached.meta.resource_version or (
+            written.meta.generation < cached.meta.generation
+        ):
+            self._written.pop((namespace, name), None)
+            return cached
+        try:
+            if int(cached.meta.resource_version) >= int(written.meta.resource_version):
+                self._written.pop((namespace, name), None)
+                return cached
+        except ValueError:
+            pass
+        return written
+
+    def owned_pods(self, cs: views_pb2.CloneSetView) -> list[views_pb2.PodView]:
+        namespace = cs.meta.namespace
+        found = (
+            self.cache.get(POD, namespace, n)
+            for n in sorted(self.pods.names(namespace, cs.meta.uid))
+        )
+        return [p for p in found if p is not None]
+
+    def stored_revisions(self, cs: views_pb2.CloneSetView) -> list[revision.Revision]:
+        namespace = cs.meta.namespace
+        found = (
+            self.cache.get(REVISION, namespace, n)
+            for n in self.revisions.names(namespace, cs.meta.uid)
+        )
+        return revision.revisions_of([v for v in found if v is not None])
+
+    # ---- reconcile ----------------------------------------------------------------------
+    async def reconcile(self, key: CloneSetKey) -> None:
+        await self.shell.wait_indexed()
+        started = time.perf_counter()
+        try:
+            await self._reconcile(key)
+        finally:
+            RECONCILE_SECONDS.observe(time.perf_counter() - started)
+
+    async def _reconcile(self, key: CloneSetKey) -> None:
+        cs = self.freshest(key.namespace, key.name)
+        if cs is None or cs.meta.deletion_unix_ms:
+            self.expectations.drop(key)
+            self.backoff.reset(key)
+            return
+        template = orjson.loads(cs.template_json) if cs.template_json else {}
+        all_pods = self.owned_pods(cs)
+        by_name = {p.meta.name: p for p in all_pods}
+        live = {p.meta.labels.get("controller-revision-hash", "") for p in all_pods}
+        stored = self.stored_revisions(cs)
+        plan = revision.plan_revisions(
+            clone_set=cs, template=template, stored=stored, live_revisions=live - {""}
+        )
+        if not await self._write_revisions(key, plan):
+            return
+        now_ms = self.clock_ms()
+        acted: Round | None = None
+        quiet = self._quiet_s(key.namespace)
+        if quiet > 0:
+            self.queue.add_after(key, quiet)
+        elif not self.expectations.scale_satisfied(key, by_name, now_ms=now_ms):
+            RECONCILES.labels("waiting").inc()
+        else:
+            busy = self.expectations.updates_pending(key, by_name, now_ms=now_ms)
+            acted = sync.plan_round(
+                sync.Observed(
+                    clone_set=cs,
+                    pods=tuple(all_pods),
+                    revisions=plan,
+                    now_ms=now_ms,
+                    rng=self.rng,
+                    stored_templates={
+                        **{r.name: r.template for r in stored},
+                        plan.update: plan.update_template,
+                    },
+                    busy=busy,
+                    update_strategy=orjson.loads(cs.strategy_json) if cs.strategy_json else {},
+                )
+            )
+            RECONCILES.labels(acted.phase).inc()
+            for note in acted.notes:
+                log.info(note, extra={"cloneset": str(key)})
+            if acted.actions:
+                await self._run(key, cs, acted, by_name)
+            if acted.requeue_ms is not None:
+                self.queue.add_after(key, acted.requeue_ms / 1000)
+        await self._write_status(key, cs, plan, self.owned_pods(cs), now_ms)
+        for old in plan.delete:
+            try:
+                await self.cluster.delete(
+                    Ref(
+                        revision.CONTROLLER_REVISION_API,
+                        "ControllerRevision",
+                        key.namespace,
+                        old.name,
+                    ),
+                    uid=old.uid,
+                )
+            except (errors.NotFound, errors.Conflict):
+                pass
+            except errors.MeshError as e:
+                log.warning(
+                    "could not delete an old revision",
+                    extra={"cloneset": str(key), "revision": old.name, "error": str(e)},
+                )
+
+    async def _write_revisions(self, key: CloneSetKey, plan: revision.RevisionPlan) -> bool:
+        try:
+            if plan.create is not None:
+                await self.cluster.create(
+                    Ref(
+                        revision.CONTROLLER_REVISION_API,
+                        "ControllerRevision",
+                        key.namespace,
+                        plan.create.name,
+                    ),
+                    plan.create.body,
+                )
+                log.info(
+                    "revision created", extra={"cloneset": str(key), "revision": plan.create.name}
+                )
+            if plan.renumber is not None:
+                await self.cluster.patch(
+                    Ref(
+                        revision.CONTROLLER_REVISION_API,
+                        "ControllerRevision",
+                        key.namespace,
+                        plan.renumber.name,
+                    ),
+                    patch={"revision": plan.renumber.number},
+                    kind="merge",
+                    resource_version=plan.renumber.resource_version,
+                )
+        except errors.AlreadyExists:
+            # Its watch event is on the way (or it collided): decide again once it is here.
+            self.queue.add_after(key, self.retry_s)
+            return False
+        except errors.MeshError as e:
+            log.warning(
+                "could not write the revision; retrying",
+                extra={"cloneset": str(key), "error": str(e)},
+            )
+            self.queue.add_after(key, self.backoff.next(key))
+            return False
+        return True
+
+    async def _run(
+        self,
+        key: CloneSetKey,
+        cs: views_pb2.CloneSetView,
+        acted: Round,
+        by_name: Mapping[str, views_pb2.PodView],
+    ) -> None:
+        """Execute the round's actions in order; stop at a refusal or a failure."""
+        now_ms = self.clock_ms()
+        created = [a for a in acted.actions if isinstance(a, CreatePod)]
+        if created:
+            await self._create_pods(key, cs, created, now_ms)
+        for action in acted.actions:
+            if isinstance(action, CreatePod):
+                continue
+            try:
+                if isinstance(action, DeletePod):
+                    self.expectations.expect_delete(key, action.name, now_ms=now_ms)
+                    try:
+                        await self.cluster.delete(
+                            pod_ref(key.namespace, action.name), uid=action.uid
+                        )
+                    except errors.NotFound:
+                        pass
+                    except errors.MeshError:
+                        self.expectations.forget_delete(key, action.name)
+                        raise
+                    POD_WRITES.labels("delete", "ok").inc()
+                    self._event(cs, "SuccessfulDelete", pod=action.name)
+                elif isinstance(action, PatchPod):
+                    if action.budget and not await self._authorized(key, cs, action):
+                        return
+                    pod = by_name.get(action.name)
+                    if pod is not None:
+                        self.expectations.expect_update(
+                            key, action.name, seen_version=pod.meta.resource_version, now_ms=now_ms
+                        )
+                    await self.cluster.patch(
+                        pod_ref(key.namespace, action.name),
+                        patch=action.patch,
+                        kind="json" if action.kind == "json" else "strategic",
+                        resource_version=action.resource_version,
+                        uid=action.uid,
+                    )
+                    POD_WRITES.labels("patch", "ok").inc()
+                    if action.event:
+                        self._event(cs, action.event, pod=action.name, revision=action.revision)
+                elif isinstance(action, PatchPodStatus):
+                    if action.budget and not await self._authorized(key, cs, action):
+                        return
+                    await self.cluster.patch(
+                        pod_ref(key.namespace, action.name),
+                        patch=action.patch,
+                        kind="strategic",
+                        uid=action.uid,
+                        subresource="status",
+                    )
+                    POD_WRITES.labels("status", "ok").inc()
+            except errors.Conflict:
+                POD_WRITES.labels(type(action).__name__, "conflict").inc()
+                self.expectations.forget_update(key, action.name)
+                self.queue.add_after(key, self.retry_s)
+                return
+            except errors.NotFound:
+                POD_WRITES.labels(type(action).__name__, "gone").inc()
+                self.expectations.forget_update(key, action.name)
+            except errors.MeshError as e:
+                POD_WRITES.labels(type(action).__name__, "error").inc()
+                self.expectations.forget_update(key, action.name)
+                log.warning(
+                    "pod write failed; retrying",
+                    extra={"cloneset": str(key), "pod": action.name, "error": str(e)},
+                )
+                if isinstance(action, DeletePod):
+                    self._event(cs, "FailedDelete", warning=True, pod=action.name, error=str(e))
+                self.queue.add_after(key, self.backoff.next(key))
+                return
+        self.backoff.reset(key)
+
+    async def _create_pods(
+        self, key: CloneSetKey, cs: views_pb2.CloneSetView, created: list[CreatePod], now_ms: int
+    ) -> None:
+        """Create pods in slow-start batches (1, 2, 4, ...) as Kubernetes controllers do: a
+        failing create (a webhook, a quota) stops after few tries, not hundreds."""
+        for action in created:
+            self.expectations.expect_create(key, action.name, now_ms=now_ms)
+        batch, index = 1, 0
+        while index < len(created):
+            chunk = created[index : index + batch]
+            index += len(chunk)
+            results = await asyncio.gather(
+                *(self._create_one(key, cs, a) for a in chunk), return_exceptions=False
+            )
+            if not all(results):
+                for rest in created[index:]:
+                    self.expectations.forget_create(key, rest.name)
+                self.queue.add_after(key, self.backoff.next(key))
+                return
+            batch *= 2
+
+    async def _create_one(
+        self, key: CloneSetKey, cs: views_pb2.CloneSetView, action: CreatePod
+    ) -> bool:
+        try:
+            await self.cluster.create(pod_ref(key.namespace, action.name), action.body)
+        except errors.MeshError as e:
+            self.expectations.forget_create(key, action.name)
+            POD_WRITES.labels("create", "error").inc()
+            log.warning(
+                "pod create failed",
+                extra={"cloneset": str(key), "pod": action.name, "error": str(e)},
+            )
+            self._event(cs, "FailedCreate", warning=True, pod=action.name, error=str(e))
+            return False
+        POD_WRITES.labels("create", "ok").inc()
+        self._event(cs, "SuccessfulCreate", pod=action.name)
+        return True
+
+    async def _authorized(
+        self, key: CloneSetKey, cs: views_pb2.CloneSetView, action: PatchPod | PatchPodStatus
+    ) -> bool:
+        """Ask the pod's budget before updating it (SPEC 4.11); refused or unreachable → stop
+        the round and come back in ``budget_retry_s``."""
+        if self.budget is None:
+            return True
+        try:
+            answer = await self.budget.authorize_update(
+                namespace=key.namespace,
+                pod=action.name,
+                pod_uid=action.uid,
+                requester=f"{self.requester} CloneSet {cs.meta.name}",
+            )
+        except errors.MeshError as e:
+            BUDGET_REFUSALS.labels("unavailable").inc()
+            log.warning(
+                "budget service unreachable; pod updates wait",
+                extra={"cloneset": str(key), "pod": action.name, "error": str(e)},
+            )
+            self.queue.add_after(key, self.budget_retry_s)
+            return False
+        if answer.allowed:
+            return True
+        BUDGET_REFUSALS.labels("refused").inc()
+        log.info(
+            "pod update refused by its budget",
+            extra={
+                "cloneset": str(key),
+                "pod": action.name,
+                "budget": answer.budget,
+                "why": answer.message,
+            },
+        )
+        self._event(
+            cs, "PodUnavailableBudgetRejected", warning=True, pod=action.name, error=answer.message
+        )
+        self.queue.add_after(key, self.budget_retry_s)
+        return False
+
+    async def _write_status(
+        self,
+        key: CloneSetKey,
+        cs: views_pb2.CloneSetView,
+        plan: revision.RevisionPlan,
+        pods: list[views_pb2.PodView],
+        now_ms: int,
+    ) -> None:
+        active = [
+            p
+            for p in pods
+            if not p.meta.deletion_unix_ms and p.phase not in ("Succeeded", "Failed")
+        ]
+        computed = status.compute_status(
+            clone_set=cs,
+            pods=active,
+            update_revision=plan.update,
+            current_revision=plan.current,
+            collision_count=plan.collision_count,
+            label_selector=status.label_selector_string(cs.selector),
+            now_ms=now_ms,
+        )
+        if not status.status_changed(cs.status, computed):
+            return
+        try:
+            written = await self.cluster.update_status(
+                clone_set_ref(key.namespace, key.name),
+                status=status.status_body(computed),
+                resource_version=cs.meta.resource_version,
+                uid=cs.meta.uid,
+            )
+        except errors.Conflict:
+            self._written.pop((key.namespace, key.name), None)
+            self.queue.add_after(key, self.retry_s)
+            return
+        except errors.NotFound:
+            return
+        except errors.MeshError as e:
+            log.warning(
+                "could not write the CloneSet status; retrying",
+                extra={"cloneset": str(key), "error": str(e)},
+            )
+            self.queue.add_after(key, self.backoff.next(key))
+            return
+        if written.object:
+            view = project_clone_set(written.object)
+            if view.meta.resource_version:
+                self._written[(key.namespace, key.name)] = view
+
+    def _event(
+        self, cs: views_pb2.CloneSetView, reason: str, *, warning: bool = False, **fields: str
+    ) -> None:
+        message = EVENT_MESSAGES[reason].format_map(
+            {"pod": "", "revision": "", "error": "", **fields}
+        )
+        self.shell.background(
+            self.shell.record_event(
+                clone_set_ref(cs.meta.namespace, cs.meta.name),
+                uid=cs.meta.uid,
+                reason=reason,
+                message=message,
+                warning=warning,
+            )
+        )
+
+    # ---- pod readiness (SPEC 3.4) -------------------------------------------------------
+    async def reconcile_readiness(self, key: PodKey) -> None:
+        pod: views_pb2.PodView | None = self.cache.get(POD, key.namespace, key.name)
+        if pod is None or not readiness.needs_initial_condition(pod):
+            return
+        try:
+            await self.cluster.patch(
+                pod_ref(key.namespace, key.name),
+                patch={
+                    "status": {"conditions": [readiness.initial_condition(now_ms=self.clock_ms())]}
+                },
+                kind="strategic",
+                uid=pod.meta.uid,
+                subresource="status",
+            )
+        except errors.NotFound:
+            return
+        except errors.MeshError as e:
+            log.warning(
+                "could not set KruisePodReady",
+                extra={"pod": f"{key.namespace}/{key.name}", "error": str(e)},
+            )
+            self.readiness_queue.add_after(key, self.retry_s)
