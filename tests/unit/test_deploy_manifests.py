@@ -339,6 +339,22 @@ WEBHOOKS = {
         ["pods"],
         ["CREATE"],
     ),
+    "mpod-rollout.kruise.io": (
+        "MutatingWebhookConfiguration",
+        "/rollout/mutate-pods",
+        "Ignore",
+        "None",
+        ["pods"],
+        ["CREATE"],
+    ),
+    "mcloneset.kruise.io": (
+        "MutatingWebhookConfiguration",
+        "/rollout/mutate-clonesets",
+        "Fail",
+        "None",
+        ["clonesets"],
+        ["CREATE", "UPDATE"],
+    ),
     "mpod-budget.kruise.io": (
         "MutatingWebhookConfiguration",
         "/budget/mutate-pods",

@@ -12,7 +12,11 @@ import pytest
 
 from services.cli import procs
 from services.cli.local import LocalMesh
-from services.kit.config import STATEFULSET_LIKE_KINDS_ENV, parse_statefulset_like_kinds
+from services.kit.config import (
+    ROLLOUT_HANDOVER_ENV,
+    STATEFULSET_LIKE_KINDS_ENV,
+    parse_statefulset_like_kinds,
+)
 from tests.unit.test_deploy_manifests import find, pod_spec
 
 
@@ -65,7 +69,7 @@ async def test_local_mesh_passes_the_kinds_to_gateway_and_placement_only(
     wanted = {STATEFULSET_LIKE_KINDS_ENV: "apps.example.io/v1/ShardSet,db.example.io/v1/Ring"}
     assert started == {
         "placement-0": wanted,
-        "rollout-0": None,
+        "rollout-0": {ROLLOUT_HANDOVER_ENV: "1.0"},  # its own setting, not the kinds
         "budget-0": None,
         "gateway": wanted,
     }
