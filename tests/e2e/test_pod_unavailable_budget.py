@@ -9,6 +9,7 @@ nothing re-creates a pod once it is gone (so "exactly N admitted" is exact).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import orjson
@@ -167,14 +168,14 @@ async def test_eviction_of_a_missing_pod_is_the_api_servers_404(kube: KubeClient
 async def test_scenario_25_an_in_place_update_to_a_broken_image_is_held_at_one_pod(
     kube: KubeClient,
 ) -> None:
-    """SPEC 4.12 scenario 25, with the test in the CloneSet controller's place (kruise-mesh's
-    CloneSet controller is a later feature): it updates pods in place one by one, as that
-    controller would, and the budget stops the second update while the first pod is broken.
-    """
+    """SPEC 4.12 scenario 25 with the real CloneSet controller: its own maxUnavailable (2)
+    would update both pods at once; the budget (1) holds the second while the first runs a
+    broken image, past the 10 s window, and fixing the image lets both through."""
     ns = "pub-inplace"
     await ensure_namespace(kube, ns)
     world = World(kube, ns, app="clone")
-    clone = await world.post(
+    clone_path = f"/apis/apps.kruise.io/v1alpha1/namespaces/{ns}/clonesets/clone"
+    await world.post(
         f"/apis/apps.kruise.io/v1alpha1/namespaces/{ns}/clonesets",
         {
             "apiVersion": "apps.kruise.io/v1alpha1",
@@ -207,55 +208,34 @@ async def test_scenario_25_an_in_place_update_to_a_broken_image_is_held_at_one_p
             },
         },
     )
-    owner = {
-        "apiVersion": "apps.kruise.io/v1alpha1",
-        "kind": "CloneSet",
-        "name": "clone",
-        "uid": clone["metadata"]["uid"],
-        "controller": True,
-    }
-    for i in range(2):
-        await world.post(
-            world.pods_path,
-            {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {
-                    "name": f"clone-{i}",
-                    "labels": {"app": "clone"},
-                    "ownerReferences": [owner],
-                },
-                "spec": {"containers": [{"name": "main", "image": "nginx:1.27"}]},
-            },
-        )
     await world.wait_status(
         unavailableAllowed=1, desiredAvailable=1, currentAvailable=2, totalReplicas=2
     )
 
-    async def set_image(pod: str, image: str) -> int:
-        patch = {"spec": {"containers": [{"name": "main", "image": image}]}}
-        try:
-            await kube.request(
-                "PATCH",
-                f"{world.pods_path}/{pod}",
-                body=orjson.dumps(patch),
-                content_type="application/strategic-merge-patch+json",
-            )
-        except errors.Forbidden:
-            return 403
-        return 200
+    async def set_template_image(image: str) -> None:
+        patch = {"spec": {"template": {"spec": {"containers": [{"name": "main", "image": image}]}}}}
+        await kube.request(
+            "PATCH",
+            clone_path,
+            body=orjson.dumps(patch),
+            content_type="application/merge-patch+json",
+        )
+
+    async def images() -> list[str]:
+        pods = (await kube.request_json("GET", world.pods_path))["items"]
+        return sorted(p["spec"]["containers"][0]["image"] for p in pods)
 
     broken = "registry.invalid/nginx:1.28"
-    assert await set_image("clone-0", broken) == 200
+    await set_template_image(broken)
     await world.wait_status(unavailableAllowed=0, currentAvailable=1, totalReplicas=2)
-    assert await set_image("clone-1", broken) == 403, "the budget holds the second pod back"
 
     # Converged: one pod broken, one un-updated, and it stays so past the 10 s window of
-    # the admitted update (the broken pod is simply not ready).
+    # the admitted update (the broken pod is simply not ready; the controller keeps asking).
     async def past_the_window() -> bool:
-        return "clone-0" not in ((await world.status()).get("unavailablePods") or {})
+        return not ((await world.status()).get("unavailablePods") or {})
 
-    await eventually("clone-0's admitted update past its 10 s window", past_the_window, timeout=30)
+    await eventually("the admitted update past its 10 s window", past_the_window, timeout=30)
+    await asyncio.sleep(2.0)  # the controller asks again every second: still refused
     status = await world.status()
     assert (
         status["unavailableAllowed"],
@@ -263,14 +243,118 @@ async def test_scenario_25_an_in_place_update_to_a_broken_image_is_held_at_one_p
         status["currentAvailable"],
         status["totalReplicas"],
     ) == (0, 1, 1, 2)
-    assert "clone-1" not in (status.get("unavailablePods") or {})
-    assert await set_image("clone-1", broken) == 403, "still held back after the window"
+    assert await images() == sorted([broken, "nginx:1.27"])
+    clone = await kube.request_json("GET", clone_path)
+    assert clone["status"]["updatedReplicas"] == 1
 
-    # The image is fixed: the broken pod (not ready, so nothing to spend) takes it, becomes
-    # ready, and the second pod may go.
-    assert await set_image("clone-0", "nginx:1.28") == 200
-    await world.wait_status(unavailableAllowed=1, currentAvailable=2)
-    assert await set_image("clone-1", "nginx:1.28") == 200
+    # The image is fixed: the broken pod (not ready, so nothing to spend) takes it first,
+    # becomes ready, and then the second pod may go.
+    await set_template_image("nginx:1.28")
+
+    async def both_fixed() -> bool:
+        return await images() == ["nginx:1.28", "nginx:1.28"]
+
+    await eventually("both pods on the fixed image", both_fixed, timeout=40)
     await world.wait_status(unavailableAllowed=1, currentAvailable=2, totalReplicas=2)
-    pods = (await kube.request_json("GET", world.pods_path))["items"]
-    assert {p["spec"]["containers"][0]["image"] for p in pods} == {"nginx:1.28"}
+
+
+async def test_a_budget_of_one_paces_a_cloneset_that_would_update_three_at_once(
+    kube: KubeClient,
+) -> None:
+    """A PodUnavailableBudget with maxUnavailable 1 over a 5-pod CloneSet whose own
+    maxUnavailable is 3: a watch on the pods never sees more than one unavailable during
+    the in-place update, and every pod ends updated."""
+    ns = "pub-paced"
+    await ensure_namespace(kube, ns)
+    world = World(kube, ns, app="paced")
+    await world.post(
+        f"/apis/policy.kruise.io/v1alpha1/namespaces/{ns}/podunavailablebudgets",
+        {
+            "apiVersion": "policy.kruise.io/v1alpha1",
+            "kind": "PodUnavailableBudget",
+            "metadata": {"name": "paced"},
+            "spec": {"selector": {"matchLabels": {"app": "paced"}}, "maxUnavailable": 1},
+        },
+    )
+    await world.post(
+        f"/apis/apps.kruise.io/v1alpha1/namespaces/{ns}/clonesets",
+        {
+            "apiVersion": "apps.kruise.io/v1alpha1",
+            "kind": "CloneSet",
+            "metadata": {"name": "paced"},
+            "spec": {
+                "replicas": 5,
+                "selector": {"matchLabels": {"app": "paced"}},
+                "template": {
+                    "metadata": {"labels": {"app": "paced"}},
+                    "spec": {"containers": [{"name": "main", "image": "nginx:1.27"}]},
+                },
+                "updateStrategy": {"type": "InPlaceIfPossible", "maxUnavailable": 3},
+            },
+        },
+    )
+    await world.wait_status(unavailableAllowed=1, currentAvailable=5, totalReplicas=5)
+    listed = await kube.request_json("GET", world.pods_path)
+    version = listed["metadata"]["resourceVersion"]
+    pods = {p["metadata"]["name"]: p for p in listed["items"]}
+
+    def unavailable() -> int:
+        count = 0
+        for pod in pods.values():
+            conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions") or []}
+            if conditions.get("Ready") != "True":
+                count += 1
+        return count
+
+    worst = seen = 0
+
+    async def watch() -> None:
+        nonlocal worst, seen
+        async for line in kube.watch_lines(
+            world.pods_path, query={"resourceVersion": version}, read_timeout=60
+        ):
+            event = orjson.loads(line)
+            obj = event["object"]
+            if event["type"] == "DELETED":
+                pods.pop(obj["metadata"]["name"], None)
+            else:
+                pods[obj["metadata"]["name"]] = obj
+            seen += 1
+            worst = max(worst, unavailable())
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await kube.request(
+            "PATCH",
+            f"/apis/apps.kruise.io/v1alpha1/namespaces/{ns}/clonesets/paced",
+            body=orjson.dumps(
+                {
+                    "spec": {
+                        "template": {
+                            "spec": {"containers": [{"name": "main", "image": "nginx:1.28"}]}
+                        }
+                    }
+                }
+            ),
+            content_type="application/merge-patch+json",
+        )
+
+        async def all_updated() -> bool:
+            clone = await kube.request_json(
+                "GET", f"/apis/apps.kruise.io/v1alpha1/namespaces/{ns}/clonesets/paced"
+            )
+            st = clone.get("status") or {}
+            return (
+                st.get("observedGeneration") == clone["metadata"]["generation"]
+                and st.get("updatedReadyReplicas") == 5
+                and st.get("readyReplicas") == 5
+                and st.get("currentRevision") == st.get("updateRevision")
+            )
+
+        await eventually("every pod updated and ready", all_updated, timeout=60)
+    finally:
+        if watcher.done():
+            watcher.result()  # a watch that broke fails the test with its error
+        watcher.cancel()
+    assert seen, "the watch saw the update"
+    assert worst == 1, f"at most one pod unavailable at a time, saw {worst} over {seen} events"
