@@ -2,7 +2,7 @@
 
 Every step goes through the API server the way a user's kubectl would; the
 mesh's answers are read back from the API and from the services' gRPC read
-APIs. The steps that belong to features still being built say so.
+APIs.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kruise.common.v1 import mesh_pb2, mesh_pb2_grpc
-from services.cli import demo_budget, demo_placement
+from services.cli import demo_budget, demo_placement, demo_rollout
 from services.cli.local import ROOT, SERVICES, LocalMesh
 from services.gateway.kube.client import KubeClient
 from services.kit import errors
@@ -33,6 +33,7 @@ NAMESPACES = [
     "demo-d",
     demo_placement.NAMESPACE,
     demo_budget.NAMESPACE,
+    demo_rollout.NAMESPACE,
 ]
 
 
@@ -205,9 +206,5 @@ async def walk_through(kube: KubeClient, mesh: LocalMesh, console: Console) -> N
     await demo_placement.show_persistent_pod_state(kube, mesh, console, wait_for=wait_for)
     console.rule("4. PodUnavailableBudget: evictions beyond the budget wait for their turn")
     await demo_budget.show_pod_unavailable_budget(kube, console, wait_for=wait_for)
-    console.rule("5. still to come")
-    console.print(
-        "CloneSet partition and lifecycle hooks are not built yet: the rollout service's "
-        "webhook admits everything (README, 'What works today').",
-        soft_wrap=False,
-    )
+    console.rule("5. CloneSet: partition 99% updates one pod; a hook holds a scale-in")
+    await demo_rollout.show_clone_set(kube, console, wait_for=wait_for)
