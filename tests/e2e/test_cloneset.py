@@ -14,11 +14,13 @@ two budget replicas, everything through the Kubernetes API.
 from __future__ import annotations
 
 import asyncio
+import shutil
 from typing import Any
 
 import orjson
 import pytest
 
+from services.cli.local import LocalMesh
 from services.gateway.kube.client import KubeClient
 from services.kit import errors
 from tests.e2e.conftest import ensure_namespace, eventually
@@ -396,3 +398,50 @@ async def test_webhooks_default_and_refuse(kube: KubeClient) -> None:
     with pytest.raises(errors.Invalid) as refused:
         await create(kube, ns, bad_finalizer)
     assert "finalizersHandler" in str(refused.value)
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
+async def test_kubectl_scales_a_cloneset_and_prints_its_columns(
+    kube: KubeClient, mesh: LocalMesh
+) -> None:
+    """``kubectl scale cloneset`` goes through ``/scale`` (as an HPA does), and
+    ``kubectl get clonesets`` shows OpenKruise's columns with the controller's numbers."""
+    ns = "cs-kubectl"
+    await ensure_namespace(kube, ns)
+    await create(kube, ns, clone_set("sc", replicas=1))
+    await eventually("1 ready pod", lambda: all_ready(kube, ns, "sc", 1), timeout=30)
+
+    async def kubectl(*args: str) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            "kubectl",
+            "--kubeconfig",
+            str(mesh.kubeconfig),
+            "-n",
+            ns,
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=30)
+        assert proc.returncode == 0, err.decode()
+        return out.decode()
+
+    assert "scaled" in await kubectl("scale", "cloneset/sc", "--replicas=3")
+    await eventually("3 ready pods", lambda: all_ready(kube, ns, "sc", 3), timeout=30)
+
+    async def counted() -> bool:
+        st = (await get(kube, ns, "sc")).get("status") or {}
+        return st.get("readyReplicas") == 3 and st.get("updatedReadyReplicas") == 3
+
+    await eventually("status counts 3 ready", counted)
+    header, row = (await kubectl("get", "clonesets")).strip().splitlines()
+    assert header.split() == [
+        "NAME",
+        "DESIRED",
+        "UPDATED",
+        "UPDATED_READY",
+        "READY",
+        "TOTAL",
+        "AGE",
+    ]
+    assert row.split()[:6] == ["sc", "3", "3", "3", "3", "3"]
