@@ -65,7 +65,7 @@ from services.kit.cache import EVENT_DELETED, ObjectCache, view_of
 from services.kit.cluster import EventRecorder, ObjectWriter, Ref, StatusWriter
 from services.kit.controller import Backoff, ControllerShell, OwnerIndex
 from services.kit.mesh import Handler
-from services.kit.objects import controller_ref, group_of
+from services.kit.objects import controller_ref, group_of, newer
 from services.kit.projection import project_clone_set
 from services.kit.workqueue import WorkQueue
 from services.rollout import readiness, revision, status, sync
@@ -103,6 +103,10 @@ RECONCILE_SECONDS = Histogram(
     "Time to reconcile one CloneSet, writes included",
     buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5),
 )
+
+
+# How soon a CloneSet waiting for its expectations is looked at again without an event.
+EXPECTATIONS_RECHECK_S = 1.0
 
 
 class Cluster(StatusWriter, ObjectWriter, EventRecorder, Protocol):
@@ -294,23 +298,10 @@ class RolloutController:
         """The cache's CloneSet, or the one the last status write returned if that is newer."""
         cached: views_pb2.CloneSetView | None = self.cache.get(CLONE_SET, namespace, name)
         written = self._written.get((namespace, name))
-        if cached is None:
-            self._written.pop((namespace, name), None)
-            return None
-        if written is None:
-            return cached
-        if written.meta.resource_version == cached.meta.resource_version or (
-            written.meta.generation < cached.meta.generation
-        ):
-            self._written.pop((namespace, name), None)
-            return cached
-        try:
-            if int(cached.meta.resource_version) >= int(written.meta.resource_version):
-                self._written.pop((namespace, name), None)
-                return cached
-        except ValueError:
-            pass
-        return written
+        chosen = newer(cached, written) if cached is not None else None
+        if chosen is not written:
+            self._written.pop((namespace, name), None)  # gone, or the watch caught up
+        return chosen
 
     def owned_pods(self, cs: views_pb2.CloneSetView) -> list[views_pb2.PodView]:
         namespace = cs.meta.namespace
@@ -354,36 +345,42 @@ class RolloutController:
         if not await self._write_revisions(key, plan):
             return
         now_ms = self.clock_ms()
-        acted: Round | None = None
         quiet = self._quiet_s(key.namespace)
         if quiet > 0:
+            # Not acting yet, so not writing a status either: observedGeneration would claim
+            # this generation was acted on.
+            RECONCILES.labels("handover").inc()
             self.queue.add_after(key, quiet)
-        elif not self.expectations.scale_satisfied(key, by_name, now_ms=now_ms):
+            return
+        if not self.expectations.scale_satisfied(key, by_name, now_ms=now_ms):
+            # As OpenKruise: skip the whole reconcile (status included) until the cache shows
+            # our creates and deletes; their events bring the key back, this is a safety net.
             RECONCILES.labels("waiting").inc()
-        else:
-            busy = self.expectations.updates_pending(key, by_name, now_ms=now_ms)
-            acted = sync.plan_round(
-                sync.Observed(
-                    clone_set=cs,
-                    pods=tuple(all_pods),
-                    revisions=plan,
-                    now_ms=now_ms,
-                    rng=self.rng,
-                    stored_templates={
-                        **{r.name: r.template for r in stored},
-                        plan.update: plan.update_template,
-                    },
-                    busy=busy,
-                    update_strategy=orjson.loads(cs.strategy_json) if cs.strategy_json else {},
-                )
+            self.queue.add_after(key, EXPECTATIONS_RECHECK_S)
+            return
+        busy = self.expectations.updates_pending(key, by_name, now_ms=now_ms)
+        acted = sync.plan_round(
+            sync.Observed(
+                clone_set=cs,
+                pods=tuple(all_pods),
+                revisions=plan,
+                now_ms=now_ms,
+                rng=self.rng,
+                stored_templates={
+                    **{r.name: r.template for r in stored},
+                    plan.update: plan.update_template,
+                },
+                busy=busy,
+                update_strategy=orjson.loads(cs.strategy_json) if cs.strategy_json else {},
             )
-            RECONCILES.labels(acted.phase).inc()
-            for note in acted.notes:
-                log.info(note, extra={"cloneset": str(key)})
-            if acted.actions:
-                await self._run(key, cs, acted, by_name)
-            if acted.requeue_ms is not None:
-                self.queue.add_after(key, acted.requeue_ms / 1000)
+        )
+        RECONCILES.labels(acted.phase).inc()
+        for note in acted.notes:
+            log.info(note, extra={"cloneset": str(key)})
+        if acted.actions:
+            await self._run(key, cs, acted, by_name)
+        if acted.requeue_ms is not None:
+            self.queue.add_after(key, acted.requeue_ms / 1000)
         await self._write_status(key, cs, plan, self.owned_pods(cs), now_ms)
         for old in plan.delete:
             try:

@@ -208,6 +208,7 @@ async def test_a_new_clone_set_gets_a_revision_then_its_pods() -> None:
     kinds = [a[1] for a in h.cluster.actions if a[0] == "create"]
     assert kinds == ["ControllerRevision", "Pod", "Pod", "Pod"]
     assert ("status", "web", "10", 0) in h.cluster.actions  # decided on rv 10, before the pods
+    assert [a[0] for a in h.cluster.actions][-1] == "status"
 
 
 async def test_creates_not_yet_in_the_cache_are_never_made_twice() -> None:
@@ -261,10 +262,22 @@ async def test_an_update_waits_for_the_budget(answer: Any, asked_again: bool) ->
     assert h.cluster.pods("patch"), "the allowed update was written"
 
 
-async def test_the_handover_period_holds_pod_writes_but_not_the_status() -> None:
+async def test_the_handover_period_holds_pod_writes_and_the_status() -> None:
     h = Harness(handover_s=30.0)
     h.clone_set(replicas=2)
     h.controller.on_snapshot()
     await h.round()
     assert h.cluster.pods("create") == []
-    assert [a[0] for a in h.cluster.actions if a[1] == "web"] == ["status"]
+    # No status either: observedGeneration would claim the generation was acted on.
+    assert [a for a in h.cluster.actions if a[0] == "status"] == []
+
+
+async def test_a_lagging_cache_holds_the_status_too() -> None:
+    h = Harness()
+    h.clone_set(replicas=2)
+    await h.round()
+    h.cluster.actions.clear()
+    h.clone_set(replicas=2, rv="11")
+    await h.round()
+    pod_or_status = [a for a in h.cluster.actions if a[1] == "Pod" or a[0] == "status"]
+    assert pod_or_status == [], "waiting for its own creates, it writes no pod and no status"
