@@ -8,6 +8,11 @@ to their budget (``kruise.io/related-pub`` back-fill, SPEC 4.4). The shell aroun
                                            ├─▶ status.reconcile()  (pure)
                                            └─▶ cluster API: pod patches, status, Events
 
+The indexes are ``services.budget.indexes``, the observation ``services.budget.observe``.
+The queue and its workers, the pod index rebuilt in slices after a snapshot and the
+best-effort Events are the shared ``services.kit.controller.ControllerShell``; retries back
+off with its ``Backoff``.
+
 Triggers (level-triggered where OpenKruise is edge-triggered; a reconcile whose decision
 changes nothing writes nothing, so an extra one costs a cache read):
 
@@ -33,15 +38,10 @@ changes nothing writes nothing, so an extra one costs a cache read):
 Reconcile (one budget):
 
 1. Gone or being deleted → forget it (and the committer's state for it).
-2. Observe (``BudgetObservation``): a targetRef budget resolves its workload through the
-   ``WorkloadFinder`` (cache for built-in kinds, ``/scale`` for others) and takes the pods
-   owned by the workload's uid or by ReplicaSets owned by it (a custom kind read through
-   ``/scale`` has no uid: its uids are the controller owners seen on pods and ReplicaSets
-   with its group, kind and name); total = its replicas (0 when missing or being
-   deleted). A selector budget takes ``selector_pods`` of the namespace and sums the
-   replicas of the distinct controllers of those pods (``total_replicas_of``). A kind the
-   cluster does not know (``Invalid``) counts as missing (total 0), as a 404 does; any
-   other resolution error writes nothing and retries with backoff.
+2. Observe (``services.budget.observe``): the budget's pods and expected replicas, from a
+   targetRef workload or a selector, as a ``BudgetObservation``. A missing workload (a 404,
+   or a kind the cluster does not know) counts as total 0; any other resolution error
+   writes nothing and retries with backoff.
 3. ``status.reconcile`` on the newest known view (``BudgetCommitter.freshest``: the cache's
    or the one last written here, whichever is newer), with each pod's availability
    remembered for its resourceVersion (most pods are unchanged between two reconciles).
@@ -65,11 +65,10 @@ Reconcile (one budget):
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from prometheus_client import Counter, Gauge
@@ -78,20 +77,16 @@ from kruise.common.v1 import mesh_pb2, views_pb2
 from services.budget import status
 from services.budget.committer import BudgetCommitter, budget_ref
 from services.budget.decision import RELATED_PUB
-from services.budget.workloads import Workload, WorkloadFinder
+from services.budget.indexes import Indexes, NsName, is_replica_set, ref_key
+from services.budget.observe import BudgetObservation, BudgetObserver, written_view
+from services.budget.workloads import WorkloadFinder
 from services.kit import errors
-from services.kit.cache import EVENT_DELETED, ObjectCache, view_of, visit_in_slices, workload_name
-from services.kit.cluster import (
-    EventRecorder,
-    ObjectReader,
-    ObjectWriter,
-    Ref,
-    StatusWriter,
-    Written,
-)
-from services.kit.objects import controller_ref, group_of, pod_active
+from services.kit.cache import EVENT_DELETED, ObjectCache, view_of
+from services.kit.cluster import EventRecorder, ObjectReader, ObjectWriter, Ref, StatusWriter
+from services.kit.controller import Backoff, ControllerShell
+from services.kit.objects import controller_ref, pod_active
 from services.kit.projection import project_pod_unavailable_budget
-from services.kit.workqueue import WorkQueue, run_workers
+from services.kit.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -135,220 +130,6 @@ class BudgetKey:
         return f"{self.namespace}/{self.name}"
 
 
-NsName = tuple[str, str]
-
-
-def ref_key(*, api_version: str, kind: str, name: str) -> str:
-    """A version-free reference, ``group/Kind/name`` (the cache's workload name)."""
-    return workload_name(api_version=api_version, kind=kind, name=name)
-
-
-def is_replica_set(view: views_pb2.WorkloadView) -> bool:
-    return view.kind == "ReplicaSet" and group_of(view.api_version) == "apps"
-
-
-@dataclass
-class Indexes:
-    """Lookups the cache cannot answer by key, kept from the same events.
-
-    Owners are keyed by uid within a namespace. ``owner_key``/``uids_by_key`` remember the
-    ``group/Kind/name`` of every controller owner seen on a pod or a ReplicaSet while
-    something still names it, so a custom-kind target (resolved through ``/scale``, no
-    uid) still finds its pods.
-    """
-
-    pods_by_owner: dict[NsName, set[str]] = field(default_factory=dict)
-    pod_owner: dict[NsName, str] = field(default_factory=dict)
-    rs_by_owner: dict[NsName, set[str]] = field(default_factory=dict)
-    rs_owner: dict[NsName, tuple[str, str]] = field(default_factory=dict)
-    rs_parent: dict[NsName, str] = field(default_factory=dict)
-    owner_key: dict[NsName, str] = field(default_factory=dict)
-    uids_by_key: dict[NsName, set[str]] = field(default_factory=dict)
-    budgets: dict[str, set[str]] = field(default_factory=dict)
-    budgets_by_target: dict[NsName, set[str]] = field(default_factory=dict)
-    budget_target: dict[NsName, str] = field(default_factory=dict)
-    selectors: dict[str, dict[str, views_pb2.LabelSelector]] = field(default_factory=dict)
-    workloads: dict[NsName, tuple[int | None, bool, str]] = field(default_factory=dict)
-    pod_budgets: dict[NsName, frozenset[str]] = field(default_factory=dict)
-
-    # ---- owners -------------------------------------------------------------------------
-    def _see_owner(self, namespace: str, ref: views_pb2.OwnerReference) -> None:
-        key = ref_key(api_version=ref.api_version, kind=ref.kind, name=ref.name)
-        old = self.owner_key.get((namespace, ref.uid))
-        if old == key:
-            return
-        if old is not None:
-            self._drop_uid_key(namespace, ref.uid, old)
-        self.owner_key[(namespace, ref.uid)] = key
-        self.uids_by_key.setdefault((namespace, key), set()).add(ref.uid)
-
-    def _drop_uid_key(self, namespace: str, uid: str, key: str) -> None:
-        uids = self.uids_by_key.get((namespace, key))
-        if uids is not None:
-            uids.discard(uid)
-            if not uids:
-                del self.uids_by_key[(namespace, key)]
-
-    def _release_owner(self, namespace: str, uid: str) -> None:
-        if (namespace, uid) in self.pods_by_owner or (namespace, uid) in self.rs_by_owner:
-            return
-        key = self.owner_key.pop((namespace, uid), None)
-        if key is not None:
-            self._drop_uid_key(namespace, uid, key)
-
-    @staticmethod
-    def _unlink(index: dict[NsName, set[str]], key: NsName, member: str) -> None:
-        members = index.get(key)
-        if members is not None:
-            members.discard(member)
-            if not members:
-                del index[key]
-
-    # ---- updates ------------------------------------------------------------------------
-    def pod(self, pod: views_pb2.PodView, *, deleted: bool) -> None:
-        namespace, name = pod.meta.namespace, pod.meta.name
-        old = self.pod_owner.pop((namespace, name), None)
-        if old is not None:
-            self._unlink(self.pods_by_owner, (namespace, old), name)
-        owner = None if deleted else controller_ref(pod.meta.owner_references)
-        if owner is not None and owner.uid:
-            self.pod_owner[(namespace, name)] = owner.uid
-            self.pods_by_owner.setdefault((namespace, owner.uid), set()).add(name)
-            self._see_owner(namespace, owner)
-        if old is not None and old != (owner.uid if owner is not None else None):
-            self._release_owner(namespace, old)
-
-    def replica_set(self, view: views_pb2.WorkloadView, *, deleted: bool) -> None:
-        namespace = view.meta.namespace
-        key = (
-            namespace,
-            ref_key(api_version=view.api_version, kind=view.kind, name=view.meta.name),
-        )
-        old = self.rs_owner.pop(key, None)
-        if old is not None:
-            self._unlink(self.rs_by_owner, (namespace, old[1]), old[0])
-            self.rs_parent.pop((namespace, old[0]), None)
-        owner = None if deleted else controller_ref(view.meta.owner_references)
-        if owner is not None and owner.uid and view.meta.uid:
-            self.rs_owner[key] = (view.meta.uid, owner.uid)
-            self.rs_parent[(namespace, view.meta.uid)] = owner.uid
-            self.rs_by_owner.setdefault((namespace, owner.uid), set()).add(view.meta.uid)
-            self._see_owner(namespace, owner)
-        if old is not None and (owner is None or old[1] != owner.uid):
-            self._release_owner(namespace, old[1])
-
-    def budget(self, budget: views_pb2.PodUnavailableBudgetView, *, deleted: bool) -> None:
-        namespace, name = budget.meta.namespace, budget.meta.name
-        old = self.budget_target.pop((namespace, name), None)
-        if old is not None:
-            self._unlink(self.budgets_by_target, (namespace, old), name)
-        selectors = self.selectors.get(namespace)
-        if selectors is not None:
-            selectors.pop(name, None)
-            if not selectors:
-                del self.selectors[namespace]
-        if deleted:
-            names = self.budgets.get(namespace)
-            if names is not None:
-                names.discard(name)
-                if not names:
-                    del self.budgets[namespace]
-            return
-        self.budgets.setdefault(namespace, set()).add(name)
-        if budget.HasField("target_ref"):
-            ref = budget.target_ref
-            target = ref_key(api_version=ref.api_version, kind=ref.kind, name=ref.name)
-            self.budget_target[(namespace, name)] = target
-            self.budgets_by_target.setdefault((namespace, target), set()).add(name)
-        elif budget.HasField("selector"):
-            selector = views_pb2.LabelSelector()
-            selector.CopyFrom(budget.selector)
-            self.selectors.setdefault(namespace, {})[name] = selector
-
-    # ---- queries ------------------------------------------------------------------------
-    def owned_pod_names(self, namespace: str, uids: Iterable[str]) -> set[str]:
-        """Pods owned by any of ``uids`` directly or through a ReplicaSet they own."""
-        names: set[str] = set()
-        for uid in uids:
-            names |= self.pods_by_owner.get((namespace, uid), set())
-            for rs_uid in self.rs_by_owner.get((namespace, uid), ()):
-                names |= self.pods_by_owner.get((namespace, rs_uid), set())
-        return names
-
-    def budgets_of_pod(self, pod: views_pb2.PodView) -> set[str]:
-        """The budgets a pod event concerns now (see the module docstring)."""
-        namespace = pod.meta.namespace
-        known = self.budgets.get(namespace, set())
-        related = pod.meta.annotations.get(RELATED_PUB, "")
-        if related and related in known:
-            return {related}
-        found: set[str] = set()
-        owner = controller_ref(pod.meta.owner_references)
-        if owner is not None:
-            keys = [ref_key(api_version=owner.api_version, kind=owner.kind, name=owner.name)]
-            parent = self.rs_parent.get((namespace, owner.uid))
-            above = self.owner_key.get((namespace, parent)) if parent else None
-            if above is not None:
-                keys.append(above)
-            for key in keys:
-                found |= self.budgets_by_target.get((namespace, key), set())
-        for name, selector in self.selectors.get(namespace, {}).items():
-            if status.selector_matches(selector, pod.meta.labels):
-                found.add(name)
-        return found
-
-
-@dataclass(frozen=True, slots=True)
-class BudgetObservation:
-    """What one reconcile observed of a budget's world, gathered before deciding.
-
-    ``pods`` are the budget's pods: a targetRef workload's pods (any phase; the decision
-    ignores inactive ones) or the active pods its selector matches, by name.
-    ``total_replicas`` is None when the targetRef workload was not found (the status says
-    0). ``workload`` is the resolved targetRef workload; None for a selector budget, or
-    when it was not found.
-    """
-
-    pods: tuple[views_pb2.PodView, ...]
-    total_replicas: int | None
-    workload: Workload | None = None
-
-
-NOTHING = BudgetObservation(pods=(), total_replicas=None)
-
-
-def written_view(
-    decided_on: views_pb2.PodUnavailableBudgetView,
-    written: Written,
-    written_status: status.BudgetStatus,
-) -> views_pb2.PodUnavailableBudgetView:
-    """The budget as a status write stored it: the API server's answer, projected.
-
-    When the answer carries no object, the view the decision was made on with the written
-    status (times truncated to whole seconds, as ``metav1.Time`` stores them) and the new
-    resourceVersion. Pure.
-    """
-    if written.object:
-        view = project_pod_unavailable_budget(written.object)
-        if view.meta.name and view.meta.resource_version:
-            return view
-    view = views_pb2.PodUnavailableBudgetView()
-    view.CopyFrom(decided_on)
-    view.meta.resource_version = written.resource_version
-    view.observed_generation = written_status.observed_generation
-    view.unavailable_allowed = written_status.unavailable_allowed
-    view.current_available = written_status.current_available
-    view.desired_available = written_status.desired_available
-    view.total_replicas = written_status.total_replicas
-    view.ClearField("disrupted_pods")
-    view.ClearField("unavailable_pods")
-    for pod, at_ms in written_status.disrupted_pods.items():
-        view.disrupted_pods[pod] = at_ms // 1000 * 1000
-    for pod, at_ms in written_status.unavailable_pods.items():
-        view.unavailable_pods[pod] = at_ms // 1000 * 1000
-    return view
-
-
 # How long a status-only budget event may wait for the ones that follow it. Under load the
 # admission path writes each budget's status many times a second; every write is followed
 # by one reconcile at most this much later (it lowers ``currentAvailable``).
@@ -371,43 +152,36 @@ class BudgetController:
     ) -> None:
         self.cache = cache
         self.cluster = cluster
-        self.finder = finder
         self.committer = committer
         self.clock_ms = clock_ms
-        self.workers = workers
         self.retry_s = retry_s
-        self.max_backoff_s = max_backoff_s
         self.status_settle_s = status_settle_s
-        self.queue: WorkQueue[BudgetKey] = WorkQueue()
+        self.shell = ControllerShell(cache=cache, events=cluster, name="budget")
+        self.queue = self.shell.add_queue(
+            WorkQueue[BudgetKey](), self.reconcile, workers=workers, name="budget"
+        )
         self.index = Indexes()
-        self._task: asyncio.Task[None] | None = None
+        self.observer = BudgetObserver(cache=cache, finder=finder)
+        self._backoff = Backoff[BudgetKey](base=retry_s, cap=max_backoff_s)
         self._no_pods: set[BudgetKey] = set()
         self._scale_errors: dict[BudgetKey, str] = {}
-        self._failures: dict[BudgetKey, int] = {}
         self._backfilled: dict[NsName, str] = {}
-        self._unknown_kinds: set[tuple[str, str, str]] = set()
         self._generations: dict[BudgetKey, int] = {}
         # pod_available per pod, for the resourceVersion it was computed on: a reconcile
         # after an admission write re-reads every pod of the budget, most unchanged.
         self._availability: dict[NsName, tuple[str, bool]] = {}
-        self._indexed = asyncio.Event()
-        self._indexed.set()
-        self._rebuild: asyncio.Future[None] | None = None
 
     # ---- lifecycle ----------------------------------------------------------------------
+    def pending(self) -> int:
+        """Keys queued, being reconciled or waiting for a retry."""
+        return self.shell.pending()
+
     async def start(self) -> None:
-        QUEUE_DEPTH.set_function(self.queue.pending)
-        self._task = asyncio.create_task(
-            run_workers(self.queue, self.reconcile, workers=self.workers, name="budget")
-        )
+        QUEUE_DEPTH.set_function(self.pending)
+        await self.shell.start()
 
     async def stop(self) -> None:
-        if self._rebuild is not None:
-            self._rebuild.cancel()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await self.shell.stop()
 
     # ---- events -------------------------------------------------------------------------
     def on_snapshot(self) -> None:
@@ -424,22 +198,16 @@ class BudgetController:
             self._index_workload(workload, deleted=False)
         for clone_set in self.cache.items(CLONE_SET):
             self._index_clone_set(clone_set, deleted=False)
+
         # Pods are indexed in slices (tens of thousands would hold the event loop, and the
         # pod webhooks with it); budgets are reconciled once the index is whole.
-        if self._rebuild is not None:
-            self._rebuild.cancel()
-        self._indexed.clear()
-        self._rebuild = asyncio.ensure_future(self._index_pods())
-
-    async def _index_pods(self) -> None:
         def index(pod: views_pb2.PodView) -> None:
             self.index.pod(pod, deleted=False)
             found = self.index.budgets_of_pod(pod)
             if found:
                 self.index.pod_budgets[(pod.meta.namespace, pod.meta.name)] = frozenset(found)
 
-        await visit_in_slices(self.cache, POD, index)
-        self._indexed.set()
+        self.shell.rebuild_pod_index(index)
 
     def on_event(self, event: mesh_pb2.WatchEvent) -> None:
         view = view_of(event.object)
@@ -512,101 +280,16 @@ class BudgetController:
         for name in sorted(self.index.budgets.get(namespace, ())):
             self.queue.add(BudgetKey(namespace, name))
 
-    # ---- observe ------------------------------------------------------------------------
-    async def observe(self, budget: views_pb2.PodUnavailableBudgetView) -> BudgetObservation:
-        """Gather the budget's pods and expected replicas (step 2 of the module docstring).
-
-        Raises ``errors.MeshError`` when a workload could not be resolved for a reason other
-        than not existing (nothing is decided then).
-        """
-        namespace = budget.meta.namespace
-        if budget.HasField("target_ref"):
-            ref = budget.target_ref
-            workload = await self._resolve(
-                namespace, api_version=ref.api_version, kind=ref.kind, name=ref.name
-            )
-            if workload is None:
-                return NOTHING
-            if workload.uid:
-                uids: Iterable[str] = (workload.uid,)
-            else:
-                key = ref_key(
-                    api_version=workload.api_version, kind=workload.kind, name=workload.name
-                )
-                uids = sorted(self.index.uids_by_key.get((namespace, key), ()))
-            pods = self._pods(namespace, self.index.owned_pod_names(namespace, uids))
-            total = 0 if workload.deleting else workload.replicas
-            return BudgetObservation(pods=tuple(pods), total_replicas=total, workload=workload)
-        if budget.HasField("selector"):
-            selected = status.selector_pods(budget, self.cache.items(POD, namespace))
-            total = await self._owners_total(namespace, selected)
-            return BudgetObservation(pods=tuple(selected), total_replicas=total)
-        return NOTHING
-
-    def _pods(self, namespace: str, names: Iterable[str]) -> list[views_pb2.PodView]:
-        found = (self.cache.get(POD, namespace, name) for name in sorted(names))
-        return [pod for pod in found if pod is not None]
-
-    async def _owners_total(self, namespace: str, pods: Iterable[views_pb2.PodView]) -> int:
-        owners: dict[str, views_pb2.OwnerReference] = {}
-        for pod in pods:
-            ref = controller_ref(pod.meta.owner_references)
-            if ref is not None:
-                key = ref.uid or ref_key(api_version=ref.api_version, kind=ref.kind, name=ref.name)
-                owners.setdefault(key, ref)
-        resolved: list[status.OwnerReplicas | None] = []
-        for ref in owners.values():
-            workload = await self._resolve(
-                namespace,
-                api_version=ref.api_version,
-                kind=ref.kind,
-                name=ref.name,
-                uid=ref.uid,
-            )
-            resolved.append(
-                None
-                if workload is None
-                else status.OwnerReplicas(
-                    uid=workload.uid or f"{workload.group}/{workload.kind}/{workload.name}",
-                    replicas=workload.replicas,
-                    deleting=workload.deleting,
-                )
-            )
-        return status.total_replicas_of(resolved)
-
-    async def _resolve(
-        self, namespace: str, *, api_version: str, kind: str, name: str, uid: str = ""
-    ) -> Workload | None:
-        try:
-            return await self.finder.resolve(
-                namespace, api_version=api_version, kind=kind, name=name, uid=uid
-            )
-        except errors.Invalid as e:
-            # A kind the cluster does not know (or a malformed apiVersion): no such
-            # workload can exist, so it counts as missing, as a 404 does.
-            seen = (namespace, api_version, kind)
-            if seen not in self._unknown_kinds:
-                self._unknown_kinds.add(seen)
-                log.warning(
-                    "workload kind cannot be resolved; counted as missing",
-                    extra={
-                        "namespace": namespace,
-                        "workload": f"{api_version} {kind} {name}",
-                        "error": str(e),
-                    },
-                )
-            return None
-
     # ---- reconcile ----------------------------------------------------------------------
     async def reconcile(self, key: BudgetKey) -> None:
-        await self._indexed.wait()  # a half-built pod index would hide pods
+        await self.shell.wait_indexed()
         budget = self.committer.freshest(key.namespace, key.name)
         if budget is None or budget.meta.deletion_unix_ms:
             self._forget(key)
             RECONCILES.labels("gone").inc()
             return
         try:
-            seen = await self.observe(budget)
+            seen = await self.observer.observe(budget, index=self.index)
         except errors.MeshError as e:
             RECONCILES.labels("error").inc()
             log.warning(
@@ -635,7 +318,7 @@ class BudgetController:
             decided = written
         else:
             RECONCILES.labels("unchanged").inc()
-        self._failures.pop(key, None)
+        self._backoff.reset(key)
         if decided.requeue_after_ms is not None:
             self.queue.add_after(key, decided.requeue_after_ms / 1000)
 
@@ -744,14 +427,12 @@ class BudgetController:
             self.committer.remember(view)
 
     def _retry(self, key: BudgetKey) -> None:
-        count = self._failures.get(key, 0) + 1
-        self._failures[key] = count
-        self.queue.add_after(key, min(self.retry_s * 2 ** (count - 1), self.max_backoff_s))
+        self.queue.add_after(key, self._backoff.next(key))
 
     def _forget(self, key: BudgetKey) -> None:
         self._no_pods.discard(key)
         self._scale_errors.pop(key, None)
-        self._failures.pop(key, None)
+        self._backoff.reset(key)
         self.committer.forget(key.namespace, key.name)
 
     # ---- side effects -------------------------------------------------------------------
@@ -801,7 +482,7 @@ class BudgetController:
             "cannot compute the budget's desired pods",
             extra={"budget": str(key), "error": failed.message},
         )
-        await self._event(
+        await self.shell.record_event(
             budget_ref(key.namespace, key.name),
             uid=budget.meta.uid,
             warning=True,
@@ -818,7 +499,7 @@ class BudgetController:
         if key in self._no_pods:
             return
         self._no_pods.add(key)
-        await self._event(
+        await self.shell.record_event(
             budget_ref(key.namespace, key.name),
             uid=budget.meta.uid,
             warning=False,
@@ -838,25 +519,10 @@ class BudgetController:
                 "an admitted pod deletion did not happen",
                 extra={"budget": str(key), "pod": pod},
             )
-            await self._event(
+            await self.shell.record_event(
                 Ref("v1", "Pod", key.namespace, pod),
                 uid=uids.get(pod, ""),
                 warning=True,
                 reason=status.NOT_DELETED,
                 message=message,
-            )
-
-    async def _event(self, ref: Ref, *, uid: str, warning: bool, reason: str, message: str) -> None:
-        try:
-            await self.cluster.record_event(
-                ref,
-                uid=uid,
-                type="Warning" if warning else "Normal",
-                reason=reason,
-                message=message,
-            )
-        except errors.MeshError as e:
-            log.warning(
-                "could not record the event",
-                extra={"object": f"{ref.kind} {ref.namespace}/{ref.name}", "error": str(e)},
             )

@@ -3,8 +3,11 @@ workload annotations. The shell around ``recording`` and ``generation``.
 
     Sync events ─▶ on_event ─▶ Indexes (pods by owner, PPS by target, annotations seen)
                       │
-                      └─▶ WorkQueue ─▶ reconcile ─▶ record() / plan_generation()  (pure)
-                                           └─▶ cluster API: status, create, patch, delete, Events
+                      └─▶ WorkQueues ─▶ reconcile ─▶ record() / plan_generation()  (pure)
+                                            └─▶ cluster API: status, create, patch, delete, Events
+
+The queues, their workers, the pod index rebuilt in slices after a snapshot and the
+best-effort Events are the shared ``services.kit.controller.ControllerShell``.
 
 Triggers (SPEC 1.2, level-triggered where OpenKruise is edge-triggered and the
 outcome is the same):
@@ -31,10 +34,8 @@ is read from the API server inside the loop.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import sys
-from collections.abc import Coroutine, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -42,18 +43,13 @@ from prometheus_client import Counter, Gauge
 
 from kruise.common.v1 import mesh_pb2, views_pb2
 from services.kit import errors
-from services.kit.cache import (
-    EVENT_DELETED,
-    ObjectCache,
-    view_of,
-    visit_in_slices,
-    workload_name,
-)
+from services.kit.cache import EVENT_DELETED, ObjectCache, view_of, workload_name
 from services.kit.cluster import EventRecorder, ObjectWriter, Ref, StatusWriter
+from services.kit.controller import ControllerShell, OwnerIndex
 from services.kit.mesh import Handler
 from services.kit.objects import controller_ref, group_of, newer, pod_active, pod_ready
 from services.kit.projection import project_persistent_pod_state
-from services.kit.workqueue import WorkQueue, run_workers
+from services.kit.workqueue import WorkQueue
 from services.placement import generation, recording
 from services.placement.injection import INJECTED_ANNOTATION
 from services.placement.targets import TargetKinds, first_live, target_key, target_of
@@ -117,34 +113,15 @@ def pps_ref(namespace: str, name: str) -> Ref:
 class Indexes:
     """Lookups the cache cannot answer by key, kept from the same events.
 
-    Pods are indexed by their controller's uid (unique cluster-wide, interned: one string
-    per owner, not per pod), with the reverse map nested by namespace (no tuple per pod).
+    ``pods`` holds pod names by (namespace, controller uid); ``pps_by_target`` the
+    PersistentPodStates of each target workload (``group/Kind/name``); ``annotations`` the
+    auto-generation annotations each workload carried at its last event.
     """
 
-    pods_by_owner: dict[str, set[str]] = field(default_factory=dict)
-    pod_owner: dict[str, dict[str, str]] = field(default_factory=dict)
+    pods: OwnerIndex = field(default_factory=OwnerIndex)
     pps_by_target: dict[NsName, set[str]] = field(default_factory=dict)
     pps_target: dict[NsName, str] = field(default_factory=dict)
     annotations: dict[NsName, generation.GenerationAnnotations] = field(default_factory=dict)
-
-    def pod(self, pod: views_pb2.PodView, *, deleted: bool) -> None:
-        namespace, name = pod.meta.namespace, pod.meta.name
-        owners = self.pod_owner.get(namespace)
-        old = owners.pop(name, None) if owners is not None else None
-        if old is not None:
-            names = self.pods_by_owner.get(old)
-            if names is not None:
-                names.discard(name)
-                if not names:
-                    del self.pods_by_owner[old]
-        owner = controller_ref(pod.meta.owner_references)
-        if deleted or owner is None or not owner.uid:
-            if owners is not None and not owners:
-                del self.pod_owner[namespace]
-            return
-        uid = sys.intern(owner.uid)
-        self.pod_owner.setdefault(sys.intern(namespace), {})[name] = uid
-        self.pods_by_owner.setdefault(uid, set()).add(name)
 
     def pps(self, pps: views_pb2.PersistentPodStateView, *, deleted: bool) -> None:
         key = (pps.meta.namespace, pps.meta.name)
@@ -177,23 +154,24 @@ class PlacementController:
         self.cache = cache
         self.cluster = cluster
         self.kinds = kinds
-        self.workers = workers
-        self.generation_workers = generation_workers
         self.retry_s = retry_s
+        self.shell = ControllerShell(cache=cache, events=cluster, name="placement")
         # Two queues: a burst of new StatefulSets (generation: a create through the
         # validating webhook, ~20 ms each) must not delay the records of ready pods.
-        self.records: WorkQueue[PpsKey] = WorkQueue()
-        self.generations: WorkQueue[GenerateKey] = WorkQueue()
+        self.records = self.shell.add_queue(
+            WorkQueue[PpsKey](), self.reconcile, workers=workers, name="records"
+        )
+        self.generations = self.shell.add_queue(
+            WorkQueue[GenerateKey](),
+            self.reconcile,
+            workers=generation_workers,
+            name="generations",
+        )
         self.index = Indexes()
         # The object each status write returned, until the watch brings it (or newer):
         # the next decision starts from it instead of waiting for the event.
         self._written: dict[NsName, views_pb2.PersistentPodStateView] = {}
         self._warned: set[NsName] = set()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._indexed = asyncio.Event()
-        self._indexed.set()
-        self._rebuild: asyncio.Future[None] | None = None
-        self._events: set[asyncio.Task[None]] = set()
 
     # ---- lifecycle ----------------------------------------------------------------------
     @property
@@ -204,31 +182,14 @@ class PlacementController:
 
     def pending(self) -> int:
         """Keys queued, being reconciled or waiting for a retry, in both queues."""
-        return self.records.pending() + self.generations.pending()
+        return self.shell.pending()
 
     async def start(self) -> None:
         QUEUE_DEPTH.set_function(self.pending)
-        self._tasks = [
-            asyncio.create_task(
-                run_workers(self.records, self.reconcile, workers=self.workers, name="records")
-            ),
-            asyncio.create_task(
-                run_workers(
-                    self.generations,
-                    self.reconcile,
-                    workers=self.generation_workers,
-                    name="generations",
-                )
-            ),
-        ]
+        await self.shell.start()
 
     async def stop(self) -> None:
-        if self._rebuild is not None:
-            self._rebuild.cancel()
-        for task in [*self._tasks, *self._events]:
-            task.cancel()
-        await asyncio.gather(*self._tasks, *self._events, return_exceptions=True)
-        self._tasks = []
+        await self.shell.stop()
 
     # ---- lookups (also used by the webhooks) -------------------------------------------
     def supported_owner(self, ref: views_pb2.OwnerReference | None) -> bool:
@@ -261,10 +222,11 @@ class PlacementController:
         admission reviews with it); PersistentPodStates are reconciled once it is whole."""
         self.index = Indexes()
         self._written.clear()
-        if self._rebuild is not None:
-            self._rebuild.cancel()
-        self._indexed.clear()
-        self._rebuild = asyncio.ensure_future(self._index_pods())
+
+        def index(pod: views_pb2.PodView) -> None:
+            self.index.pods.pod(pod, deleted=False)
+
+        self.shell.rebuild_pod_index(index)
         for pps in self.cache.items(PPS):
             self.index.pps(pps, deleted=False)
             self.records.add(PpsKey(pps.meta.namespace, pps.meta.name))
@@ -287,10 +249,6 @@ class PlacementController:
             ):
                 self.generations.add(GenerateKey(namespace, cache_name))
 
-    async def _index_pods(self) -> None:
-        await visit_in_slices(self.cache, POD, lambda pod: self.index.pod(pod, deleted=False))
-        self._indexed.set()
-
     def on_event(self, event: mesh_pb2.WatchEvent) -> None:
         view = view_of(event.object)
         if view is None:
@@ -305,7 +263,7 @@ class PlacementController:
             self._on_workload(view, deleted=deleted)
 
     def _on_pod(self, pod: views_pb2.PodView, *, deleted: bool) -> None:
-        self.index.pod(pod, deleted=deleted)
+        self.index.pods.pod(pod, deleted=deleted)
         settled = pod_ready(pod) and bool(pod.node_name)
         if not (deleted or settled or not pod_active(pod)):
             return
@@ -348,7 +306,7 @@ class PlacementController:
         return chosen
 
     async def _reconcile_pps(self, key: PpsKey) -> None:
-        await self._indexed.wait()  # a half-built pod index would hide live pods
+        await self.shell.wait_indexed()
         pps = self.freshest(key.namespace, key.name)
         if pps is None:
             return
@@ -375,7 +333,7 @@ class PlacementController:
         pods: list[views_pb2.PodView] = []
         if workload is not None and group_of(ref.api_version) is not None:
             target = target_of(workload)
-            for name in sorted(self.index.pods_by_owner.get(workload.meta.uid, ())):
+            for name in sorted(self.index.pods.names(key.namespace, workload.meta.uid)):
                 pod = self.cache.get(POD, key.namespace, name)
                 if pod is not None:
                     pods.append(pod)
@@ -419,15 +377,9 @@ class PlacementController:
         )
         by_name = {p.meta.name: p for p in pods}
         for move in decided.moves:
-            self._background(
+            self.shell.background(
                 self._report_move(key.namespace, key.name, move, by_name.get(move.pod))
             )
-
-    def _background(self, work: Coroutine[None, None, None]) -> None:
-        """Events are best effort: recorded beside the reconcile, not inside it."""
-        task = asyncio.create_task(work)
-        self._events.add(task)
-        task.add_done_callback(self._events.discard)
 
     async def _report_move(
         self,
@@ -448,16 +400,13 @@ class PlacementController:
         )
         if pod is None:
             return
-        try:
-            await self.cluster.record_event(
-                Ref("v1", "Pod", namespace, move.pod),
-                uid=pod.meta.uid,
-                type="Warning",
-                reason=f"PersistentPodState{move.reason}",
-                message=message,
-            )
-        except errors.MeshError as e:
-            log.warning("could not record the event", extra={"pod": move.pod, "error": str(e)})
+        await self.shell.record_event(
+            Ref("v1", "Pod", namespace, move.pod),
+            uid=pod.meta.uid,
+            reason=f"PersistentPodState{move.reason}",
+            message=message,
+            warning=True,
+        )
 
     async def _reconcile_generation(self, key: GenerateKey) -> None:
         workload = self.cache.get(WORKLOAD, key.namespace, key.workload)
@@ -471,7 +420,7 @@ class PlacementController:
         try:
             if isinstance(plan, generation.Create):
                 await self.cluster.create(ref, plan.body)
-                self._background(
+                self.shell.background(
                     self._event(workload_ref, workload, "PersistentPodStateCreated", name)
                 )
             elif isinstance(plan, generation.ReplaceSpec):
@@ -483,7 +432,7 @@ class PlacementController:
                 )
             elif isinstance(plan, generation.Delete):
                 await self.cluster.delete(ref, uid=plan.uid)
-                self._background(
+                self.shell.background(
                     self._event(workload_ref, workload, "PersistentPodStateDeleted", name)
                 )
             else:
@@ -507,7 +456,7 @@ class PlacementController:
                 "PersistentPodState not generated",
                 extra={"namespace": key.namespace, "workload": name, "error": str(e)},
             )
-            self._background(
+            self.shell.background(
                 self._event(
                     workload_ref, workload, "PersistentPodStateRefused", name, warning=str(e)
                 )
@@ -535,13 +484,10 @@ class PlacementController:
             f'{generation.AUTO_GENERATE} is not "true"',
             "PersistentPodStateRefused": f"PersistentPodState {pps_name} was refused: {warning}",
         }
-        try:
-            await self.cluster.record_event(
-                ref,
-                uid=workload.meta.uid,
-                type="Warning" if warning else "Normal",
-                reason=reason,
-                message=messages[reason],
-            )
-        except errors.MeshError as e:
-            log.warning("could not record the event", extra={"error": str(e)})
+        await self.shell.record_event(
+            ref,
+            uid=workload.meta.uid,
+            reason=reason,
+            message=messages[reason],
+            warning=bool(warning),
+        )

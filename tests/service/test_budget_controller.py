@@ -252,7 +252,7 @@ class Harness:
 
     async def queued(self) -> list[BudgetKey]:
         """Take every queued key without reconciling it (once the pod index is whole)."""
-        await self.controller._indexed.wait()
+        await self.controller.shell.wait_indexed()
         out = []
         while len(self.controller.queue):
             key = await self.controller.queue.get()

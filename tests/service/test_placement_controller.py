@@ -132,7 +132,7 @@ class Harness:
         self.controller.on_snapshot()
 
     async def indexed(self) -> None:
-        await self.controller._indexed.wait()
+        await self.controller.shell.wait_indexed()
 
     def feed(self, *events: mesh_pb2.WatchEvent) -> None:
         for e in events:
