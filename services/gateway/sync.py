@@ -192,10 +192,11 @@ class ReplicaSync:
                     await asyncio.wait({session, restart}, return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     restart.cancel()
-                    if not session.done():
+                    # asyncio.wait never raises the session's error: it is read below. A
+                    # cancellation swallowed by a library is sent again until it takes.
+                    while not session.done():
                         session.cancel()
-                    # asyncio.wait never raises the session's error: it is read below
-                    await asyncio.wait({session})
+                        await asyncio.wait({session}, timeout=1.0)
                 self.status.connected = False
                 was_synced = self.status.synced
                 self.status.synced = False
@@ -227,7 +228,11 @@ class ReplicaSync:
             response_deserializer=mesh_pb2.SyncAck.FromString,
         )()
         try:
-            first = await asyncio.wait_for(call.read(), self.config.first_ack_timeout)
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation
+            # that arrives as the read completes, and a session that outlives its cancel
+            # streams on with a stale ring while run() waits for it forever.
+            async with asyncio.timeout(self.config.first_ack_timeout):
+                first = await call.read()
             if first is grpc.aio.EOF or not isinstance(first, mesh_pb2.SyncAck):
                 raise errors.Unavailable("replica closed the stream before naming its kinds")
             self.status.streams += 1

@@ -345,3 +345,45 @@ class grpc_free_port:  # noqa: N801 - used as a context manager
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+async def test_a_session_that_swallows_its_cancellation_is_cancelled_again() -> None:
+    """A ring change must always start a fresh session: a session that ignored its first
+    cancel (as Python 3.11's wait_for can) once kept a replica on a stale ring for good."""
+    from services.gateway.sync import ReplicaSync
+
+    class Channel:
+        async def close(self) -> None:
+            return None
+
+    sessions: list[int] = []
+    swallowed = asyncio.Event()
+
+    async def session(channel: Any) -> None:
+        sessions.append(len(sessions))
+        if len(sessions) == 1:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                swallowed.set()  # swallowed: the session goes on
+            await asyncio.Event().wait()
+        await asyncio.Event().wait()
+
+    sync = ReplicaSync(
+        service="rollout",
+        address="127.0.0.1:1",
+        hub=None,  # type: ignore[arg-type]
+        router=Router(),
+        channel_factory=lambda address: Channel(),  # type: ignore[arg-type,return-value]
+    )
+    sync._session = session  # type: ignore[method-assign]
+    sync.start()
+    await asyncio.sleep(0.05)
+    sync.restart()
+    await asyncio.wait_for(swallowed.wait(), 2)
+    for _ in range(40):
+        if len(sessions) == 2:
+            break
+        await asyncio.sleep(0.1)
+    await sync.stop()
+    assert len(sessions) == 2, "the restart started a new session despite the swallowed cancel"
