@@ -33,6 +33,7 @@ from services.cli import procs
 from services.kit import errors
 from services.kit.config import (
     ROLLOUT_HANDOVER_ENV,
+    ROLLOUT_UNFENCED_ENV,
     STATEFULSET_LIKE_KINDS_ENV,
     parse_statefulset_like_kinds,
 )
@@ -60,6 +61,9 @@ class LocalMesh:
     statefulset_like: Sequence[str] = ()
     # How long a rollout replica that gained a namespace waits before touching its pods.
     rollout_handover_s: float = 1.0
+    # Tests only: rollout's writes without the fence, to see what the guards prevent
+    # (KRUISE_MESH_ROLLOUT_UNFENCED, services/rollout/__main__.py). Never in a deployment.
+    rollout_unfenced: bool = False
 
     def __post_init__(self) -> None:
         # A malformed kind fails here, not as a gateway that never becomes ready.
@@ -76,9 +80,12 @@ class LocalMesh:
 
     def _kinds_env(self, component: str) -> dict[str, str] | None:
         """The environment of a component: the custom workload kinds for those that read
-        them, the handover period for rollout."""
+        them, the handover period (and the tests' unfenced switch) for rollout."""
         if component == "rollout":
-            return {ROLLOUT_HANDOVER_ENV: str(self.rollout_handover_s)}
+            env = {ROLLOUT_HANDOVER_ENV: str(self.rollout_handover_s)}
+            if self.rollout_unfenced:
+                env[ROLLOUT_UNFENCED_ENV] = "1"
+            return env
         if not self.statefulset_like or component not in ("gateway", "placement"):
             return None
         return {STATEFULSET_LIKE_KINDS_ENV: ",".join(self.statefulset_like)}

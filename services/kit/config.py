@@ -88,6 +88,8 @@ def parse_service_config(
 # -- StatefulSet-like workload kinds (shared by the gateway and placement) --------------------
 
 ROLLOUT_HANDOVER_ENV = "KRUISE_MESH_ROLLOUT_HANDOVER_S"
+# Tests only: the rollout service sends its pod and revision writes without the fence.
+ROLLOUT_UNFENCED_ENV = "KRUISE_MESH_ROLLOUT_UNFENCED"
 STATEFULSET_LIKE_KINDS_ENV = "KRUISE_MESH_STATEFULSET_LIKE_KINDS"
 
 _GROUP = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")

@@ -5,21 +5,29 @@ admission webhooks, and the RolloutService API.
 Settings beyond the common flags come from the environment:
 ``KRUISE_MESH_ROLLOUT_HANDOVER_S`` (default 3): how long a replica that gained a namespace
 waits before touching its pods (see ``services.rollout.controller``); 0 turns it off.
+``KRUISE_MESH_ROLLOUT_UNFENCED=1``: for tests only, to see what the guards prevent (the
+scenario of ``tests/e2e/test_rollout_sharding.py`` run with it): the writes go out without
+the ``kruise-mesh-fence`` identity, so the gateway carries them out whoever owns the
+namespace. Never set it in a deployment.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 from kruise.common.v1 import mesh_pb2
-from services.kit.config import ROLLOUT_HANDOVER_ENV
+from services.kit.config import ROLLOUT_HANDOVER_ENV, ROLLOUT_UNFENCED_ENV
 from services.kit.mesh import Handler
 from services.kit.service import FeatureContext, ServiceSpec, main
 from services.rollout import api
 from services.rollout.budget_client import BudgetClient
 from services.rollout.controller import RolloutController
 
+log = logging.getLogger(__name__)
+
 HANDOVER_ENV = ROLLOUT_HANDOVER_ENV
+UNFENCED_ENV = ROLLOUT_UNFENCED_ENV
 
 
 def handover_s(env: Mapping[str, str]) -> float:
@@ -34,12 +42,22 @@ def handover_s(env: Mapping[str, str]) -> float:
     return value
 
 
+def unfenced(env: Mapping[str, str]) -> bool:
+    """``KRUISE_MESH_ROLLOUT_UNFENCED`` is ``1`` (tests only: the writes carry no fence)."""
+    return env.get(UNFENCED_ENV, "").strip() == "1"
+
+
 class RolloutFeature:
     def __init__(self, context: FeatureContext) -> None:
         self.budget = BudgetClient.connect(context.config.gateway)
+        cluster = context.cluster
+        if unfenced(context.env):
+            log.warning("writes are not fenced (tests only)", extra={"env": UNFENCED_ENV})
+        else:
+            cluster = cluster.fenced(f"rollout/{context.config.advertise}")
         self.controller = RolloutController(
             cache=context.mesh.cache,
-            cluster=context.cluster.fenced(f"rollout/{context.config.advertise}"),
+            cluster=cluster,
             budget=self.budget,
             owns=context.mesh.owns,
             handover_s=handover_s(context.env),
