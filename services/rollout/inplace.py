@@ -280,7 +280,14 @@ def finish_grace_patch(pod: views_pb2.PodView) -> list[Json] | None:
 
 def update_completed(pod: views_pb2.PodView) -> bool:
     """Every container the update changed runs its new image: a new imageID, and the image
-    the spec names (SPEC 2.1). A pod with no update in flight counts as completed."""
+    the spec names (SPEC 2.1). A pod with no update in flight counts as completed.
+
+    As OpenKruise's ``DefaultCheckInPlaceUpdateCompleted``, an imageID unchanged since the
+    update means "not yet" only while the container does not run the spec's image (an
+    image without a tag read as ``:latest``). When it does, the pod was updated back to
+    the image it runs (A → B → A before kubelet restarted it): kubelet restarts it with
+    the same image, so no new imageID ever comes, and waiting for one would leave the pod
+    Updating, and unavailable, for good."""
     state = state_of(pod)
     if state is None:
         return True
@@ -296,9 +303,15 @@ def update_completed(pod: views_pb2.PodView) -> bool:
         if cs is None:
             return False
         before_id = before.get("imageID", "") if isinstance(before, dict) else ""
-        if not cs.image_id or cs.image_id == before_id:
+        if not cs.image_id:
             return False
-        if spec_images.get(name) and cs.image and cs.image != spec_images[name]:
+        if cs.image_id == before_id:
+            wanted = spec_images.get(name, "")
+            if ":" not in wanted:
+                wanted = f"{wanted}:latest"
+            if cs.image != wanted:
+                return False
+        elif spec_images.get(name) and cs.image and cs.image != spec_images[name]:
             return False
     return True
 
