@@ -445,3 +445,79 @@ async def test_kubectl_scales_a_cloneset_and_prints_its_columns(
         "AGE",
     ]
     assert row.split()[:6] == ["sc", "3", "3", "3", "3", "3"]
+
+
+async def test_an_in_place_update_held_by_its_hook_with_mark_pod_not_ready(
+    kube: KubeClient,
+) -> None:
+    """SPEC 3.6 scenario 9 on a CloneSet: Normal and hooked → PreparingUpdate and NotReady
+    (``preUpdateHook``); the user releases it → Updating; the update completes → Updated and
+    Ready again (the key removed); the user re-arms the hook → Normal."""
+    ns = "cs-inplace-hook"
+    await ensure_namespace(kube, ns)
+    hook = {"labelsHandler": {"ready": "true"}, "markPodNotReady": True}
+    body = clone_set(
+        "ip",
+        replicas=1,
+        lifecycle={"inPlaceUpdate": hook},
+        update={"type": "InPlaceIfPossible"},
+    )
+    body["spec"]["template"]["metadata"]["labels"]["ready"] = "true"
+    await create(kube, ns, body)
+    await eventually("1 ready pod", lambda: all_ready(kube, ns, "ip", 1), timeout=30)
+    (pod,) = await pods_of(kube, ns, "ip")
+    name = pod["metadata"]["name"]
+    path = f"/api/v1/namespaces/{ns}/pods/{name}"
+    await patch(
+        kube,
+        ns,
+        "ip",
+        {"spec": {"template": {"spec": {"containers": [{"name": "main", "image": "nginx:1.28"}]}}}},
+    )
+
+    async def current() -> dict[str, Any]:
+        return await kube.request_json("GET", path)
+
+    async def preparing() -> bool:
+        now = await current()
+        kruise = condition(now, "KruisePodReady") or {}
+        return (
+            state(now) == "PreparingUpdate"
+            and kruise.get("status") == "False"
+            and kruise.get("message") == '[{"userAgent":"Lifecycle","key":"preUpdateHook"}]'
+            and not ready(now)
+        )
+
+    await eventually("PreparingUpdate and NotReady", preparing)
+    await asyncio.sleep(1.0)
+    held = await current()
+    assert held["spec"]["containers"][0]["image"] == "nginx:1.27", "held by its hook"
+
+    async def label(value: str) -> None:
+        await kube.request(
+            "PATCH",
+            path,
+            body=orjson.dumps({"metadata": {"labels": {"ready": value}}}),
+            content_type="application/merge-patch+json",
+        )
+
+    await label("false")  # the user's controller releases the hook
+
+    async def updated() -> bool:
+        now = await current()
+        kruise = condition(now, "KruisePodReady") or {}
+        return (
+            state(now) == "Updated"
+            and now["spec"]["containers"][0]["image"] == "nginx:1.28"
+            and kruise.get("status") == "True"
+            and ready(now)
+        )
+
+    await eventually("Updated, on the new image, Ready again", updated, timeout=30)
+    assert (await current())["metadata"]["uid"] == pod["metadata"]["uid"], "in place"
+    await label("true")  # re-armed
+
+    async def normal() -> bool:
+        return state(await current()) == "Normal"
+
+    await eventually("back to Normal", normal)
