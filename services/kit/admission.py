@@ -95,6 +95,36 @@ def reviewed_objects(request: mesh_pb2.AdmissionRequest) -> ReviewedObjects:
     return ReviewedObjects(object=out[0], old_object=out[1])
 
 
+@dataclass(frozen=True, slots=True)
+class Written:
+    """The object a CREATE or UPDATE review writes, and the stored one on UPDATE."""
+
+    object: dict[str, Any]
+    old: dict[str, Any] | None
+
+
+def written_object(request: mesh_pb2.AdmissionRequest, *, kind: str) -> Written | Verdict | None:
+    """The object of a CREATE/UPDATE review of the main resource, with the stored one on
+    UPDATE; None for anything else (a subresource, another operation), which is admitted as
+    is; a 400 ``Verdict`` for a review that cannot be read or lacks the ``kind`` object."""
+    if request.sub_resource or request.operation not in (
+        mesh_pb2.OPERATION_CREATE,
+        mesh_pb2.OPERATION_UPDATE,
+    ):
+        return None
+    try:
+        objects = reviewed_objects(request)
+    except BadReview as e:
+        return bad_request(str(e))
+    if objects.object is None:
+        return bad_request(f"the review carries no {kind}")
+    if request.operation == mesh_pb2.OPERATION_UPDATE:
+        if objects.old_object is None:
+            return bad_request(f"an UPDATE review must carry the stored {kind}")
+        return Written(objects.object, objects.old_object)
+    return Written(objects.object, None)
+
+
 def created_pod(request: mesh_pb2.AdmissionRequest) -> dict[str, Any] | None:
     """The pod of a pod CREATE review; None for any other review (a subresource, another
     operation or resource), which a pod-CREATE mutation leaves alone. Raises ``BadReview``

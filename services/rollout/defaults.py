@@ -127,23 +127,10 @@ def decide_clone_set_defaults(request: mesh_pb2.AdmissionRequest) -> Verdict:
     one, or one without the CloneSet (or, on UPDATE, without the stored one), is refused
     with 400 (OpenKruise answers a decode failure so).
     """
-    if request.sub_resource or request.operation not in (
-        mesh_pb2.OPERATION_CREATE,
-        mesh_pb2.OPERATION_UPDATE,
-    ):
-        return admission.ALLOWED
-    try:
-        objects = admission.reviewed_objects(request)
-    except admission.BadReview as e:
-        return admission.bad_request(str(e))
-    if objects.object is None:
-        return admission.bad_request("the review carries no CloneSet")
-    old = None
-    if request.operation == mesh_pb2.OPERATION_UPDATE:
-        if objects.old_object is None:
-            return admission.bad_request("an UPDATE review must carry the stored CloneSet")
-        old = objects.old_object
-    return admission.allow(patch=default_clone_set(objects.object, old=old))
+    written = admission.written_object(request, kind="CloneSet")
+    if not isinstance(written, admission.Written):
+        return written or admission.ALLOWED
+    return admission.allow(patch=default_clone_set(written.object, old=written.old))
 
 
 # --- the pod template ----------------------------------------------------------------------

@@ -235,26 +235,13 @@ def decide_clone_set(
     one without the CloneSet (or, on UPDATE, without the stored one), is refused with 400
     (OpenKruise answers a decode failure so).
     """
-    if request.sub_resource or request.operation not in (
-        mesh_pb2.OPERATION_CREATE,
-        mesh_pb2.OPERATION_UPDATE,
-    ):
-        return admission.ALLOWED
-    try:
-        objects = admission.reviewed_objects(request)
-    except admission.BadReview as e:
-        return admission.bad_request(str(e))
-    if objects.object is None:
-        return admission.bad_request("the review carries no CloneSet")
-    old = None
-    if request.operation == mesh_pb2.OPERATION_UPDATE:
-        if objects.old_object is None:
-            return admission.bad_request("an UPDATE review must carry the stored CloneSet")
-        old = objects.old_object
-    found = validate_clone_set(objects.object, old, find_pod=find_pod)
+    written = admission.written_object(request, kind="CloneSet")
+    if not isinstance(written, admission.Written):
+        return written or admission.ALLOWED
+    found = validate_clone_set(written.object, written.old, find_pod=find_pod)
     if not found:
         return admission.ALLOWED
-    metadata = objects.object.get("metadata")
+    metadata = written.object.get("metadata")
     name = metadata.get("name") if isinstance(metadata, Mapping) else None
     name = name if isinstance(name, str) and name else request.name
     return admission.invalid(invalid_message(name, found))
