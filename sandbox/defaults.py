@@ -2,7 +2,8 @@
 
 Pure; no I/O. ``default_object`` fills the defaults the real server adds (pods get
 restartPolicy, dnsPolicy, tolerations, per-container pull policy and so on; workloads get
-``replicas: 1``); ``validate_create`` / ``validate_update`` raise ``ApiError`` 422 for the
+``replicas: 1``; a new PersistentVolumeClaim gets ``volumeMode: Filesystem`` and phase
+``Pending``); ``validate_create`` / ``validate_update`` raise ``ApiError`` 422 for the
 few rules the project relies on (pod containers need name and image; a pod's spec may change
 only in images, activeDeadlineSeconds, added tolerations and terminationGracePeriodSeconds).
 ``spec_changed`` decides generation bumps.
@@ -104,6 +105,16 @@ def default_object(rt: ResourceType, obj: dict[str, Any], *, creating: bool) -> 
             tmpl["spec"] = default_pod_spec(tmpl["spec"], with_admission=False)
             spec["template"] = tmpl
         out["spec"] = spec
+        return out
+    if key == ("", "persistentvolumeclaims") and creating:
+        # SetDefaults_PersistentVolumeClaim / SetDefaults_PersistentVolumeClaimSpec.
+        out = dict(obj)
+        spec = dict(obj.get("spec") or {})
+        spec.setdefault("volumeMode", "Filesystem")
+        out["spec"] = spec
+        status = dict(out.get("status") or {})
+        status.setdefault("phase", "Pending")
+        out["status"] = status
         return out
     if key == ("", "namespaces"):
         out = dict(obj)

@@ -1,5 +1,5 @@
-"""The sandbox's small world: nodes, a scheduler, kubelets and StatefulSet and EndpointSlice
-controllers.
+"""The sandbox's small world: nodes, a scheduler, kubelets, StatefulSet and EndpointSlice
+controllers and a volume binder.
 
 Everything here is an ordinary HTTPS client of a Kubernetes API server (the sandbox's, or any
 other), exactly like kubelet, kube-scheduler and kube-controller-manager::
@@ -11,12 +11,14 @@ other), exactly like kubelet, kube-scheduler and kube-controller-manager::
     │                             in-place image changes), deletionTimestamp -> DELETE grace 0
     ├── statefulset.StatefulSetController
     │                             StatefulSets -> pods, ControllerRevisions, status
-    └── endpointslice.EndpointSliceController
-                                  Services with a selector + their pods -> EndpointSlices
-                                  (ready / serving / terminating per pod, zones from nodes)
+    ├── endpointslice.EndpointSliceController
+    │                             Services with a selector + their pods -> EndpointSlices
+    │                             (ready / serving / terminating per pod, zones from nodes)
+    └── volumes.VolumeBinder      Pending PersistentVolumeClaims -> status Bound (no storage)
 
 One reflector (list+watch) per kind is shared by the components, as client-go's shared
-informers are: pods, nodes, statefulsets, controllerrevisions, services and endpointslices.
+informers are: pods, nodes, statefulsets, controllerrevisions, services, endpointslices and
+persistentvolumeclaims.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from sandbox.world.kubelet import Kubelet
 from sandbox.world.nodes import NodeSpec, default_nodes, register_nodes
 from sandbox.world.scheduler import Scheduler
 from sandbox.world.statefulset import StatefulSetController
+from sandbox.world.volumes import VolumeBinder
 
 __all__ = ["NodeSpec", "World", "default_nodes", "now_rfc3339"]
 
@@ -64,6 +67,7 @@ class World:
         self.endpointslices = Reflector(
             client=client, path="/apis/discovery.k8s.io/v1/endpointslices"
         )
+        self.claims = Reflector(client=client, path="/api/v1/persistentvolumeclaims")
         self.scheduler = Scheduler(
             client=client, pods=self.pods, nodes=self.node_reflector, clock=now_rfc3339
         )
@@ -89,6 +93,7 @@ class World:
             slices=self.endpointslices,
             nodes=self.node_reflector,
         )
+        self.volume_binder = VolumeBinder(client=client, claims=self.claims)
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
 
@@ -104,6 +109,7 @@ class World:
             self.statefulsets,
             self.services,
             self.endpointslices,
+            self.claims,
             self.pods,
         ]
         for reflector in reflectors:
@@ -112,10 +118,12 @@ class World:
         self.kubelet.start()
         self.statefulset_controller.start()
         self.endpointslice_controller.start()
+        self.volume_binder.start()
         await asyncio.gather(*(r.synced.wait() for r in reflectors))
 
     async def stop(self) -> None:
         """Cancel every task and close the HTTP session. Idempotent."""
+        await self.volume_binder.stop()
         await self.endpointslice_controller.stop()
         await self.statefulset_controller.stop()
         await self.kubelet.stop()

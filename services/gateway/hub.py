@@ -370,6 +370,7 @@ WATCHED: tuple[WatchSpec, ...] = (
     WatchSpec("apps/v1", "ReplicaSet"),
     WatchSpec("apps.kruise.io/v1alpha1", "CloneSet"),
     WatchSpec("apps/v1", "ControllerRevision"),
+    WatchSpec("v1", "PersistentVolumeClaim"),
     WatchSpec("apps.kruise.io/v1alpha1", "PersistentPodState"),
     WatchSpec("policy.kruise.io/v1alpha1", "PodUnavailableBudget"),
     WatchSpec("apps.kruise.io/v1beta1", "StatefulSet"),

@@ -30,6 +30,7 @@ VIEW_TYPES: dict[int, Any] = {
     mesh_pb2.KIND_POD_UNAVAILABLE_BUDGET: views_pb2.PodUnavailableBudgetView,
     mesh_pb2.KIND_CLONE_SET: views_pb2.CloneSetView,
     mesh_pb2.KIND_CONTROLLER_REVISION: views_pb2.ControllerRevisionView,
+    mesh_pb2.KIND_PERSISTENT_VOLUME_CLAIM: views_pb2.PersistentVolumeClaimView,
 }
 
 

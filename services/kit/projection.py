@@ -507,6 +507,9 @@ def fill_clone_set(view: views_pb2.CloneSetView, obj: Json) -> None:
     view.revision_history_limit = _int(spec.get("revisionHistoryLimit"))
     if "template" in spec:
         view.template_json = orjson.dumps(spec["template"])
+    claims = [c for c in _list(spec.get("volumeClaimTemplates")) if isinstance(c, Mapping)]
+    if claims:
+        view.volume_claim_templates_json = orjson.dumps(claims)
     st = view.status
     st.observed_generation = _int(status.get("observedGeneration"))
     st.replicas = _int(status.get("replicas"))
@@ -533,6 +536,18 @@ def fill_controller_revision(view: views_pb2.ControllerRevisionView, obj: Json) 
     view.revision = _int(obj.get("revision"))
     if obj.get("data") is not None:
         view.data_json = orjson.dumps(obj["data"])
+
+
+def project_persistent_volume_claim(obj: Json) -> views_pb2.PersistentVolumeClaimView:
+    """v1 PersistentVolumeClaim → PersistentVolumeClaimView (metadata and status.phase)."""
+    view = views_pb2.PersistentVolumeClaimView()
+    fill_persistent_volume_claim(view, obj)
+    return view
+
+
+def fill_persistent_volume_claim(view: views_pb2.PersistentVolumeClaimView, obj: Json) -> None:
+    fill_meta(view.meta, obj)
+    view.phase = _istr(_dict(obj.get("status")).get("phase"))
 
 
 Projector = Callable[[Json], views_pb2.ObjectView]
@@ -603,5 +618,10 @@ _SIMPLE: dict[str, tuple[int, str, Callable[[Any, Json], None]]] = {
         mesh_pb2.KIND_CONTROLLER_REVISION,
         "controller_revision",
         fill_controller_revision,
+    ),
+    "PersistentVolumeClaim": (
+        mesh_pb2.KIND_PERSISTENT_VOLUME_CLAIM,
+        "persistent_volume_claim",
+        fill_persistent_volume_claim,
     ),
 }

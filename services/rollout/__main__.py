@@ -1,6 +1,7 @@
 """rollout: the CloneSet controller (scaling, re-create and in-place updates, percentage
-partition, ``status.expectedUpdatedReplicas``, lifecycle hooks with markPodNotReady), its
-admission webhooks, and the RolloutService API.
+partition, ``status.expectedUpdatedReplicas``, lifecycle hooks with markPodNotReady,
+``volumeClaimTemplates``: a PersistentVolumeClaim per pod and template), its admission
+webhooks, and the RolloutService API.
 
 Settings beyond the common flags come from the environment:
 ``KRUISE_MESH_ROLLOUT_HANDOVER_S`` (default 3): how long a replica that gained a namespace
@@ -80,7 +81,12 @@ class RolloutFeature:
 
 SPEC = ServiceSpec(
     name="rollout",
-    kinds=[mesh_pb2.KIND_POD, mesh_pb2.KIND_CLONE_SET, mesh_pb2.KIND_CONTROLLER_REVISION],
+    kinds=[
+        mesh_pb2.KIND_POD,
+        mesh_pb2.KIND_CLONE_SET,
+        mesh_pb2.KIND_CONTROLLER_REVISION,
+        mesh_pb2.KIND_PERSISTENT_VOLUME_CLAIM,
+    ],
     handlers={},
     extra=[api.register],
     feature=RolloutFeature,

@@ -3,6 +3,13 @@
 Pure data. ``sync.plan_round`` returns a ``Round``: its actions in order, each one write
 (or one budget question then one write). The shell executes them in order and stops at
 the first that fails or is refused.
+
+PersistentVolumeClaims travel with their pod (``volumeClaimTemplates``, OpenKruise's
+``createOnePod`` and ``deletePods``): a pod's ``CreatePvc`` actions come right before its
+``CreatePod`` and are created first (a failed claim means no pod); a ``DeletePvc`` comes
+right after the ``DeletePod`` of the pod whose instance id it carries, and is skipped when
+that delete did not happen (the pod was already gone: whoever deleted it left its claims
+for the next pod to reuse).
 """
 
 from __future__ import annotations
@@ -56,7 +63,25 @@ class PatchPodStatus:
     budget: bool = False
 
 
-Action = CreatePod | DeletePod | PatchPod | PatchPodStatus
+@dataclass(frozen=True, slots=True)
+class CreatePvc:
+    """A claim of a new pod (``pod``), created before it."""
+
+    name: str
+    body: Json
+    pod: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeletePvc:
+    """A claim of a pod deleted in this round (``pod``), deleted right after it."""
+
+    name: str
+    uid: str
+    pod: str
+
+
+Action = CreatePod | DeletePod | PatchPod | PatchPodStatus | CreatePvc | DeletePvc
 
 
 @dataclass(frozen=True, slots=True)

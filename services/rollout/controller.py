@@ -1,34 +1,39 @@
 """The CloneSet controller: the shell around ``revision``, ``sync`` and ``status``.
 
-    Sync events ─▶ on_event ─▶ OwnerIndex (pods, revisions by CloneSet uid)
+    Sync events ─▶ on_event ─▶ OwnerIndex (pods, revisions, claims by CloneSet uid)
                       │
                       └─▶ WorkQueue ─▶ reconcile ─▶ observe (cache)
                                            ├─▶ revision.plan_revisions   (pure)
                                            ├─▶ sync.plan_round           (pure)
                                            ├─▶ status.compute_status     (pure)
-                                           └─▶ cluster API: revisions, pods, pods/status,
-                                               CloneSet status, Events; budget: updates
+                                           └─▶ cluster API: revisions, claims, pods,
+                                               pods/status, CloneSet status, Events;
+                                               budget: updates
 
 Triggers (level-triggered; a reconcile that finds nothing to do writes nothing):
 
 * a CloneSet event → reconcile it;
-* an event of a pod or ControllerRevision whose controller is a CloneSet → reconcile that
-  CloneSet; a pod with the ``KruisePodReady`` readiness gate and no such condition → the
-  readiness queue (SPEC 3.4's pod-readiness controller);
+* an event of a pod, ControllerRevision or PersistentVolumeClaim whose controller is a
+  CloneSet → reconcile that CloneSet; a pod with the ``KruisePodReady`` readiness gate and
+  no such condition → the readiness queue (SPEC 3.4's pod-readiness controller);
 * a snapshot (first sync, rebalancing) → rebuild the indexes, forget every expectation,
   reconcile every CloneSet.
 
 Reconcile (one CloneSet):
 
-1. Gone or being deleted → forget it (its pods and revisions go by garbage collection).
+1. Gone or being deleted → forget it (its pods, revisions and claims go by garbage
+   collection).
 2. Revisions: create the update revision (or renumber an equal old one), so every pod
    created this round names a stored revision.
 3. Unless the replica's expectations for the CloneSet are met (its own creates and deletes
-   visible in the cache) or the namespace is in its handover period (below), skip to 5.
+   of pods and claims visible in the cache) or the namespace is in its handover period
+   (below), skip to 5. The claims' expectations matter: a claim deleted with its pod that
+   still looked alive would pass for an orphan, and a new pod would be given it.
 4. ``sync.plan_round`` decides one step (refresh lifecycle and in-place updates, or scale,
    or update); the actions run in order; a pod update first asks the budget service
    (``AuthorizePodUpdate``), and a refusal, or the budget service being unreachable,
-   stops the round and retries after 1 s (fail closed, SPEC 4.11).
+   stops the round and retries after 1 s (fail closed, SPEC 4.11). A new pod's claims are
+   created before it (a failed claim: no pod); a deleted pod's claims right after it.
 5. Status (SPEC 2.3), written with the CloneSet's resourceVersion when a tracked field
    changed; then old revisions beyond ``revisionHistoryLimit`` are deleted.
 
@@ -36,7 +41,7 @@ Sharding without double actions. CloneSets are sharded by namespace. While repli
 and go, two replicas may both believe they own a namespace for a moment; two guards keep a
 pod from being created or deleted twice:
 
-* fenced writes: every pod and revision write carries the replica's identity, and the
+* fenced writes: every pod, claim and revision write carries the replica's identity, and the
   gateway refuses it (FAILED_PRECONDITION) unless that replica owns the namespace on the
   gateway's ring; a replica that lost a namespace can no longer act on it, whatever its
   own view of the ring;
@@ -52,7 +57,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -69,7 +74,15 @@ from services.kit.objects import controller_ref, group_of, newer
 from services.kit.projection import project_clone_set
 from services.kit.workqueue import WorkQueue
 from services.rollout import readiness, revision, status, sync
-from services.rollout.actions import CreatePod, DeletePod, PatchPod, PatchPodStatus, Round
+from services.rollout.actions import (
+    CreatePod,
+    CreatePvc,
+    DeletePod,
+    DeletePvc,
+    PatchPod,
+    PatchPodStatus,
+    Round,
+)
 from services.rollout.budget_client import UpdateAuthorizer
 from services.rollout.expectations import Expectations
 
@@ -78,6 +91,7 @@ log = logging.getLogger(__name__)
 POD = mesh_pb2.KIND_POD
 CLONE_SET = mesh_pb2.KIND_CLONE_SET
 REVISION = mesh_pb2.KIND_CONTROLLER_REVISION
+CLAIM = mesh_pb2.KIND_PERSISTENT_VOLUME_CLAIM
 
 RECONCILES = Counter(
     "kruise_mesh_rollout_reconciles_total",
@@ -86,7 +100,8 @@ RECONCILES = Counter(
 )
 POD_WRITES = Counter(
     "kruise_mesh_rollout_pod_writes_total",
-    "Pod writes of the CloneSet controller, by action and result",
+    "Pod (and PersistentVolumeClaim: pvc-create, pvc-delete) writes of the CloneSet "
+    "controller, by action and result",
     ["action", "result"],
 )
 BUDGET_REFUSALS = Counter(
@@ -140,6 +155,16 @@ def pod_ref(namespace: str, name: str) -> Ref:
     return Ref("v1", "Pod", namespace, name)
 
 
+def claim_ref(namespace: str, name: str) -> Ref:
+    return Ref("v1", "PersistentVolumeClaim", namespace, name)
+
+
+def claim_templates_of(cs: views_pb2.CloneSetView) -> tuple[dict[str, Any], ...]:
+    """``spec.volumeClaimTemplates`` of the view (``()`` when there are none)."""
+    parsed = orjson.loads(cs.volume_claim_templates_json) if cs.volume_claim_templates_json else []
+    return tuple(t for t in parsed if isinstance(t, dict)) if isinstance(parsed, list) else ()
+
+
 def is_clone_set_owner(ref: views_pb2.OwnerReference | None) -> bool:
     return (
         ref is not None and ref.kind == "CloneSet" and group_of(ref.api_version) == "apps.kruise.io"
@@ -158,6 +183,11 @@ EVENT_MESSAGES = {
         "successfully marked pod {pod} to re-create(revision {revision})"
     ),
     "PodUnavailableBudgetRejected": "pod {pod} update is refused: {error}",
+}
+# The same reasons for a pod's claims (OpenKruise: "failed to create pvc: ...").
+CLAIM_EVENT_MESSAGES = {
+    "FailedCreate": "failed to create pvc {claim} for pod {pod}: {error}",
+    "FailedDelete": "failed to delete pvc {claim} of pod {pod}: {error}",
 }
 
 
@@ -197,7 +227,9 @@ class RolloutController:
         )
         self.pods = OwnerIndex()
         self.revisions = OwnerIndex()
+        self.claims = OwnerIndex()
         self.expectations = Expectations()
+        self.claim_expectations = Expectations()
         self.backoff: Backoff[CloneSetKey] = Backoff(base=retry_s)
         self._owned: frozenset[str] | None = None
         self._quiet_until: dict[str, float] = {}
@@ -224,11 +256,15 @@ class RolloutController:
     def on_snapshot(self) -> None:
         self.pods = OwnerIndex()
         self.revisions = OwnerIndex()
+        self.claims = OwnerIndex()
         self.expectations.clear()
+        self.claim_expectations.clear()
         self._written.clear()
         self._start_handover()
         for view in self.cache.items(REVISION):
             self.revisions.put(view.meta.namespace, view.meta.name, self._clone_set_uid(view))
+        for view in self.cache.items(CLAIM):
+            self.claims.put(view.meta.namespace, view.meta.name, self._clone_set_uid(view))
         for cs in self.cache.items(CLONE_SET):
             self.queue.add(CloneSetKey(cs.meta.namespace, cs.meta.name))
 
@@ -285,10 +321,9 @@ class RolloutController:
                 self.queue.add(CloneSetKey(namespace, ref.name))
             if not deleted and readiness.needs_initial_condition(view):
                 self.readiness_queue.add(PodKey(namespace, view.meta.name))
-        elif event.kind == REVISION:
-            self.revisions.put(
-                namespace, view.meta.name, None if deleted else self._clone_set_uid(view)
-            )
+        elif event.kind in (REVISION, CLAIM):
+            index = self.revisions if event.kind == REVISION else self.claims
+            index.put(namespace, view.meta.name, None if deleted else self._clone_set_uid(view))
             ref = controller_ref(view.meta.owner_references)
             if is_clone_set_owner(ref) and ref is not None:
                 self.queue.add(CloneSetKey(namespace, ref.name))
@@ -311,6 +346,15 @@ class RolloutController:
         )
         return [p for p in found if p is not None]
 
+    def owned_claims(self, cs: views_pb2.CloneSetView) -> list[views_pb2.PersistentVolumeClaimView]:
+        """The CloneSet's PersistentVolumeClaims (terminating ones too), by name."""
+        namespace = cs.meta.namespace
+        found = (
+            self.cache.get(CLAIM, namespace, n)
+            for n in sorted(self.claims.names(namespace, cs.meta.uid))
+        )
+        return [c for c in found if c is not None]
+
     def stored_revisions(self, cs: views_pb2.CloneSetView) -> list[revision.Revision]:
         namespace = cs.meta.namespace
         found = (
@@ -332,6 +376,7 @@ class RolloutController:
         cs = self.freshest(key.namespace, key.name)
         if cs is None or cs.meta.deletion_unix_ms:
             self.expectations.drop(key)
+            self.claim_expectations.drop(key)
             self.backoff.reset(key)
             return
         template = orjson.loads(cs.template_json) if cs.template_json else {}
@@ -352,7 +397,12 @@ class RolloutController:
             RECONCILES.labels("handover").inc()
             self.queue.add_after(key, quiet)
             return
-        if not self.expectations.scale_satisfied(key, by_name, now_ms=now_ms):
+        claims = self.owned_claims(cs)
+        claims_by_name = {c.meta.name: c for c in claims}
+        if not (
+            self.expectations.scale_satisfied(key, by_name, now_ms=now_ms)
+            and self.claim_expectations.scale_satisfied(key, claims_by_name, now_ms=now_ms)
+        ):
             # As OpenKruise: skip the whole reconcile (status included) until the cache shows
             # our creates and deletes; their events bring the key back, this is a safety net.
             RECONCILES.labels("waiting").inc()
@@ -372,6 +422,8 @@ class RolloutController:
                 },
                 busy=busy,
                 update_strategy=orjson.loads(cs.strategy_json) if cs.strategy_json else {},
+                claims=tuple(claims),
+                claim_templates=claim_templates_of(cs),
             )
         )
         RECONCILES.labels(acted.phase).inc()
@@ -448,13 +500,23 @@ class RolloutController:
         acted: Round,
         by_name: Mapping[str, views_pb2.PodView],
     ) -> None:
-        """Execute the round's actions in order; stop at a refusal or a failure."""
+        """Execute the round's actions in order; stop at a refusal or a failure.
+
+        New pods go in slow-start batches, each with its claims first (``_create_pods``).
+        A deleted pod's claims follow it, unless the pod was already gone (NotFound):
+        whoever deleted it left its claims to be reused.
+        """
         now_ms = self.clock_ms()
         created = [a for a in acted.actions if isinstance(a, CreatePod)]
+        claims: dict[str, list[CreatePvc]] = {}
+        for a in acted.actions:
+            if isinstance(a, CreatePvc):
+                claims.setdefault(a.pod, []).append(a)
         if created:
-            await self._create_pods(key, cs, created, now_ms)
+            await self._create_pods(key, cs, created, claims, now_ms)
+        not_deleted: set[str] = set()
         for action in acted.actions:
-            if isinstance(action, CreatePod):
+            if isinstance(action, CreatePod | CreatePvc):
                 continue
             try:
                 if isinstance(action, DeletePod):
@@ -464,12 +526,26 @@ class RolloutController:
                             pod_ref(key.namespace, action.name), uid=action.uid
                         )
                     except errors.NotFound:
-                        pass
+                        not_deleted.add(action.name)
                     except errors.MeshError:
                         self.expectations.forget_delete(key, action.name)
                         raise
                     POD_WRITES.labels("delete", "ok").inc()
                     self._event(cs, "SuccessfulDelete", pod=action.name)
+                elif isinstance(action, DeletePvc):
+                    if action.pod in not_deleted:
+                        continue
+                    self.claim_expectations.expect_delete(key, action.name, now_ms=now_ms)
+                    try:
+                        await self.cluster.delete(
+                            claim_ref(key.namespace, action.name), uid=action.uid
+                        )
+                    except errors.NotFound:
+                        pass
+                    except errors.MeshError:
+                        self.claim_expectations.forget_delete(key, action.name)
+                        raise
+                    POD_WRITES.labels("pvc-delete", "ok").inc()
                 elif isinstance(action, PatchPod):
                     if action.budget and not await self._authorized(key, cs, action):
                         return
@@ -516,15 +592,31 @@ class RolloutController:
                 )
                 if isinstance(action, DeletePod):
                     self._event(cs, "FailedDelete", warning=True, pod=action.name, error=str(e))
+                elif isinstance(action, DeletePvc):
+                    self._event(
+                        cs,
+                        "FailedDelete",
+                        warning=True,
+                        messages=CLAIM_EVENT_MESSAGES,
+                        claim=action.name,
+                        pod=action.pod,
+                        error=str(e),
+                    )
                 self.queue.add_after(key, self.backoff.next(key))
                 return
         self.backoff.reset(key)
 
     async def _create_pods(
-        self, key: CloneSetKey, cs: views_pb2.CloneSetView, created: list[CreatePod], now_ms: int
+        self,
+        key: CloneSetKey,
+        cs: views_pb2.CloneSetView,
+        created: list[CreatePod],
+        claims: Mapping[str, list[CreatePvc]],
+        now_ms: int,
     ) -> None:
         """Create pods in slow-start batches (1, 2, 4, ...) as Kubernetes controllers do: a
-        failing create (a webhook, a quota) stops after few tries, not hundreds."""
+        failing create (a webhook, a quota) stops after few tries, not hundreds. Each pod's
+        claims are created just before it, in the same task (OpenKruise's ``createOnePod``)."""
         for action in created:
             self.expectations.expect_create(key, action.name, now_ms=now_ms)
         batch, index = 1, 0
@@ -532,7 +624,8 @@ class RolloutController:
             chunk = created[index : index + batch]
             index += len(chunk)
             results = await asyncio.gather(
-                *(self._create_one(key, cs, a) for a in chunk), return_exceptions=False
+                *(self._create_one(key, cs, a, claims.get(a.name, ()), now_ms) for a in chunk),
+                return_exceptions=False,
             )
             if not all(results):
                 for rest in created[index:]:
@@ -542,8 +635,41 @@ class RolloutController:
             batch *= 2
 
     async def _create_one(
-        self, key: CloneSetKey, cs: views_pb2.CloneSetView, action: CreatePod
+        self,
+        key: CloneSetKey,
+        cs: views_pb2.CloneSetView,
+        action: CreatePod,
+        claims: Sequence[CreatePvc],
+        now_ms: int,
     ) -> bool:
+        for claim in claims:
+            self.claim_expectations.expect_create(key, claim.name, now_ms=now_ms)
+            try:
+                await self.cluster.create(claim_ref(key.namespace, claim.name), claim.body)
+            except errors.MeshError as e:
+                self.claim_expectations.forget_create(key, claim.name)
+                self.expectations.forget_create(key, action.name)
+                POD_WRITES.labels("pvc-create", "error").inc()
+                log.warning(
+                    "claim create failed; the pod is not created",
+                    extra={
+                        "cloneset": str(key),
+                        "pod": action.name,
+                        "claim": claim.name,
+                        "error": str(e),
+                    },
+                )
+                self._event(
+                    cs,
+                    "FailedCreate",
+                    warning=True,
+                    messages=CLAIM_EVENT_MESSAGES,
+                    claim=claim.name,
+                    pod=action.name,
+                    error=str(e),
+                )
+                return False
+            POD_WRITES.labels("pvc-create", "ok").inc()
         try:
             await self.cluster.create(pod_ref(key.namespace, action.name), action.body)
         except errors.MeshError as e:
@@ -649,10 +775,16 @@ class RolloutController:
                 self._written[(key.namespace, key.name)] = view
 
     def _event(
-        self, cs: views_pb2.CloneSetView, reason: str, *, warning: bool = False, **fields: str
+        self,
+        cs: views_pb2.CloneSetView,
+        reason: str,
+        *,
+        warning: bool = False,
+        messages: Mapping[str, str] = EVENT_MESSAGES,
+        **fields: str,
     ) -> None:
-        message = EVENT_MESSAGES[reason].format_map(
-            {"pod": "", "revision": "", "error": "", **fields}
+        message = messages[reason].format_map(
+            {"pod": "", "revision": "", "error": "", "claim": "", **fields}
         )
         self.shell.background(
             self.shell.record_event(

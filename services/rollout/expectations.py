@@ -13,16 +13,27 @@ Pure data; no I/O (time is passed in). OpenKruise's scale and update expectation
     exp = Expectations()
     exp.expect_create(key, "web-abcde", now_ms=...)
     exp.satisfied(key, pods_by_name, now_ms=...)   # False until web-abcde is cached
+
+The controller keeps one ``Expectations`` for pods and one for PersistentVolumeClaims (the
+objects only need a ``meta``): OpenKruise expects its claim creates and deletes too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from kruise.common.v1 import views_pb2
 
 TTL_MS = 5 * 60 * 1000
+
+
+class Viewed(Protocol):
+    """A view with object metadata (PodView, PersistentVolumeClaimView)."""
+
+    @property
+    def meta(self) -> views_pb2.ObjectMeta: ...
 
 
 @dataclass
@@ -72,9 +83,7 @@ class Expectations:
     def clear(self) -> None:
         self._by_key.clear()
 
-    def _settle(
-        self, key: Hashable, pods: Mapping[str, views_pb2.PodView], *, now_ms: int
-    ) -> _Pending | None:
+    def _settle(self, key: Hashable, pods: Mapping[str, Viewed], *, now_ms: int) -> _Pending | None:
         pending = self._by_key.get(key)
         if pending is None:
             return None
@@ -95,16 +104,14 @@ class Expectations:
             return None
         return pending
 
-    def scale_satisfied(
-        self, key: Hashable, pods: Mapping[str, views_pb2.PodView], *, now_ms: int
-    ) -> bool:
+    def scale_satisfied(self, key: Hashable, pods: Mapping[str, Viewed], *, now_ms: int) -> bool:
         """Every create and delete made for ``key`` is visible in ``pods`` (all of the
-        CloneSet's pods by name, terminating ones included)."""
+        CloneSet's pods, or claims, by name, terminating ones included)."""
         pending = self._settle(key, pods, now_ms=now_ms)
         return pending is None or not (pending.creates or pending.deletes)
 
     def updates_pending(
-        self, key: Hashable, pods: Mapping[str, views_pb2.PodView], *, now_ms: int
+        self, key: Hashable, pods: Mapping[str, Viewed], *, now_ms: int
     ) -> frozenset[str]:
         """Pods written for ``key`` whose newer version the cache has not shown yet."""
         pending = self._settle(key, pods, now_ms=now_ms)

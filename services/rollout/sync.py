@@ -11,16 +11,25 @@ returned ``Round`` lists the writes in order; ``controller`` executes them.
                    patched, stop this round")
       2. scale     PreparingDelete pods set back to Normal (3.5), else scale out (pods of
                    the current revision for ``scale_num_old_revision``, the rest at the
-                   update revision, at most ``scale_up_limit``), else delete released
-                   PreparingDelete pods, specified deletes (ready ones limited by
-                   ``delete_ready_limit``) and scale-in victims; a delete of a pod hooked
-                   by preDelete moves it to PreparingDelete instead
+                   update revision, at most ``scale_up_limit``; instance ids of orphan
+                   claims first, each new pod's claims created before it), else delete
+                   released PreparingDelete pods, specified deletes (ready ones limited by
+                   ``delete_ready_limit``) and scale-in victims, each with its claims; a
+                   delete of a pod hooked by preDelete moves it to PreparingDelete instead
       3. update    unless paused: the chosen pods (``ordering``) updated in place when only
                    images and template metadata changed, else marked specified-delete
                    (re-created by the scale step); lifecycle hooks may hold either; every
                    chosen pod's first write asks its budget
 
 Pods in ``busy`` (an update of ours the cache has not shown yet) are left alone this round.
+
+PersistentVolumeClaims (``volumeClaimTemplates``), as OpenKruise v1.2's
+``sync/cloneset_scale.go``: every pod the controller deletes (a scale-in victim, a
+specified delete, a re-create update, which is a specified delete, or a released
+PreparingDelete pod) takes the claims of its instance id with it (``claims_of``); a pod
+deleted by anyone else leaves them, and the next scale-out gives its instance id, and so
+its claims, to a new pod (``newpod.instance_ids``). Moving a pod to PreparingDelete deletes
+nothing.
 """
 
 from __future__ import annotations
@@ -33,9 +42,19 @@ from typing import Any
 from kruise.common.v1 import views_pb2
 from services.kit import intstr
 from services.rollout import inplace, lifecycle, newpod, ordering, readiness
-from services.rollout.actions import Action, CreatePod, DeletePod, PatchPod, PatchPodStatus, Round
+from services.rollout.actions import (
+    Action,
+    CreatePod,
+    CreatePvc,
+    DeletePod,
+    DeletePvc,
+    PatchPod,
+    PatchPodStatus,
+    Round,
+)
 from services.rollout.diffs import ExpectationDiffs, calculate_diffs
 from services.rollout.pods import (
+    INSTANCE_ID_LABEL,
     PREPARING_DELETE,
     SPECIFIED_DELETE_LABEL,
     UPDATING,
@@ -58,7 +77,9 @@ class Observed:
     ``pods`` are every pod the CloneSet controls (terminating ones included: they still
     hold their names); ``revisions`` the chosen update/current revisions and their
     templates; ``stored_templates`` every stored revision's template by name (an in-place
-    update diffs the pod's own revision against the update revision).
+    update diffs the pod's own revision against the update revision). ``claims`` are every
+    PersistentVolumeClaim the CloneSet controls (terminating ones included) and
+    ``claim_templates`` its ``spec.volumeClaimTemplates``.
     """
 
     clone_set: views_pb2.CloneSetView
@@ -70,6 +91,8 @@ class Observed:
     busy: frozenset[str] = frozenset()
     update_strategy: Json = field(default_factory=dict)
     partition_rollback: bool = False
+    claims: tuple[views_pb2.PersistentVolumeClaimView, ...] = ()
+    claim_templates: tuple[Json, ...] = ()
 
     @property
     def now_rfc3339(self) -> str:
@@ -113,6 +136,7 @@ def plan_round(obs: Observed) -> Round:
     scaled = scale(obs, active, diffs)
     if scaled.actions:
         return scaled
+    notes = (*notes, *scaled.notes)
     if obs.clone_set.update_strategy.paused:
         return Round(
             "idle", notes=(*notes, "paused: no pod is updated"), requeue_ms=refreshed.requeue_ms
@@ -220,10 +244,33 @@ def refresh(obs: Observed, active: Sequence[views_pb2.PodView]) -> Round:
 
 
 # ---- 2. scale -----------------------------------------------------------------------------
+def claims_of(
+    pod: views_pb2.PodView, claims: Sequence[views_pb2.PersistentVolumeClaimView]
+) -> list[views_pb2.PersistentVolumeClaimView]:
+    """The claims that go when the controller deletes ``pod``: those carrying its instance id
+    (``apps.kruise.io/cloneset-instance-id``) and not already being deleted. Pure.
+
+    A pod without the label takes none (OpenKruise compares the labels, so it would take
+    every unlabelled claim; an empty id matches nothing here).
+    """
+    instance = pod.meta.labels.get(INSTANCE_ID_LABEL, "")
+    if not instance:
+        return []
+    return [
+        c
+        for c in claims
+        if c.meta.labels.get(INSTANCE_ID_LABEL) == instance and not c.meta.deletion_unix_ms
+    ]
+
+
 def _delete_actions(pod: views_pb2.PodView, obs: Observed, reason: str) -> list[Action]:
     decision = lifecycle.delete_decision(pod, lifecycle.Hooks.of(obs.clone_set).pre_delete)
     if isinstance(decision, lifecycle.DeleteNow):
-        return [DeletePod(pod.meta.name, pod.meta.uid, reason)]
+        name = pod.meta.name
+        return [
+            DeletePod(name, pod.meta.uid, reason),
+            *(DeletePvc(c.meta.name, c.meta.uid, name) for c in claims_of(pod, obs.claims)),
+        ]
     return _state_actions(pod, decision, obs)
 
 
@@ -248,7 +295,7 @@ def scale(obs: Observed, active: Sequence[views_pb2.PodView], diffs: Expectation
     if actions:
         return Round("scale", tuple(actions))
     if diffs.scale_num > 0:
-        return Round("scale", tuple(_scale_out(obs, diffs)))
+        return _scale_out(obs, diffs)
     preparing = [
         p for p in active if lifecycle_state(p) == PREPARING_DELETE and p.meta.name not in busy
     ]
@@ -286,31 +333,46 @@ def scale(obs: Observed, active: Sequence[views_pb2.PodView], diffs: Expectation
     return Round("scale", tuple(actions))
 
 
-def _scale_out(obs: Observed, diffs: ExpectationDiffs) -> list[Action]:
+def _scale_out(obs: Observed, diffs: ExpectationDiffs) -> Round:
     cs = obs.clone_set
     count = min(diffs.scale_num, diffs.scale_up_limit)
     old = min(max(diffs.scale_num_old_revision, 0), count)
     if obs.revisions.current == obs.revisions.update:
         old = 0
-    taken = {p.meta.name for p in obs.pods}
-    prefix = f"{cs.meta.name}-"
-    ids = {n[len(prefix) :] for n in taken if n.startswith(prefix)}
+    chosen = newpod.instance_ids(
+        count=count,
+        clone_set_name=cs.meta.name,
+        pods=obs.pods,
+        claims=obs.claims,
+        rng=obs.rng,
+    )
+    existing = {c.meta.name for c in obs.claims if not c.meta.deletion_unix_ms}
     out: list[Action] = []
-    for i in range(count):
+    for i, instance in enumerate(chosen.ids):
         at_current = i < old
         rev = obs.revisions.current if at_current else obs.revisions.update
         template = obs.revisions.current_template if at_current else obs.revisions.update_template
-        instance = newpod.instance_id(obs.rng, ids)
-        ids.add(instance)
         body = newpod.new_pod(
             clone_set=cs,
             template=template,
             revision=rev,
             instance=instance,
             now_rfc3339=obs.now_rfc3339,
+            claim_templates=obs.claim_templates,
         )
-        out.append(CreatePod(body["metadata"]["name"], body, rev))
-    return out
+        name = body["metadata"]["name"]
+        for claim in newpod.new_claims(
+            clone_set=cs, templates=obs.claim_templates, instance=instance
+        ):
+            if claim["metadata"]["name"] not in existing:
+                out.append(CreatePvc(claim["metadata"]["name"], claim, name))
+        out.append(CreatePod(name, body, rev))
+    notes = tuple(
+        f"instance {instance} keeps its claims for a new pod once {cs.meta.name}-{instance} "
+        "has terminated"
+        for instance in chosen.waiting
+    )
+    return Round("scale", tuple(out), notes=notes)
 
 
 # ---- 3. update ----------------------------------------------------------------------------

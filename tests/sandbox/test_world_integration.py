@@ -304,6 +304,44 @@ async def test_unschedulable_pod_waits_for_a_fitting_node(env: Env):
         await env.client.get(f"{PODS}/never-created")
 
 
+async def test_claims_are_bound_and_pods_using_them_run(env: Env):
+    claims = f"/api/v1/namespaces/{NS}/persistentvolumeclaims"
+    body = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data-web-0"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    created = await env.client.create(claims, body)
+    assert created["status"]["phase"] == "Pending"
+    assert created["spec"]["volumeMode"] == "Filesystem"
+
+    async def bound() -> bool:
+        got = await env.client.get(f"{claims}/data-web-0")
+        return got["status"] == {
+            "phase": "Bound",
+            "accessModes": ["ReadWriteOnce"],
+            "capacity": {"storage": "1Gi"},
+        }
+
+    await env.wait("claim bound", bound)
+    # Nothing waits for a claim: a pod of a claim that does not even exist yet runs too.
+    for name, claim in (("web-0", "data-web-0"), ("web-1", "data-web-1")):
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name},
+            "spec": {
+                "containers": [{"name": "nginx", "image": "nginx:1.27"}],
+                "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}],
+            },
+        }
+        await env.client.create(PODS, pod)
+    await env.wait("both pods ready", lambda: ready(env.pod("web-0")) and ready(env.pod("web-1")))
+    deleted = await env.client.delete(f"{claims}/data-web-0")
+    assert deleted["metadata"]["name"] == "data-web-0"  # the object, as kube-apiserver answers
+
+
 async def test_world_registers_nodes_and_stops_idempotently(tmp_path: Path):
     async with Sandbox(state_dir=tmp_path, port=0) as sb:
         world = make_world(sb)

@@ -12,6 +12,8 @@ ready, and not marked for deletion. Every keyword turns one of those off::
     pod(NEW, ready_since_ms=NOW - 10 * SECOND)   Ready for 10 s (minReadySeconds rows)
     pod(NEW, deleting=True)                      deletionTimestamp set
     pods(3, OLD)                                 three such pods, named old-0..old-2
+    member("bbbbb")                              pod sample-bbbbb, instance id bbbbb
+    claim("bbbbb")                               its claim data-sample-bbbbb (Bound)
 
 ``OLD`` and ``NEW`` are the current and update revisions; ``NOW`` is every table's
 clock. ``clone_set`` builds a CloneSetView for the status rows; ``int_or_str`` a view's
@@ -26,6 +28,7 @@ from typing import Any
 from kruise.common.v1 import views_pb2
 from services.rollout.pods import (
     IN_PLACE_UPDATE_READY,
+    INSTANCE_ID_LABEL,
     LIFECYCLE_STATE_LABEL,
     NORMAL,
     REVISION_LABEL,
@@ -97,6 +100,33 @@ def pods(
     """``count`` pods like ``pod(revision, **kwargs)``, named ``<old|new>-<start + i>``."""
     prefix = _short(revision)
     return [pod(revision, name=f"{prefix}-{start + i}", **kwargs) for i in range(count)]
+
+
+def member(instance: str, revision: str = NEW, **kwargs: Any) -> views_pb2.PodView:
+    """A pod the CloneSet created: ``sample-<instance>``, labelled with its instance id."""
+    labels = {INSTANCE_ID_LABEL: instance, **(kwargs.pop("labels", None) or {})}
+    return pod(revision, name=f"{CLONE_SET}-{instance}", labels=labels, **kwargs)
+
+
+def claim(
+    instance: str,
+    *,
+    template: str = "data",
+    deleting: bool = False,
+    phase: str = "Bound",
+    namespace: str = NAMESPACE,
+) -> views_pb2.PersistentVolumeClaimView:
+    """The claim ``<template>-sample-<instance>`` of instance ``instance``, as the controller
+    made it (selector labels, instance id); ``deleting`` sets its deletionTimestamp."""
+    view = views_pb2.PersistentVolumeClaimView(phase=phase)
+    view.meta.namespace = namespace
+    view.meta.name = f"{template}-{CLONE_SET}-{instance}"
+    view.meta.uid = f"uid-{view.meta.name}"
+    view.meta.labels.update(SELECTOR)
+    view.meta.labels[INSTANCE_ID_LABEL] = instance
+    if deleting:
+        view.meta.deletion_unix_ms = NOW - SECOND
+    return view
 
 
 def clone_set(

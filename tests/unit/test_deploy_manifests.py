@@ -830,6 +830,11 @@ MESH_WRITES = [
     pytest.param("apps", "deployments", "get", id="budget resolves deployments"),
     pytest.param("apps.example.io", "shardsets/scale", "get", id="budget reads any /scale"),
     pytest.param("", "events", "create", id="Events"),
+    pytest.param("", "persistentvolumeclaims", "get", id="cluster API Get of a claim"),
+    pytest.param("", "persistentvolumeclaims", "list", id="hub lists claims"),
+    pytest.param("", "persistentvolumeclaims", "watch", id="hub watches claims"),
+    pytest.param("", "persistentvolumeclaims", "create", id="rollout creates a pod's claims"),
+    pytest.param("", "persistentvolumeclaims", "delete", id="rollout deletes a pod's claims"),
 ]
 
 

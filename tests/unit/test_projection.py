@@ -255,6 +255,41 @@ def test_cloneset_lifecycle_and_scale_strategy() -> None:
     assert not view.HasField("in_place_update") and not view.HasField("replicas")
 
 
+def test_cloneset_volume_claim_templates_kept_as_json() -> None:
+    claims = [{"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"]}}]
+    view = p.project_clone_set(
+        {"metadata": {"name": "cs"}, "spec": {"volumeClaimTemplates": claims}}
+    )
+    assert orjson.loads(view.volume_claim_templates_json) == claims
+    assert not p.project_clone_set({"metadata": {"name": "cs"}}).volume_claim_templates_json
+
+
+def test_persistent_volume_claim_keeps_meta_and_phase() -> None:
+    view = p.project_persistent_volume_claim(
+        {
+            "metadata": {
+                "namespace": "ns",
+                "name": "data-cs-x7k2p",
+                "labels": {"apps.kruise.io/cloneset-instance-id": "x7k2p"},
+                "ownerReferences": [
+                    {
+                        "apiVersion": "apps.kruise.io/v1alpha1",
+                        "kind": "CloneSet",
+                        "name": "cs",
+                        "uid": "u",
+                        "controller": True,
+                    }
+                ],
+            },
+            "spec": {"resources": {"requests": {"storage": "1Gi"}}},
+            "status": {"phase": "Bound", "capacity": {"storage": "1Gi"}},
+        }
+    )
+    assert view.phase == "Bound"
+    assert view.meta.labels["apps.kruise.io/cloneset-instance-id"] == "x7k2p"
+    assert view.meta.owner_references[0].controller
+
+
 def test_workload_reserve_ordinals_and_unset_replicas() -> None:
     view = p.project_workload(
         {"metadata": {"name": "s"}, "spec": {"reserveOrdinals": [1, 3]}},
@@ -285,6 +320,13 @@ def test_repeated_strings_are_interned() -> None:
         ),
         pytest.param(
             "apps.kruise.io/v1alpha1", "CloneSet", mesh_pb2.KIND_CLONE_SET, "clone_set", id="cs"
+        ),
+        pytest.param(
+            "v1",
+            "PersistentVolumeClaim",
+            mesh_pb2.KIND_PERSISTENT_VOLUME_CLAIM,
+            "persistent_volume_claim",
+            id="pvc",
         ),
     ],
 )

@@ -36,6 +36,7 @@ class _KindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Kind.ValueType],
     KIND_POD_UNAVAILABLE_BUDGET: _Kind.ValueType  # 5
     KIND_CLONE_SET: _Kind.ValueType  # 6
     KIND_CONTROLLER_REVISION: _Kind.ValueType  # 7
+    KIND_PERSISTENT_VOLUME_CLAIM: _Kind.ValueType  # 8
 
 class Kind(_Kind, metaclass=_KindEnumTypeWrapper):
     """The kinds of view a service can ask for."""
@@ -48,6 +49,7 @@ KIND_PERSISTENT_POD_STATE: Kind.ValueType  # 4
 KIND_POD_UNAVAILABLE_BUDGET: Kind.ValueType  # 5
 KIND_CLONE_SET: Kind.ValueType  # 6
 KIND_CONTROLLER_REVISION: Kind.ValueType  # 7
+KIND_PERSISTENT_VOLUME_CLAIM: Kind.ValueType  # 8
 Global___Kind: _TypeAlias = Kind  # noqa: Y015
 
 class _Operation:

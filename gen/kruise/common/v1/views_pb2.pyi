@@ -937,6 +937,7 @@ class CloneSetView(_message.Message):
     TEMPLATE_JSON_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     STRATEGY_JSON_FIELD_NUMBER: _builtins.int
+    VOLUME_CLAIM_TEMPLATES_JSON_FIELD_NUMBER: _builtins.int
     replicas: _builtins.int
     min_ready_seconds: _builtins.int
     revision_history_limit: _builtins.int
@@ -944,6 +945,10 @@ class CloneSetView(_message.Message):
     """spec.template as raw JSON: the rollout service hashes and instantiates it."""
     strategy_json: _builtins.bytes
     """spec.updateStrategy's priorityStrategy and scatterStrategy as a JSON object, when set."""
+    volume_claim_templates_json: _builtins.bytes
+    """spec.volumeClaimTemplates as a JSON array, when not empty: each pod gets one claim per
+    template (the rollout service makes them).
+    """
     @_builtins.property
     def meta(self) -> Global___ObjectMeta: ...
     @_builtins.property
@@ -976,10 +981,11 @@ class CloneSetView(_message.Message):
         template_json: _builtins.bytes = ...,
         status: Global___CloneSetStatus | None = ...,
         strategy_json: _builtins.bytes = ...,
+        volume_claim_templates_json: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_in_place_update", b"_in_place_update", "_pre_delete", b"_pre_delete", "_replicas", b"_replicas", "_scale_max_unavailable", b"_scale_max_unavailable", "in_place_update", b"in_place_update", "meta", b"meta", "pre_delete", b"pre_delete", "replicas", b"replicas", "scale_max_unavailable", b"scale_max_unavailable", "selector", b"selector", "status", b"status", "update_strategy", b"update_strategy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_in_place_update", b"_in_place_update", "_pre_delete", b"_pre_delete", "_replicas", b"_replicas", "_scale_max_unavailable", b"_scale_max_unavailable", "in_place_update", b"in_place_update", "meta", b"meta", "min_ready_seconds", b"min_ready_seconds", "pods_to_delete", b"pods_to_delete", "pre_delete", b"pre_delete", "replicas", b"replicas", "revision_history_limit", b"revision_history_limit", "scale_max_unavailable", b"scale_max_unavailable", "selector", b"selector", "status", b"status", "strategy_json", b"strategy_json", "template_json", b"template_json", "update_strategy", b"update_strategy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_in_place_update", b"_in_place_update", "_pre_delete", b"_pre_delete", "_replicas", b"_replicas", "_scale_max_unavailable", b"_scale_max_unavailable", "in_place_update", b"in_place_update", "meta", b"meta", "min_ready_seconds", b"min_ready_seconds", "pods_to_delete", b"pods_to_delete", "pre_delete", b"pre_delete", "replicas", b"replicas", "revision_history_limit", b"revision_history_limit", "scale_max_unavailable", b"scale_max_unavailable", "selector", b"selector", "status", b"status", "strategy_json", b"strategy_json", "template_json", b"template_json", "update_strategy", b"update_strategy", "volume_claim_templates_json", b"volume_claim_templates_json"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__in_place_update: _TypeAlias = _typing.Literal["in_place_update"]  # noqa: Y015
     _WhichOneofArgType__in_place_update: _TypeAlias = _typing.Literal["_in_place_update", b"_in_place_update"]  # noqa: Y015
@@ -1030,6 +1036,32 @@ class ControllerRevisionView(_message.Message):
 Global___ControllerRevisionView: _TypeAlias = ControllerRevisionView  # noqa: Y015
 
 @_typing.final
+class PersistentVolumeClaimView(_message.Message):
+    """v1 PersistentVolumeClaim: a CloneSet's claims (one per volumeClaimTemplate and instance)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    PHASE_FIELD_NUMBER: _builtins.int
+    phase: _builtins.str
+    """status.phase: Pending, Bound or Lost."""
+    @_builtins.property
+    def meta(self) -> Global___ObjectMeta: ...
+    def __init__(
+        self,
+        *,
+        meta: Global___ObjectMeta | None = ...,
+        phase: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "phase", b"phase"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PersistentVolumeClaimView: _TypeAlias = PersistentVolumeClaimView  # noqa: Y015
+
+@_typing.final
 class ObjectView(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1040,6 +1072,7 @@ class ObjectView(_message.Message):
     POD_UNAVAILABLE_BUDGET_FIELD_NUMBER: _builtins.int
     CLONE_SET_FIELD_NUMBER: _builtins.int
     CONTROLLER_REVISION_FIELD_NUMBER: _builtins.int
+    PERSISTENT_VOLUME_CLAIM_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def pod(self) -> Global___PodView: ...
     @_builtins.property
@@ -1054,6 +1087,8 @@ class ObjectView(_message.Message):
     def clone_set(self) -> Global___CloneSetView: ...
     @_builtins.property
     def controller_revision(self) -> Global___ControllerRevisionView: ...
+    @_builtins.property
+    def persistent_volume_claim(self) -> Global___PersistentVolumeClaimView: ...
     def __init__(
         self,
         *,
@@ -1064,12 +1099,13 @@ class ObjectView(_message.Message):
         pod_unavailable_budget: Global___PodUnavailableBudgetView | None = ...,
         clone_set: Global___CloneSetView | None = ...,
         controller_revision: Global___ControllerRevisionView | None = ...,
+        persistent_volume_claim: Global___PersistentVolumeClaimView | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["clone_set", b"clone_set", "controller_revision", b"controller_revision", "node", b"node", "persistent_pod_state", b"persistent_pod_state", "pod", b"pod", "pod_unavailable_budget", b"pod_unavailable_budget", "view", b"view", "workload", b"workload"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["clone_set", b"clone_set", "controller_revision", b"controller_revision", "node", b"node", "persistent_pod_state", b"persistent_pod_state", "persistent_volume_claim", b"persistent_volume_claim", "pod", b"pod", "pod_unavailable_budget", b"pod_unavailable_budget", "view", b"view", "workload", b"workload"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["clone_set", b"clone_set", "controller_revision", b"controller_revision", "node", b"node", "persistent_pod_state", b"persistent_pod_state", "pod", b"pod", "pod_unavailable_budget", b"pod_unavailable_budget", "view", b"view", "workload", b"workload"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clone_set", b"clone_set", "controller_revision", b"controller_revision", "node", b"node", "persistent_pod_state", b"persistent_pod_state", "persistent_volume_claim", b"persistent_volume_claim", "pod", b"pod", "pod_unavailable_budget", b"pod_unavailable_budget", "view", b"view", "workload", b"workload"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_view: _TypeAlias = _typing.Literal["pod", "node", "workload", "persistent_pod_state", "pod_unavailable_budget", "clone_set", "controller_revision"]  # noqa: Y015
+    _WhichOneofReturnType_view: _TypeAlias = _typing.Literal["pod", "node", "workload", "persistent_pod_state", "pod_unavailable_budget", "clone_set", "controller_revision", "persistent_volume_claim"]  # noqa: Y015
     _WhichOneofArgType_view: _TypeAlias = _typing.Literal["view", b"view"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_view) -> _WhichOneofReturnType_view | None: ...
 
