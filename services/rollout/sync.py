@@ -34,6 +34,7 @@ nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -502,17 +503,7 @@ def _in_place_actions(
 
 
 def _with_budget(action: Action) -> Action:
-    if isinstance(action, PatchPod):
-        return PatchPod(
-            action.name,
-            action.uid,
-            action.resource_version,
-            action.patch,
-            action.kind,
-            True,
-            action.event,
-            action.revision,
-        )
-    if isinstance(action, PatchPodStatus):
-        return PatchPodStatus(action.name, action.uid, action.patch, budget=True)
+    """The action, asking the pod's budget first (pod writes only)."""
+    if isinstance(action, PatchPod | PatchPodStatus):
+        return dataclasses.replace(action, budget=True)
     return action
