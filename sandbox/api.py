@@ -56,6 +56,14 @@ _POD_KEY = ("", "pods")
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 
 
+class _Moved(Exception):
+    """The stored object changed while a write awaited admission: decide again on it."""
+
+
+# How often a write whose object moved under it is tried again before answering 409.
+_MOVED_RETRIES = 16
+
+
 @dataclass(slots=True)
 class Ctx:
     """Per-request facts: the caller, dryRun, fieldManager, and warnings to send back."""
@@ -433,11 +441,45 @@ class ApiCore:
         name: str,
         body: Any,
         subresource: str = "",
-        old: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """PUT (and, with ``old`` given, the tail of PATCH) of an object or its status."""
-        if old is None:
+        """PUT of an object or its status.
+
+        As kube-apiserver's GuaranteedUpdate: when the stored object changes while the write
+        awaits admission, a body that names a resourceVersion gets 409; one that does not is
+        decided again on the new object (admission included), never written over it.
+        """
+        conditional = isinstance(body, dict) and bool(_meta(body).get("resourceVersion"))
+        for _ in range(_MOVED_RETRIES):
             old = self.get(rt, namespace, name)
+            try:
+                return await self._update_once(
+                    ctx,
+                    rt,
+                    version=version,
+                    namespace=namespace,
+                    name=name,
+                    body=body,
+                    subresource=subresource,
+                    old=old,
+                )
+            except _Moved:
+                if conditional:
+                    raise self._stale(rt, name) from None
+        raise self._stale(rt, name)
+
+    async def _update_once(
+        self,
+        ctx: Ctx,
+        rt: ResourceType,
+        *,
+        version: str,
+        namespace: str,
+        name: str,
+        body: Any,
+        subresource: str,
+        old: dict[str, Any],
+    ) -> dict[str, Any]:
+        """One try of an update decided on ``old``; raises ``_Moved`` if it is stale."""
         new = _typed(
             rt.kind,
             str(old.get("apiVersion") or rt.api_version(version)),
@@ -536,6 +578,11 @@ class ApiCore:
         if rt.key == _CRD_KEY:
             new = self._crd_accept(new)
         await self._validate(attrs, **(validate_changes or {"object": new}))
+        current = self.store.get(rt.key, str(old_meta.get("namespace") or ""), old_meta["name"])
+        if current is None:
+            raise errors.not_found(resource=rt.resource, group=rt.group, name=old_meta["name"])
+        if _meta(current).get("resourceVersion") != old_meta.get("resourceVersion"):
+            raise _Moved()
         if new == old:
             return old
         if ctx.dry_run:
@@ -563,32 +610,39 @@ class ApiCore:
     ) -> tuple[int, dict[str, Any]]:
         """PATCH; returns (HTTP code, object). Apply patches create a missing object."""
         ns = namespace if rt.namespaced else ""
-        old = self.store.get(rt.key, ns, name)
         is_apply = content_type.startswith("application/apply-patch")
-        if old is None:
-            if is_apply and not subresource:
-                patched = apply_patch(
-                    content_type=content_type, original={}, raw=raw, strategic_ok=not rt.custom
+        # As GuaranteedUpdate: a patch is applied to the stored object; if that object moves
+        # while the write awaits admission, the patch is applied again to the new one.
+        for _ in range(_MOVED_RETRIES):
+            old = self.store.get(rt.key, ns, name)
+            if old is None:
+                if is_apply and not subresource:
+                    patched = apply_patch(
+                        content_type=content_type, original={}, raw=raw, strategic_ok=not rt.custom
+                    )
+                    patched.setdefault("metadata", {})["name"] = name
+                    return 201, await self.create(
+                        ctx, rt, version=version, namespace=namespace, body=patched
+                    )
+                raise errors.not_found(resource=rt.resource, group=rt.group, name=name)
+            patched = apply_patch(
+                content_type=content_type, original=old, raw=raw, strategic_ok=not rt.custom
+            )
+            # a patch carries the stored resourceVersion unless it names one explicitly
+            try:
+                return 200, await self._update_once(
+                    ctx,
+                    rt,
+                    version=version,
+                    namespace=namespace,
+                    name=name,
+                    body=patched,
+                    subresource=subresource,
+                    old=old,
                 )
-                patched.setdefault("metadata", {})["name"] = name
-                return 201, await self.create(
-                    ctx, rt, version=version, namespace=namespace, body=patched
-                )
-            raise errors.not_found(resource=rt.resource, group=rt.group, name=name)
-        patched = apply_patch(
-            content_type=content_type, original=old, raw=raw, strategic_ok=not rt.custom
-        )
-        # a patch carries the stored resourceVersion unless it names one explicitly
-        return 200, await self.update(
-            ctx,
-            rt,
-            version=version,
-            namespace=namespace,
-            name=name,
-            body=patched,
-            subresource=subresource,
-            old=old,
-        )
+            except _Moved:
+                continue
+        raise self._stale(rt, name)
 
     # --- delete -----------------------------------------------------------------------
 

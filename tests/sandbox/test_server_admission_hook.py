@@ -6,6 +6,7 @@ test_admission*.py.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from pathlib import Path
 from typing import Any
@@ -122,3 +123,69 @@ async def test_admission_attributes_and_denial(tmp_path: Path) -> None:
                 {"metadata": {"name": "w"}, "webhooks": []},
             )
             assert rec.calls == []  # webhook configurations never go to admission
+
+
+class Holding:
+    """Holds the first metadata UPDATE of a pod in admission until released."""
+
+    def __init__(self, source: ObjectSource) -> None:
+        self.source = source
+        self.held = 0
+        self.waiting = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def mutate(self, attrs: AdmissionAttributes) -> dict[str, Any] | None:
+        if attrs.operation == "UPDATE" and not attrs.subresource and self.held == 0:
+            self.held += 1
+            self.waiting.set()
+            await self.release.wait()
+        return None
+
+    async def validate(self, attrs: AdmissionAttributes) -> None:
+        return None
+
+
+async def test_a_write_that_lands_during_admission_is_not_undone(tmp_path: Path) -> None:
+    """kube-apiserver's GuaranteedUpdate: a patch whose object moved while it awaited its
+    webhooks is applied again to the new object, not written over it."""
+    holder: list[Holding] = []
+
+    def factory(source: ObjectSource) -> Holding:
+        holder.append(Holding(source))
+        return holder[0]
+
+    async with Sandbox(state_dir=tmp_path, dispatcher_factory=factory) as sb:
+        ctx = ssl.create_default_context(cafile=str(sb.ca_file))
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as s:
+            raw = Raw(sb, s)
+            body = {
+                "metadata": {"name": "p"},
+                "spec": {"containers": [{"name": "c", "image": "a:1"}]},
+            }
+            code, _, _ = await raw.call("POST", "/api/v1/namespaces/default/pods", body)
+            assert code == 201
+            path = "/api/v1/namespaces/default/pods/p"
+            label = asyncio.create_task(
+                raw.call(
+                    "PATCH",
+                    path,
+                    {"metadata": {"labels": {"x": "1"}}},
+                    content_type="application/merge-patch+json",
+                )
+            )
+            hold = holder[0]
+            await asyncio.wait_for(hold.waiting.wait(), 5)
+            status = {"status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+            code, _, _ = await raw.call(
+                "PATCH",
+                f"{path}/status",
+                status,
+                content_type="application/strategic-merge-patch+json",
+            )
+            assert code == 200
+            hold.release.set()
+            code, _, patched = await label
+            assert code == 200
+            assert patched["metadata"]["labels"] == {"x": "1"}
+            ready = [c for c in patched["status"]["conditions"] if c["type"] == "Ready"]
+            assert ready and ready[0]["status"] == "True", "the status write survived"
