@@ -18,6 +18,7 @@ MODULES: list[str] = [
     "bench.sandbox",
     "bench.placement",
     "bench.budget",
+    "bench.rollout",
 ]
 
 
