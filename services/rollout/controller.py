@@ -122,6 +122,11 @@ RECONCILE_SECONDS = Histogram(
 
 # How soon a CloneSet waiting for its expectations is looked at again without an event.
 EXPECTATIONS_RECHECK_S = 1.0
+# How long a pod event waits for the ones that follow it before its CloneSet is reconciled.
+POD_SETTLE_S = 0.05
+# A long scale-out writes the status this often while it creates, so pods that turn Ready
+# meanwhile are counted without waiting for the last create.
+STATUS_EVERY_S = 0.2
 
 
 class Cluster(StatusWriter, ObjectWriter, EventRecorder, Protocol):
@@ -206,6 +211,7 @@ class RolloutController:
         retry_s: float = 0.5,
         budget_retry_s: float = 1.0,
         handover_s: float = 0.0,
+        pod_settle_s: float = POD_SETTLE_S,
         requester: str = "rollout",
     ) -> None:
         self.cache = cache
@@ -217,6 +223,7 @@ class RolloutController:
         self.retry_s = retry_s
         self.budget_retry_s = budget_retry_s
         self.handover_s = handover_s
+        self.pod_settle_s = pod_settle_s
         self.requester = requester
         self.shell = ControllerShell(cache=cache, events=cluster, name="rollout")
         self.queue: WorkQueue[CloneSetKey] = self.shell.add_queue(
@@ -318,7 +325,9 @@ class RolloutController:
             self.pods.pod(view, deleted=deleted)
             ref = controller_ref(view.meta.owner_references)
             if is_clone_set_owner(ref) and ref is not None:
-                self.queue.add(CloneSetKey(namespace, ref.name))
+                # Pod events come in bursts (a thousand pods turning Ready): one reconcile
+                # a little later covers all of a CloneSet's pods that moved meanwhile.
+                self.queue.add_after(CloneSetKey(namespace, ref.name), self.pod_settle_s)
             if not deleted and readiness.needs_initial_condition(view):
                 self.readiness_queue.add(PodKey(namespace, view.meta.name))
         elif event.kind in (REVISION, CLAIM):
@@ -430,7 +439,7 @@ class RolloutController:
         for note in acted.notes:
             log.info(note, extra={"cloneset": str(key)})
         if acted.actions:
-            await self._run(key, cs, acted, by_name)
+            await self._run(key, cs, acted, by_name, plan)
         if acted.requeue_ms is not None:
             self.queue.add_after(key, acted.requeue_ms / 1000)
         await self._write_status(key, cs, plan, self.owned_pods(cs), now_ms)
@@ -499,6 +508,7 @@ class RolloutController:
         cs: views_pb2.CloneSetView,
         acted: Round,
         by_name: Mapping[str, views_pb2.PodView],
+        plan: revision.RevisionPlan,
     ) -> None:
         """Execute the round's actions in order; stop at a refusal or a failure.
 
@@ -513,7 +523,7 @@ class RolloutController:
             if isinstance(a, CreatePvc):
                 claims.setdefault(a.pod, []).append(a)
         if created:
-            await self._create_pods(key, cs, created, claims, now_ms)
+            await self._create_pods(key, cs, created, claims, now_ms, plan)
         not_deleted: set[str] = set()
         for action in acted.actions:
             if isinstance(action, CreatePod | CreatePvc):
@@ -613,6 +623,7 @@ class RolloutController:
         created: list[CreatePod],
         claims: Mapping[str, list[CreatePvc]],
         now_ms: int,
+        plan: revision.RevisionPlan,
     ) -> None:
         """Create pods in slow-start batches (1, 2, 4, ...) as Kubernetes controllers do: a
         failing create (a webhook, a quota) stops after few tries, not hundreds. Each pod's
@@ -620,7 +631,15 @@ class RolloutController:
         for action in created:
             self.expectations.expect_create(key, action.name, now_ms=now_ms)
         batch, index = 1, 0
+        status_at = time.monotonic()
         while index < len(created):
+            if time.monotonic() - status_at >= STATUS_EVERY_S:
+                status_at = time.monotonic()
+                fresh = self.freshest(key.namespace, key.name)
+                if fresh is not None:
+                    await self._write_status(
+                        key, fresh, plan, self.owned_pods(fresh), self.clock_ms()
+                    )
             chunk = created[index : index + batch]
             index += len(chunk)
             results = await asyncio.gather(

@@ -56,6 +56,7 @@ from services.rollout.actions import (
 from services.rollout.diffs import ExpectationDiffs, calculate_diffs
 from services.rollout.pods import (
     INSTANCE_ID_LABEL,
+    NORMAL,
     PREPARING_DELETE,
     SPECIFIED_DELETE_LABEL,
     UPDATING,
@@ -485,7 +486,7 @@ def _in_place_actions(
         spec,
         now_rfc3339=obs.now_rfc3339,
         grace_seconds=obs.clone_set.update_strategy.grace_period_seconds,
-        lifecycle_state=decision.new_state or UPDATING,
+        lifecycle_state=_updating_state(pod, hooks, decision.new_state),
     )
     out.append(
         PatchPod(
@@ -500,6 +501,19 @@ def _in_place_actions(
         )
     )
     return out
+
+
+def _updating_state(pod: views_pb2.PodView, hooks: lifecycle.Hooks, new_state: str) -> str:
+    """The lifecycle state an in-place update writes ("" leaves the label as it is).
+
+    Without any lifecycle hook, a Normal pod stays Normal through the update (OpenKruise
+    writes Updating, then Normal again in a fourth pod write once the update completed;
+    nothing reads the difference: the pod is unavailable meanwhile through its
+    InPlaceUpdateReady condition). With hooks, or from another state, Updating as v1.2.
+    """
+    if not hooks.lifecycle_set and lifecycle_state(pod) in ("", NORMAL):
+        return ""
+    return new_state or UPDATING
 
 
 def _with_budget(action: Action) -> Action:
