@@ -127,6 +127,9 @@ POD_SETTLE_S = 0.05
 # A long scale-out writes the status this often while it creates, so pods that turn Ready
 # meanwhile are counted without waiting for the last create.
 STATUS_EVERY_S = 0.2
+# Slow-start batches of creates double up to this many at once, so the status write between
+# batches comes at least every few hundred milliseconds.
+CREATE_BATCH_MAX = 64
 
 
 class Cluster(StatusWriter, ObjectWriter, EventRecorder, Protocol):
@@ -651,7 +654,7 @@ class RolloutController:
                     self.expectations.forget_create(key, rest.name)
                 self.queue.add_after(key, self.backoff.next(key))
                 return
-            batch *= 2
+            batch = min(batch * 2, CREATE_BATCH_MAX)
 
     async def _create_one(
         self,
