@@ -243,6 +243,8 @@ class RolloutController:
         self.backoff: Backoff[CloneSetKey] = Backoff(base=retry_s)
         self._owned: frozenset[str] | None = None
         self._quiet_until: dict[str, float] = {}
+        self._snapshots = 0
+        self._refused: dict[tuple[str, str], str] = {}
         self._written: dict[tuple[str, str], views_pb2.CloneSetView] = {}
 
     # ---- lifecycle ----------------------------------------------------------------------
@@ -264,6 +266,7 @@ class RolloutController:
 
     # ---- events -------------------------------------------------------------------------
     def on_snapshot(self) -> None:
+        self._snapshots += 1  # a scale-out still creating stops at its next batch
         self.pods = OwnerIndex()
         self.revisions = OwnerIndex()
         self.claims = OwnerIndex()
@@ -445,6 +448,8 @@ class RolloutController:
             await self._run(key, cs, acted, by_name, plan)
         if acted.requeue_ms is not None:
             self.queue.add_after(key, acted.requeue_ms / 1000)
+        # The freshest view: a long scale-out wrote the status between batches already.
+        cs = self.freshest(key.namespace, key.name) or cs
         await self._write_status(key, cs, plan, self.owned_pods(cs), now_ms)
         for old in plan.delete:
             try:
@@ -493,8 +498,9 @@ class RolloutController:
                     resource_version=plan.renumber.resource_version,
                 )
         except errors.AlreadyExists:
-            # Its watch event is on the way (or it collided): decide again once it is here.
-            self.queue.add_after(key, self.retry_s)
+            # Its watch event is on the way (or a revision of a deleted namesake still waits
+            # for garbage collection): decide again once it is here, backing off.
+            self.queue.add_after(key, self.backoff.next(key))
             return False
         except errors.MeshError as e:
             log.warning(
@@ -528,6 +534,7 @@ class RolloutController:
         if created:
             await self._create_pods(key, cs, created, claims, now_ms, plan)
         not_deleted: set[str] = set()
+        versions = {name: pod.meta.resource_version for name, pod in by_name.items()}
         for action in acted.actions:
             if isinstance(action, CreatePod | CreatePvc):
                 continue
@@ -540,6 +547,8 @@ class RolloutController:
                         )
                     except errors.NotFound:
                         not_deleted.add(action.name)
+                        POD_WRITES.labels("delete", "gone").inc()
+                        continue
                     except errors.MeshError:
                         self.expectations.forget_delete(key, action.name)
                         raise
@@ -559,35 +568,35 @@ class RolloutController:
                         self.claim_expectations.forget_delete(key, action.name)
                         raise
                     POD_WRITES.labels("pvc-delete", "ok").inc()
-                elif isinstance(action, PatchPod):
+                elif isinstance(action, PatchPod | PatchPodStatus):
                     if action.budget and not await self._authorized(key, cs, action):
                         return
-                    pod = by_name.get(action.name)
-                    if pod is not None:
+                    status_write = isinstance(action, PatchPodStatus)
+                    # Each write names the version the previous one of this pod returned (or
+                    # the one the decision saw): a pod that moved meanwhile answers ABORTED.
+                    # An in-place JSON patch is guarded by its own test ops instead.
+                    wanted = versions.get(action.name, "")
+                    if isinstance(action, PatchPod) and not action.resource_version:
+                        wanted = ""
+                    written = await self.cluster.patch(
+                        pod_ref(key.namespace, action.name),
+                        patch=action.patch,
+                        kind="json" if getattr(action, "kind", "") == "json" else "strategic",
+                        resource_version=wanted,
+                        uid=action.uid,
+                        subresource="status" if status_write else "",
+                    )
+                    if written.resource_version:
+                        versions[action.name] = written.resource_version
                         self.expectations.expect_update(
-                            key, action.name, seen_version=pod.meta.resource_version, now_ms=now_ms
+                            key,
+                            action.name,
+                            written_version=written.resource_version,
+                            now_ms=now_ms,
                         )
-                    await self.cluster.patch(
-                        pod_ref(key.namespace, action.name),
-                        patch=action.patch,
-                        kind="json" if action.kind == "json" else "strategic",
-                        resource_version=action.resource_version,
-                        uid=action.uid,
-                    )
-                    POD_WRITES.labels("patch", "ok").inc()
-                    if action.event:
+                    POD_WRITES.labels("status" if status_write else "patch", "ok").inc()
+                    if isinstance(action, PatchPod) and action.event:
                         self._event(cs, action.event, pod=action.name, revision=action.revision)
-                elif isinstance(action, PatchPodStatus):
-                    if action.budget and not await self._authorized(key, cs, action):
-                        return
-                    await self.cluster.patch(
-                        pod_ref(key.namespace, action.name),
-                        patch=action.patch,
-                        kind="strategic",
-                        uid=action.uid,
-                        subresource="status",
-                    )
-                    POD_WRITES.labels("status", "ok").inc()
             except errors.Conflict:
                 POD_WRITES.labels(type(action).__name__, "conflict").inc()
                 self.expectations.forget_update(key, action.name)
@@ -635,8 +644,16 @@ class RolloutController:
             self.expectations.expect_create(key, action.name, now_ms=now_ms)
         batch, index = 1, 0
         status_at = time.monotonic()
+        snapshot = self._snapshots
         while index < len(created):
+            if self._snapshots != snapshot:
+                # A new snapshot forgot every expectation: creating on would act on a view
+                # that no longer counts these pods. The next round decides again.
+                for rest in created[index:]:
+                    self.expectations.forget_create(key, rest.name)
+                return
             if time.monotonic() - status_at >= STATUS_EVERY_S:
+                await self.shell.wait_indexed()
                 status_at = time.monotonic()
                 fresh = self.freshest(key.namespace, key.name)
                 if fresh is not None:
@@ -730,6 +747,7 @@ class RolloutController:
             self.queue.add_after(key, self.budget_retry_s)
             return False
         if answer.allowed:
+            self._refused.pop((key.namespace, action.name), None)
             return True
         BUDGET_REFUSALS.labels("refused").inc()
         log.info(
@@ -741,9 +759,16 @@ class RolloutController:
                 "why": answer.message,
             },
         )
-        self._event(
-            cs, "PodUnavailableBudgetRejected", warning=True, pod=action.name, error=answer.message
-        )
+        # One Event per refusal reason, not one per retry (every budget_retry_s).
+        if self._refused.get((key.namespace, action.name)) != answer.message:
+            self._refused[(key.namespace, action.name)] = answer.message
+            self._event(
+                cs,
+                "PodUnavailableBudgetRejected",
+                warning=True,
+                pod=action.name,
+                error=answer.message,
+            )
         self.queue.add_after(key, self.budget_retry_s)
         return False
 
@@ -830,11 +855,16 @@ class RolloutController:
                     "status": {"conditions": [readiness.initial_condition(now_ms=self.clock_ms())]}
                 },
                 kind="strategic",
+                # The condition is a lock others write too (markPodNotReady): only on the
+                # version that had no condition, never over one written meanwhile.
+                resource_version=pod.meta.resource_version,
                 uid=pod.meta.uid,
                 subresource="status",
             )
         except errors.NotFound:
             return
+        except errors.Conflict:
+            return  # the pod moved on; its event brings it back here if still needed
         except errors.MeshError as e:
             log.warning(
                 "could not set KruisePodReady",

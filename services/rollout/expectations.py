@@ -6,9 +6,8 @@ Pure data; no I/O (time is passed in). OpenKruise's scale and update expectation
   gone or terminating. Until every expectation of a CloneSet is met (or has waited
   ``ttl_ms``, five minutes as in Kubernetes), the controller neither creates nor deletes
   pods for it, so a cache that lags behind its own writes never makes it act twice;
-* after updating a pod (in place, lifecycle state), it expects the cache to show a newer
-  version of that pod than the one the update was decided on, before deciding about that
-  pod again.
+* after updating a pod (in place, lifecycle state, a condition), it expects the cache to show
+  the version its last write returned (or a later one) before deciding about that pod again.
 
     exp = Expectations()
     exp.expect_create(key, "web-abcde", now_ms=...)
@@ -36,6 +35,17 @@ class Viewed(Protocol):
     def meta(self) -> views_pb2.ObjectMeta: ...
 
 
+def _at_least(seen: str, written: str) -> bool:
+    """The cache's version is the one written or a later one (etcd revisions are numbers;
+    anything else counts as caught up once it differs from nothing we know)."""
+    if seen == written:
+        return True
+    try:
+        return int(seen) > int(written)
+    except ValueError:
+        return True
+
+
 @dataclass
 class _Pending:
     creates: dict[str, int] = field(default_factory=dict)
@@ -57,9 +67,10 @@ class Expectations:
     def expect_delete(self, key: Hashable, name: str, *, now_ms: int) -> None:
         self._by_key.setdefault(key, _Pending()).deletes[name] = now_ms
 
-    def expect_update(self, key: Hashable, name: str, *, seen_version: str, now_ms: int) -> None:
-        """The pod was written on the basis of ``seen_version``; wait for a newer one."""
-        self._by_key.setdefault(key, _Pending()).updates[name] = (seen_version, now_ms)
+    def expect_update(self, key: Hashable, name: str, *, written_version: str, now_ms: int) -> None:
+        """Our write of the pod returned ``written_version``: wait until the cache shows it
+        (or a newer one), so no decision is made on a version older than our own write."""
+        self._by_key.setdefault(key, _Pending()).updates[name] = (written_version, now_ms)
 
     def forget_create(self, key: Hashable, name: str) -> None:
         """A create that failed will never be seen."""
@@ -97,7 +108,7 @@ class Expectations:
                 del pending.deletes[name]
         for name, (version, at) in list(pending.updates.items()):
             pod = pods.get(name)
-            if pod is None or pod.meta.resource_version != version or at < expired:
+            if pod is None or _at_least(pod.meta.resource_version, version) or at < expired:
                 del pending.updates[name]
         if pending.empty():
             del self._by_key[key]

@@ -176,14 +176,21 @@ def update_patch(
     grace_seconds: int = 0,
     lifecycle_state: str = "",
 ) -> list[Json]:
-    """Write 2: the JSON patch (sent with the pod's resourceVersion as precondition) that
+    """Write 2: the JSON patch, guarded by a ``test`` of the pod's current revision label, that
     updates ``pod`` in place (images now, or after the grace
     period when ``grace_seconds`` > 0), with labels, annotations and the lifecycle state.
 
     Raises ValueError when a container to update is not in the pod (a pod made from another
     template: the caller re-creates it instead).
     """
-    ops: list[Json] = []
+    # Guard: the pod is still at the revision it was decided on (a second replica, or a
+    # decision on a stale cache, finds it moved on and is refused instead of redoing it).
+    decided_at = pod.meta.labels.get(REVISION_LABEL)
+    ops: list[Json] = (
+        [{"op": "test", "path": f"/metadata/labels/{_escape(REVISION_LABEL)}", "value": decided_at}]
+        if decided_at is not None
+        else []
+    )
     if not pod.meta.labels:
         ops.append({"op": "add", "path": "/metadata/labels", "value": {}})
     if not pod.meta.annotations:
