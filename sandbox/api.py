@@ -646,22 +646,9 @@ class ApiCore:
 
     # --- delete -----------------------------------------------------------------------
 
-    async def delete(
-        self,
-        ctx: Ctx,
-        rt: ResourceType,
-        *,
-        version: str,
-        namespace: str,
-        name: str,
-        options: dict[str, Any],
-        admit: bool = True,
-    ) -> tuple[int, dict[str, Any]]:
-        """DELETE; returns (HTTP code, body): the object while it lingers, else per kind."""
-        obj = self.get(rt, namespace, name)
-        meta = _meta(obj)
-        self._check_fault(rt, "", namespace, name)
-        pre = options.get("preconditions") or {}
+    def _check_delete_preconditions(
+        self, rt: ResourceType, name: str, pre: dict[str, Any], meta: dict[str, Any]
+    ) -> None:
         if pre.get("uid") and pre["uid"] != meta.get("uid"):
             raise errors.conflict(
                 resource=rt.kind,
@@ -680,6 +667,24 @@ class ApiCore:
                 f"not match the ResourceVersion in record ({meta.get('resourceVersion')}). The "
                 "object might have been modified",
             )
+
+    async def delete(
+        self,
+        ctx: Ctx,
+        rt: ResourceType,
+        *,
+        version: str,
+        namespace: str,
+        name: str,
+        options: dict[str, Any],
+        admit: bool = True,
+    ) -> tuple[int, dict[str, Any]]:
+        """DELETE; returns (HTTP code, body): the object while it lingers, else per kind."""
+        obj = self.get(rt, namespace, name)
+        meta = _meta(obj)
+        self._check_fault(rt, "", namespace, name)
+        pre = options.get("preconditions") or {}
+        self._check_delete_preconditions(rt, name, pre, meta)
         is_pod = rt.key == _POD_KEY
         grace = options.get("gracePeriodSeconds")
         if grace is None and is_pod:
@@ -705,6 +710,14 @@ class ApiCore:
                 mutate=False,
             )
             await self._validate(attrs)
+            # As GuaranteedUpdate: the delete acts on the object as it is now, and its
+            # preconditions hold against that one (a write during admission is kept).
+            current = self.store.get(rt.key, namespace if rt.namespaced else "", name)
+            if current is None:
+                raise errors.not_found(resource=rt.resource, group=rt.group, name=name)
+            if current is not obj:
+                obj, meta = current, _meta(current)
+                self._check_delete_preconditions(rt, name, pre, meta)
         grace_s: int | None = None if grace is None else int(grace)
         graceful = (
             is_pod
@@ -1015,6 +1028,29 @@ class ApiCore:
         }
 
     async def update_scale(
+        self,
+        ctx: Ctx,
+        rt: ResourceType,
+        *,
+        version: str,
+        namespace: str,
+        name: str,
+        body: Any,
+    ) -> dict[str, Any]:
+        """PUT of ``/scale``; decided again when the object moved during admission (409 when
+        the Scale named the old resourceVersion), as ``update``."""
+        conditional = isinstance(body, dict) and bool(_meta(body).get("resourceVersion"))
+        for _ in range(_MOVED_RETRIES):
+            try:
+                return await self._update_scale_once(
+                    ctx, rt, version=version, namespace=namespace, name=name, body=body
+                )
+            except _Moved:
+                if conditional:
+                    raise self._stale(rt, name) from None
+        raise self._stale(rt, name)
+
+    async def _update_scale_once(
         self,
         ctx: Ctx,
         rt: ResourceType,

@@ -189,3 +189,55 @@ async def test_a_write_that_lands_during_admission_is_not_undone(tmp_path: Path)
             assert patched["metadata"]["labels"] == {"x": "1"}
             ready = [c for c in patched["status"]["conditions"] if c["type"] == "Ready"]
             assert ready and ready[0]["status"] == "True", "the status write survived"
+
+
+class HoldingDelete(Holding):
+    """Holds the first DELETE in validating admission until released."""
+
+    async def mutate(self, attrs: AdmissionAttributes) -> dict[str, Any] | None:
+        return None
+
+    async def validate(self, attrs: AdmissionAttributes) -> None:
+        if attrs.operation == "DELETE" and self.held == 0:
+            self.held += 1
+            self.waiting.set()
+            await self.release.wait()
+
+
+async def test_a_write_that_lands_during_a_delete_s_admission_is_kept(tmp_path: Path) -> None:
+    """A graceful pod DELETE marks the object as it is after admission, not as it was read."""
+    holder: list[HoldingDelete] = []
+
+    def factory(source: ObjectSource) -> HoldingDelete:
+        holder.append(HoldingDelete(source))
+        return holder[0]
+
+    async with Sandbox(state_dir=tmp_path, dispatcher_factory=factory) as sb:
+        ctx = ssl.create_default_context(cafile=str(sb.ca_file))
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as s:
+            raw = Raw(sb, s)
+            body = {
+                "metadata": {"name": "p"},
+                "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "a:1"}]},
+            }
+            code, _, _ = await raw.call("POST", "/api/v1/namespaces/default/pods", body)
+            assert code == 201
+            path = "/api/v1/namespaces/default/pods/p"
+            deleting = asyncio.create_task(raw.call("DELETE", path))
+            hold = holder[0]
+            await asyncio.wait_for(hold.waiting.wait(), 5)
+            status = {"status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+            code, _, _ = await raw.call(
+                "PATCH",
+                f"{path}/status",
+                status,
+                content_type="application/strategic-merge-patch+json",
+            )
+            assert code == 200
+            hold.release.set()
+            code, _, _ = await deleting
+            assert code == 200
+            code, _, pod = await raw.call("GET", path)
+            assert code == 200 and pod["metadata"].get("deletionTimestamp")
+            ready = [c for c in pod["status"]["conditions"] if c["type"] == "Ready"]
+            assert ready and ready[0]["status"] == "True", "the status write survived"
