@@ -56,11 +56,10 @@ changed (``nginx:1.27`` → ``1.28``, then ``1.29``), once per variant:
   visible (``KruisePodReady`` False / ``Ready`` True). Why not a hook the pods do not match
   (configured, never holding)? Tried first: the pods then finish in ``Updated``, which is
   not available, so after ``maxUnavailable`` pods the rollout stops for good; a hook needs
-  its owner. Why wait for the status write before patching? The sandbox applies a PATCH to
-  the object it read before it called the admission webhooks and commits it without looking
-  again, so a status write that lands during the webhook call is silently undone (seen here:
-  the ``KruisePodReady`` key removal, then the pod stays NotReady forever); kube-apiserver
-  re-applies a patch to the fresh object instead.
+  its owner. Why wait for the status write before patching? The bench releases a pod once
+  its step is visible, as a hook owner watching the pod would; (an older sandbox also undid
+  a status write that landed during a patch's webhook call; it now re-applies the patch to
+  the fresh object, as kube-apiserver does).
 
 The order alternates per repetition; between variants the lifecycle is patched in or out and
 the bench waits until the controller has settled (queue empty, no pod write for 0.5 s).
@@ -695,10 +694,10 @@ def print_lag(runs: Sequence[ScaleRun], plan: Plan) -> None:
             "pod Ready = arrival at the bench of the pod's first event with Ready True; the "
             "k-th Ready pod is counted by the first CloneSet status event with "
             "updatedReadyReplicas ≥ k (ReCreate scale-out: every pod is at the update revision)",
-            "the replica writes the CloneSet status at the end of a reconcile "
-            "(services/rollout/controller.py: _run, then _write_status); the reconcile that "
-            "scales out awaits every create (slow-start batches 1, 2, 4, ...) first, so a pod "
-            "Ready while creation goes on is counted only after the last create",
+            "the replica writes the CloneSet status at the end of a reconcile and, while a "
+            "scale-out creates (slow-start batches 1, 2, 4, ... capped at 64), between batches "
+            "at most every 200 ms (services/rollout/controller.py: _create_pods), so a pod "
+            "Ready while creation goes on waits for the next batch's end",
             f"status events that arrived before the pod event they count (lag taken as 0), "
             f"per run: {', '.join(str(e) for e in early)}",
             f"target p99 ≤ {LAG_TARGET_MS:.0f} ms: {p99:,.0f} ms → "

@@ -4,7 +4,7 @@ partition, ``status.expectedUpdatedReplicas``, lifecycle hooks with markPodNotRe
 webhooks, and the RolloutService API.
 
 Settings beyond the common flags come from the environment:
-``KRUISE_MESH_ROLLOUT_HANDOVER_S`` (default 3): how long a replica that gained a namespace
+``KRUISE_MESH_ROLLOUT_HANDOVER_S`` (default 6, above the 5 s write deadline): how long a replica that gained a namespace
 waits before touching its pods (see ``services.rollout.controller``); 0 turns it off.
 ``KRUISE_MESH_ROLLOUT_UNFENCED=1``: for tests only, to see what the guards prevent (the
 scenario of ``tests/e2e/test_rollout_sharding.py`` run with it): the writes go out without
@@ -32,8 +32,8 @@ UNFENCED_ENV = ROLLOUT_UNFENCED_ENV
 
 
 def handover_s(env: Mapping[str, str]) -> float:
-    """``KRUISE_MESH_ROLLOUT_HANDOVER_S`` (unset or empty: 3 seconds; 0 turns it off)."""
-    raw = env.get(HANDOVER_ENV, "").strip() or "3"
+    """``KRUISE_MESH_ROLLOUT_HANDOVER_S`` (unset or empty: 6 seconds; 0 turns it off)."""
+    raw = env.get(HANDOVER_ENV, "").strip() or "6"
     try:
         value = float(raw)
     except ValueError:

@@ -257,8 +257,16 @@ async def test_scale_in_held_by_a_pre_delete_hook(kube: KubeClient, mark: bool) 
     # Scale back to 3: with markPodNotReady the pod stays held and nothing new is made;
     # without it, the pod goes back to Normal (SPEC 3.5).
     await patch(kube, ns, "hooked", {"spec": {"replicas": 3}})
+
+    async def observed() -> bool:
+        cs = await get(kube, ns, "hooked")
+        st = cs.get("status") or {}
+        return st.get("observedGeneration") == cs["metadata"]["generation"]
+
     if mark:
-        await asyncio.sleep(2.0)
+        # The controller has acted on replicas 3 (observedGeneration), and still nothing moves.
+        await eventually("replicas 3 observed", observed)
+        await asyncio.sleep(1.0)
         pods = await pods_of(kube, ns, "hooked")
         assert len(pods) == 3
         assert state(next(p for p in pods if p["metadata"]["name"] == name)) == "PreparingDelete"
@@ -385,7 +393,8 @@ async def test_webhooks_default_and_refuse(kube: KubeClient) -> None:
     bad["spec"]["selector"] = {"matchLabels": {"app": "other"}}
     with pytest.raises(errors.Invalid) as refused:
         await create(kube, ns, bad)
-    assert "spec.selector" in str(refused.value) or "selector" in str(refused.value)
+    assert "spec.template.metadata.labels" in str(refused.value)
+    assert "`selector` does not match template `labels`" in str(refused.value)
 
     both_zero = clone_set("zero", replicas=1, update={"maxUnavailable": 0, "maxSurge": 0})
     with pytest.raises(errors.Invalid) as refused:

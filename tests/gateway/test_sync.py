@@ -378,7 +378,10 @@ async def test_a_session_that_swallows_its_cancellation_is_cancelled_again() -> 
     )
     sync._session = session  # type: ignore[method-assign]
     sync.start()
-    await asyncio.sleep(0.05)
+    for _ in range(100):
+        if sessions:
+            break
+        await asyncio.sleep(0.01)
     sync.restart()
     await asyncio.wait_for(swallowed.wait(), 2)
     for _ in range(40):
