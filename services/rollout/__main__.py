@@ -4,8 +4,9 @@ partition, ``status.expectedUpdatedReplicas``, lifecycle hooks with markPodNotRe
 webhooks, and the RolloutService API.
 
 Settings beyond the common flags come from the environment:
-``KRUISE_MESH_ROLLOUT_HANDOVER_S`` (default 6, above the 5 s write deadline): how long a replica that gained a namespace
-waits before touching its pods (see ``services.rollout.controller``); 0 turns it off.
+``KRUISE_MESH_ROLLOUT_HANDOVER_S`` (default 6, above the 5 s write deadline): how long a
+replica that gained a namespace waits before touching its pods (see
+``services.rollout.controller``); 0 turns it off.
 ``KRUISE_MESH_ROLLOUT_UNFENCED=1``: for tests only, to see what the guards prevent (the
 scenario of ``tests/e2e/test_rollout_sharding.py`` run with it): the writes go out without
 the ``kruise-mesh-fence`` identity, so the gateway carries them out whoever owns the
