@@ -835,6 +835,17 @@ MESH_WRITES = [
     pytest.param("", "persistentvolumeclaims", "watch", id="hub watches claims"),
     pytest.param("", "persistentvolumeclaims", "create", id="rollout creates a pod's claims"),
     pytest.param("", "persistentvolumeclaims", "delete", id="rollout deletes a pod's claims"),
+    pytest.param("", "pods", "create", id="rollout creates pods"),
+    pytest.param("", "pods", "delete", id="rollout deletes pods"),
+    pytest.param(
+        "", "pods/status", "patch", id="rollout writes InPlaceUpdateReady and KruisePodReady"
+    ),
+    pytest.param("apps", "controllerrevisions", "create", id="rollout records a revision"),
+    pytest.param("apps", "controllerrevisions", "patch", id="rollout renumbers a revision"),
+    pytest.param("apps", "controllerrevisions", "delete", id="rollout prunes history"),
+    pytest.param("apps", "controllerrevisions", "watch", id="hub watches revisions"),
+    pytest.param("apps.kruise.io", "clonesets", "watch", id="hub watches clonesets"),
+    pytest.param("apps.kruise.io", "clonesets/status", "patch", id="rollout writes status"),
 ]
 
 
