@@ -448,9 +448,11 @@ class RolloutController:
             await self._run(key, cs, acted, by_name, plan)
         if acted.requeue_ms is not None:
             self.queue.add_after(key, acted.requeue_ms / 1000)
-        # The freshest view: a long scale-out wrote the status between batches already.
+        # The freshest view: a long scale-out wrote the status between batches already. The
+        # pods are read again only when this round wrote some (most rounds write none).
         cs = self.freshest(key.namespace, key.name) or cs
-        await self._write_status(key, cs, plan, self.owned_pods(cs), now_ms)
+        pods = self.owned_pods(cs) if acted.actions else all_pods
+        await self._write_status(key, cs, plan, pods, now_ms)
         for old in plan.delete:
             try:
                 await self.cluster.delete(
