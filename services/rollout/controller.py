@@ -70,7 +70,7 @@ from services.kit.cache import EVENT_DELETED, ObjectCache, view_of
 from services.kit.cluster import EventRecorder, ObjectWriter, Ref, StatusWriter
 from services.kit.controller import Backoff, ControllerShell, OwnerIndex
 from services.kit.mesh import Handler
-from services.kit.objects import controller_ref, group_of, newer
+from services.kit.objects import controller_ref, group_of, newer, pod_active
 from services.kit.projection import project_clone_set
 from services.kit.workqueue import WorkQueue
 from services.rollout import readiness, revision, status, sync
@@ -782,11 +782,7 @@ class RolloutController:
         pods: list[views_pb2.PodView],
         now_ms: int,
     ) -> None:
-        active = [
-            p
-            for p in pods
-            if not p.meta.deletion_unix_ms and p.phase not in ("Succeeded", "Failed")
-        ]
+        active = [p for p in pods if pod_active(p)]
         computed = status.compute_status(
             clone_set=cs,
             pods=active,

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from kruise.common.v1 import views_pb2
+from services.kit.objects import pod_active, pod_ready
 
 REVISION_LABEL = "controller-revision-hash"
 INSTANCE_ID_LABEL = "apps.kruise.io/cloneset-instance-id"
@@ -54,14 +55,9 @@ def lifecycle_state(pod: views_pb2.PodView) -> str:
     return pod.meta.labels.get(LIFECYCLE_STATE_LABEL, "")
 
 
-def is_active(pod: views_pb2.PodView) -> bool:
-    """Not Succeeded/Failed and not being deleted."""
-    return pod.phase not in ("Succeeded", "Failed") and not pod.meta.deletion_unix_ms
-
-
-def is_ready(pod: views_pb2.PodView) -> bool:
-    cond = condition(pod, "Ready")
-    return cond is not None and cond.status == "True"
+# The pod predicates every service shares, under the names this module's readers use.
+is_active = pod_active
+is_ready = pod_ready
 
 
 def running_and_ready(pod: views_pb2.PodView) -> bool:
