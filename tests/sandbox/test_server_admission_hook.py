@@ -126,90 +126,43 @@ async def test_admission_attributes_and_denial(tmp_path: Path) -> None:
 
 
 class Holding:
-    """Holds the first metadata UPDATE of a pod in admission until released."""
+    """Holds the first ``operation`` on a pod (not a subresource) in admission until released:
+    in mutating admission for an UPDATE, in validating admission for a DELETE (which has no
+    mutating step)."""
 
-    def __init__(self, source: ObjectSource) -> None:
+    def __init__(self, source: ObjectSource, operation: str) -> None:
         self.source = source
+        self.operation = operation
         self.held = 0
         self.waiting = asyncio.Event()
         self.release = asyncio.Event()
 
-    async def mutate(self, attrs: AdmissionAttributes) -> dict[str, Any] | None:
-        if attrs.operation == "UPDATE" and not attrs.subresource and self.held == 0:
+    async def _hold(self, attrs: AdmissionAttributes) -> None:
+        if attrs.operation == self.operation and not attrs.subresource and self.held == 0:
             self.held += 1
             self.waiting.set()
             await self.release.wait()
+
+    async def mutate(self, attrs: AdmissionAttributes) -> dict[str, Any] | None:
+        if self.operation == "UPDATE":
+            await self._hold(attrs)
         return None
 
     async def validate(self, attrs: AdmissionAttributes) -> None:
-        return None
+        if self.operation == "DELETE":
+            await self._hold(attrs)
 
 
-async def test_a_write_that_lands_during_admission_is_not_undone(tmp_path: Path) -> None:
-    """kube-apiserver's GuaranteedUpdate: a patch whose object moved while it awaited its
-    webhooks is applied again to the new object, not written over it."""
+async def status_written_while_held(
+    tmp_path: Path, *, operation: str, held_call: tuple[str, str, Any, str]
+) -> tuple[int, dict[str, Any]]:
+    """Create pod ``p`` (on a node), start ``held_call`` (method, path suffix, body, content
+    type) and hold it in admission, write the pod's Ready condition meanwhile, release it;
+    return the held call's code and the pod as stored afterwards."""
     holder: list[Holding] = []
 
     def factory(source: ObjectSource) -> Holding:
-        holder.append(Holding(source))
-        return holder[0]
-
-    async with Sandbox(state_dir=tmp_path, dispatcher_factory=factory) as sb:
-        ctx = ssl.create_default_context(cafile=str(sb.ca_file))
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as s:
-            raw = Raw(sb, s)
-            body = {
-                "metadata": {"name": "p"},
-                "spec": {"containers": [{"name": "c", "image": "a:1"}]},
-            }
-            code, _, _ = await raw.call("POST", "/api/v1/namespaces/default/pods", body)
-            assert code == 201
-            path = "/api/v1/namespaces/default/pods/p"
-            label = asyncio.create_task(
-                raw.call(
-                    "PATCH",
-                    path,
-                    {"metadata": {"labels": {"x": "1"}}},
-                    content_type="application/merge-patch+json",
-                )
-            )
-            hold = holder[0]
-            await asyncio.wait_for(hold.waiting.wait(), 5)
-            status = {"status": {"conditions": [{"type": "Ready", "status": "True"}]}}
-            code, _, _ = await raw.call(
-                "PATCH",
-                f"{path}/status",
-                status,
-                content_type="application/strategic-merge-patch+json",
-            )
-            assert code == 200
-            hold.release.set()
-            code, _, patched = await label
-            assert code == 200
-            assert patched["metadata"]["labels"] == {"x": "1"}
-            ready = [c for c in patched["status"]["conditions"] if c["type"] == "Ready"]
-            assert ready and ready[0]["status"] == "True", "the status write survived"
-
-
-class HoldingDelete(Holding):
-    """Holds the first DELETE in validating admission until released."""
-
-    async def mutate(self, attrs: AdmissionAttributes) -> dict[str, Any] | None:
-        return None
-
-    async def validate(self, attrs: AdmissionAttributes) -> None:
-        if attrs.operation == "DELETE" and self.held == 0:
-            self.held += 1
-            self.waiting.set()
-            await self.release.wait()
-
-
-async def test_a_write_that_lands_during_a_delete_s_admission_is_kept(tmp_path: Path) -> None:
-    """A graceful pod DELETE marks the object as it is after admission, not as it was read."""
-    holder: list[HoldingDelete] = []
-
-    def factory(source: ObjectSource) -> HoldingDelete:
-        holder.append(HoldingDelete(source))
+        holder.append(Holding(source, operation))
         return holder[0]
 
     async with Sandbox(state_dir=tmp_path, dispatcher_factory=factory) as sb:
@@ -223,7 +176,10 @@ async def test_a_write_that_lands_during_a_delete_s_admission_is_kept(tmp_path: 
             code, _, _ = await raw.call("POST", "/api/v1/namespaces/default/pods", body)
             assert code == 201
             path = "/api/v1/namespaces/default/pods/p"
-            deleting = asyncio.create_task(raw.call("DELETE", path))
+            method, suffix, held_body, content_type = held_call
+            held = asyncio.create_task(
+                raw.call(method, path + suffix, held_body, content_type=content_type)
+            )
             hold = holder[0]
             await asyncio.wait_for(hold.waiting.wait(), 5)
             status = {"status": {"conditions": [{"type": "Ready", "status": "True"}]}}
@@ -235,9 +191,31 @@ async def test_a_write_that_lands_during_a_delete_s_admission_is_kept(tmp_path: 
             )
             assert code == 200
             hold.release.set()
-            code, _, _ = await deleting
-            assert code == 200
+            held_code, _, _ = await held
             code, _, pod = await raw.call("GET", path)
-            assert code == 200 and pod["metadata"].get("deletionTimestamp")
-            ready = [c for c in pod["status"]["conditions"] if c["type"] == "Ready"]
-            assert ready and ready[0]["status"] == "True", "the status write survived"
+            assert code == 200
+            return held_code, pod
+
+
+def ready_status(pod: dict[str, Any]) -> str | None:
+    ready = [c for c in pod["status"].get("conditions") or [] if c["type"] == "Ready"]
+    return ready[0]["status"] if ready else None
+
+
+async def test_a_write_that_lands_during_admission_is_not_undone(tmp_path: Path) -> None:
+    """kube-apiserver's GuaranteedUpdate: a patch whose object moved while it awaited its
+    webhooks is applied again to the new object, not written over it."""
+    label = ("PATCH", "", {"metadata": {"labels": {"x": "1"}}}, "application/merge-patch+json")
+    code, pod = await status_written_while_held(tmp_path, operation="UPDATE", held_call=label)
+    assert code == 200
+    assert pod["metadata"]["labels"] == {"x": "1"}
+    assert ready_status(pod) == "True", "the status write survived"
+
+
+async def test_a_write_that_lands_during_a_delete_s_admission_is_kept(tmp_path: Path) -> None:
+    """A graceful pod DELETE marks the object as it is after admission, not as it was read."""
+    delete = ("DELETE", "", None, "application/json")
+    code, pod = await status_written_while_held(tmp_path, operation="DELETE", held_call=delete)
+    assert code == 200
+    assert pod["metadata"].get("deletionTimestamp")
+    assert ready_status(pod) == "True", "the status write survived"
