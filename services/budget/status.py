@@ -61,6 +61,7 @@ from typing import Any
 from kruise.common.v1 import views_pb2
 from services.kit.intstr import from_view, scaled_value
 from services.kit.objects import pod_active
+from services.kit.selectors import selector_matches
 
 __all__ = [
     "DELETION_TIMEOUT_MS",
@@ -346,40 +347,6 @@ def pod_running_and_ready(pod: views_pb2.PodView) -> bool:
     return pod.phase == "Running" and any(
         c.type == "Ready" and c.status == "True" for c in pod.conditions
     )
-
-
-def selector_matches(selector: views_pb2.LabelSelector, labels: Mapping[str, str]) -> bool:
-    """Whether ``labels`` satisfy ``selector`` (Kubernetes label-selector semantics).
-
-    An empty selector matches nothing here (OpenKruise's validation forbids it; matching
-    everything in the namespace would silently protect every pod), and so does a selector
-    with an unknown operator or an In/NotIn without values (it does not convert).
-
-    >>> sel = views_pb2.LabelSelector(match_labels={"app": "web"})
-    >>> selector_matches(sel, {"app": "web", "x": "y"}), selector_matches(sel, {"app": "db"})
-    (True, False)
-    """
-    if not selector.match_labels and not selector.match_expressions:
-        return False
-    if any(labels.get(k) != v for k, v in selector.match_labels.items()):
-        return False
-    for req in selector.match_expressions:
-        present = req.key in labels
-        if req.operator in ("In", "NotIn"):
-            if not req.values:
-                return False
-            inside = present and labels[req.key] in req.values
-            if inside != (req.operator == "In"):
-                return False
-        elif req.operator == "Exists":
-            if not present or req.values:
-                return False
-        elif req.operator == "DoesNotExist":
-            if present or req.values:
-                return False
-        else:
-            return False
-    return True
 
 
 def selector_pods(

@@ -16,7 +16,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import grpc
 from grpc_health.v1 import health_pb2
@@ -58,6 +58,15 @@ class FeatureContext:
 
 
 FeatureFactory = Callable[[FeatureContext], Feature]
+FeatureServicer = Callable[[grpc.aio.Server], str]
+"""Registers a servicer the feature built (it needs the feature's state); returns its name."""
+
+
+@runtime_checkable
+class ServesApi(Protocol):
+    """A feature with servicers of its own (rollout's RolloutService reads its indexes)."""
+
+    def servicers(self) -> Sequence[FeatureServicer]: ...
 
 
 @dataclass(frozen=True)
@@ -109,6 +118,9 @@ async def start_service(
     def register_extra(server: grpc.aio.Server) -> None:
         for add in spec.extra:
             names.append(add(mesh, server))
+        if isinstance(feature, ServesApi):
+            for add_own in feature.servicers():
+                names.append(add_own(server))
 
     server = await create_server(
         register=[register_mesh, register_extra],

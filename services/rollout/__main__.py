@@ -16,15 +16,16 @@ namespace. Never set it in a deployment.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from kruise.common.v1 import mesh_pb2
 from services.kit.config import ROLLOUT_HANDOVER_ENV, ROLLOUT_UNFENCED_ENV
 from services.kit.mesh import Handler
-from services.kit.service import FeatureContext, ServiceSpec, main
-from services.rollout import api
+from services.kit.service import FeatureContext, FeatureServicer, ServiceSpec, main
+from services.rollout import api, report
 from services.rollout.budget_client import BudgetClient
 from services.rollout.controller import RolloutController
+from services.rollout.feed import StatusFeed
 
 log = logging.getLogger(__name__)
 
@@ -65,17 +66,39 @@ class RolloutFeature:
             handover_s=handover_s(context.env),
             requester=f"rollout {context.config.advertise}",
         )
+        self.feed = StatusFeed(
+            cache=context.mesh.cache,
+            pods_of=self.controller.owned_pods,
+            report=report.rollout_status,
+            owns=context.mesh.owns,
+            wait_indexed=self.controller.shell.wait_indexed,
+        )
+        self.api = api.RolloutApi(
+            mesh=context.mesh,
+            pods_of=self.controller.owned_pods,
+            wait_indexed=self.controller.shell.wait_indexed,
+            cluster=cluster,
+            feed=self.feed,
+        )
+        # The controller first: the feed reads the pod index the controller keeps.
         context.mesh.add_listener(self.controller.on_event)
         context.mesh.add_snapshot_listener(self.controller.on_snapshot)
+        context.mesh.add_listener(self.feed.on_event)
+        context.mesh.add_snapshot_listener(self.feed.on_snapshot)
 
     @property
     def handlers(self) -> Mapping[str, Handler]:
         return self.controller.handlers
 
+    def servicers(self) -> Sequence[FeatureServicer]:
+        return [lambda server: api.register(self.api, server)]
+
     async def start(self) -> None:
         await self.controller.start()
+        await self.feed.start()
 
     async def stop(self) -> None:
+        await self.feed.stop()
         await self.controller.stop()
         await self.budget.close()
 
@@ -89,7 +112,6 @@ SPEC = ServiceSpec(
         mesh_pb2.KIND_PERSISTENT_VOLUME_CLAIM,
     ],
     handlers={},
-    extra=[api.register],
     feature=RolloutFeature,
 )
 

@@ -11,13 +11,15 @@ ready, and not marked for deletion. Every keyword turns one of those off::
     pod(NEW, in_place_ready=False)               InPlaceUpdateReady False (mid-update)
     pod(NEW, ready_since_ms=NOW - 10 * SECOND)   Ready for 10 s (minReadySeconds rows)
     pod(NEW, deleting=True)                      deletionTimestamp set
+    pod(NEW, kruise_pod_ready=False)             KruisePodReady False (markPodNotReady)
     pods(3, OLD)                                 three such pods, named old-0..old-2
     member("bbbbb")                              pod sample-bbbbb, instance id bbbbb
     claim("bbbbb")                               its claim data-sample-bbbbb (Bound)
 
 ``OLD`` and ``NEW`` are the current and update revisions; ``NOW`` is every table's
-clock. ``clone_set`` builds a CloneSetView for the status rows; ``int_or_str`` a view's
-IntOrString.
+clock. ``clone_set`` builds a CloneSetView for the status rows (``annotations`` and
+``paused`` for the rollout API rows); ``cs_status`` the status its controller wrote;
+``int_or_str`` a view's IntOrString.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from kruise.common.v1 import views_pb2
 from services.rollout.pods import (
     IN_PLACE_UPDATE_READY,
     INSTANCE_ID_LABEL,
+    KRUISE_POD_READY,
     LIFECYCLE_STATE_LABEL,
     NORMAL,
     REVISION_LABEL,
@@ -59,6 +62,7 @@ def pod(
     phase: str = "Running",
     ready_since_ms: int = NOW - 3600 * SECOND,
     in_place_ready: bool | None = None,
+    kruise_pod_ready: bool | None = None,
     specified_delete: bool = False,
     deleting: bool = False,
     labels: Mapping[str, str] | None = None,
@@ -68,7 +72,8 @@ def pod(
 
     ``state=""`` leaves the lifecycle label off (a pod from before lifecycle states);
     ``in_place_ready`` None leaves the InPlaceUpdateReady condition off (never updated in
-    place). ``ready_since_ms`` is the Ready condition's last transition (an hour ago).
+    place), ``kruise_pod_ready`` None the KruisePodReady condition. ``ready_since_ms`` is
+    the Ready condition's last transition (an hour ago).
     """
     view = views_pb2.PodView(phase=phase)
     view.meta.namespace = namespace
@@ -91,6 +96,8 @@ def pod(
         view.conditions.add(
             type=IN_PLACE_UPDATE_READY, status="True" if in_place_ready else "False"
         )
+    if kruise_pod_ready is not None:
+        view.conditions.add(type=KRUISE_POD_READY, status="True" if kruise_pod_ready else "False")
     return view
 
 
@@ -143,9 +150,13 @@ def clone_set(
     generation: int = 1,
     status: views_pb2.CloneSetStatus | None = None,
     namespace: str = NAMESPACE,
+    annotations: Mapping[str, str] | None = None,
+    paused: bool = False,
 ) -> views_pb2.CloneSetView:
     """A CloneSet view; ``replicas=None`` and the IntOrString fields at None leave them unset."""
     view = views_pb2.CloneSetView(min_ready_seconds=min_ready_seconds)
+    view.meta.annotations.update(annotations or {})
+    view.update_strategy.paused = paused
     view.meta.namespace = namespace
     view.meta.name = name
     view.meta.uid = f"uid-{name}"
@@ -168,6 +179,30 @@ def clone_set(
     if status is not None:
         view.status.CopyFrom(status)
     return view
+
+
+def cs_status(
+    *,
+    updated: int,
+    updated_ready: int,
+    expected: int,
+    replicas: int = 10,
+    observed_generation: int = 1,
+    update_revision: str = NEW,
+    current_revision: str = OLD,
+) -> views_pb2.CloneSetStatus:
+    """The status a CloneSet controller wrote: the counters a rollout tool reads."""
+    return views_pb2.CloneSetStatus(
+        observed_generation=observed_generation,
+        replicas=replicas,
+        ready_replicas=replicas,
+        available_replicas=replicas,
+        updated_replicas=updated,
+        updated_ready_replicas=updated_ready,
+        expected_updated_replicas=expected,
+        update_revision=update_revision,
+        current_revision=current_revision,
+    )
 
 
 def _short(revision: str) -> str:

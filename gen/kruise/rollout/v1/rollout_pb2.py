@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from kruise.common.v1 import views_pb2 as kruise_dot_common_dot_v1_dot_views__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fkruise/rollout/v1/rollout.proto\x12\x11kruise.rollout.v1\x1a\x1ckruise/common/v1/views.proto\"Q\n\x0bWorkloadRef\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\"\x9f\x02\n\rRolloutStatus\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.kruise.rollout.v1.WorkloadRef\x12\x12\n\ngeneration\x18\x02 \x01(\x03\x12\x18\n\x10resource_version\x18\x03 \x01(\t\x12\x1a\n\rspec_replicas\x18\x04 \x01(\x05H\x00\x88\x01\x01\x12\x35\n\tpartition\x18\x05 \x01(\x0b\x32\x1d.kruise.common.v1.IntOrStringH\x01\x88\x01\x01\x12\x0e\n\x06paused\x18\x06 \x01(\x08\x12\x30\n\x06status\x18\x07 \x01(\x0b\x32 .kruise.common.v1.CloneSetStatusB\x10\n\x0e_spec_replicasB\x0c\n\n_partition\"F\n\x17GetRolloutStatusRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.kruise.rollout.v1.WorkloadRef\"L\n\x18GetRolloutStatusResponse\x12\x30\n\x06status\x18\x01 \x01(\x0b\x32 .kruise.rollout.v1.RolloutStatus2}\n\x0eRolloutService\x12k\n\x10GetRolloutStatus\x12*.kruise.rollout.v1.GetRolloutStatusRequest\x1a+.kruise.rollout.v1.GetRolloutStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fkruise/rollout/v1/rollout.proto\x12\x11kruise.rollout.v1\x1a\x1ckruise/common/v1/views.proto\"^\n\x0bWorkloadRef\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0b\n\x03uid\x18\x05 \x01(\t\";\n\x0cIntOrPercent\x12\x0f\n\x05\x63ount\x18\x01 \x01(\x05H\x00\x12\x11\n\x07percent\x18\x02 \x01(\tH\x00\x42\x07\n\x05value\"x\n\x0fLifecycleCounts\x12\x0e\n\x06normal\x18\x01 \x01(\x05\x12\x18\n\x10preparing_update\x18\x02 \x01(\x05\x12\x10\n\x08updating\x18\x03 \x01(\x05\x12\x0f\n\x07updated\x18\x04 \x01(\x05\x12\x18\n\x10preparing_delete\x18\x05 \x01(\x05\"T\n\x14KruiseRolloutControl\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0b\n\x03uid\x18\x04 \x01(\t\"m\n\x0c\x43ontrolledBy\x12\x41\n\x0ekruise_rollout\x18\x01 \x01(\x0b\x32\'.kruise.rollout.v1.KruiseRolloutControlH\x00\x12\x14\n\nrollout_id\x18\x02 \x01(\tH\x00\x42\x04\n\x02\x62y\"\x87\x04\n\rRolloutStatus\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.kruise.rollout.v1.WorkloadRef\x12\x12\n\ngeneration\x18\x02 \x01(\x03\x12\x18\n\x10resource_version\x18\x03 \x01(\t\x12\x1a\n\rspec_replicas\x18\x04 \x01(\x05H\x00\x88\x01\x01\x12\x37\n\tpartition\x18\x05 \x01(\x0b\x32\x1f.kruise.rollout.v1.IntOrPercentH\x01\x88\x01\x01\x12\x0e\n\x06paused\x18\x06 \x01(\x08\x12\x30\n\x06status\x18\x07 \x01(\x0b\x32 .kruise.common.v1.CloneSetStatus\x12\x1a\n\x12partition_replicas\x18\x08 \x01(\x05\x12\x35\n\tlifecycle\x18\t \x01(\x0b\x32\".kruise.rollout.v1.LifecycleCounts\x12\x16\n\x0eheld_not_ready\x18\n \x03(\t\x12\x36\n\rcontrolled_by\x18\x0b \x01(\x0b\x32\x1f.kruise.rollout.v1.ControlledBy\x12\x16\n\x0e\x62\x61tch_complete\x18\x0c \x01(\x08\x12\x18\n\x10rollout_complete\x18\r \x01(\x08\x12\x0f\n\x07summary\x18\x0e \x01(\tB\x10\n\x0e_spec_replicasB\x0c\n\n_partition\"d\n\x17GetRolloutStatusRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.kruise.rollout.v1.WorkloadRef\x12\x1c\n\x14min_resource_version\x18\x02 \x01(\t\"L\n\x18GetRolloutStatusResponse\x12\x30\n\x06status\x18\x01 \x01(\x0b\x32 .kruise.rollout.v1.RolloutStatus\"\x92\x01\n\x19WatchRolloutStatusRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.kruise.rollout.v1.WorkloadRef\x12\x16\n\x0elabel_selector\x18\x02 \x01(\t\x12\x16\n\x0eresume_version\x18\x03 \x01(\t\x12\x18\n\x10\x62ookmark_seconds\x18\x04 \x01(\x05\"\xa3\x02\n\x1aWatchRolloutStatusResponse\x12@\n\x04type\x18\x01 \x01(\x0e\x32\x32.kruise.rollout.v1.WatchRolloutStatusResponse.Type\x12\x30\n\x06status\x18\x02 \x01(\x0b\x32 .kruise.rollout.v1.RolloutStatus\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x1a\n\x12initial_events_end\x18\x04 \x01(\x08\"d\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x0e\n\nTYPE_ADDED\x10\x01\x12\x11\n\rTYPE_MODIFIED\x10\x02\x12\x10\n\x0cTYPE_DELETED\x10\x03\x12\x11\n\rTYPE_BOOKMARK\x10\x04\"\xbf\x02\n\x13SetPartitionRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.kruise.rollout.v1.WorkloadRef\x12\x37\n\tpartition\x18\x02 \x01(\x0b\x32\x1f.kruise.rollout.v1.IntOrPercentH\x00\x88\x01\x01\x12\x13\n\x06paused\x18\x03 \x01(\x08H\x01\x88\x01\x01\x12\x12\n\nrollout_id\x18\x04 \x01(\t\x12 \n\x18\x65xpected_update_revision\x18\x05 \x01(\t\x12!\n\x19\x65xpected_resource_version\x18\x06 \x01(\t\x12\x16\n\x0e\x61llow_increase\x18\x07 \x01(\x08\x12\x0f\n\x07\x64ry_run\x18\x08 \x01(\x08\x12\x12\n\nrequest_id\x18\t \x01(\tB\x0c\n\n_partitionB\t\n\x07_paused\"~\n\x14SetPartitionResponse\x12\x30\n\x06status\x18\x01 \x01(\x0b\x32 .kruise.rollout.v1.RolloutStatus\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\x08\x12\x12\n\npatch_json\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"\xa6\x02\n\x11\x43heckBatchRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.kruise.rollout.v1.WorkloadRef\x12\"\n\x18\x64\x65sired_updated_replicas\x18\x02 \x01(\x05H\x00\x12\x30\n\x05\x62\x61tch\x18\x03 \x01(\x0b\x32\x1f.kruise.rollout.v1.IntOrPercentH\x00\x12?\n\x11\x66\x61ilure_threshold\x18\x04 \x01(\x0b\x32\x1f.kruise.rollout.v1.IntOrPercentH\x01\x88\x01\x01\x12\x12\n\nrollout_id\x18\x05 \x01(\t\x12\x19\n\x11require_available\x18\x06 \x01(\x08\x42\x08\n\x06targetB\x14\n\x12_failure_threshold\"\x87\x01\n\x12\x43heckBatchResponse\x12\r\n\x05ready\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12 \n\x18\x64\x65sired_updated_replicas\x18\x03 \x01(\x05\x12\x30\n\x06status\x18\x04 \x01(\x0b\x32 .kruise.rollout.v1.RolloutStatus\"\x96\x01\n\x0eReleaseRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.kruise.rollout.v1.WorkloadRef\x12\x0f\n\x07promote\x18\x02 \x01(\x08\x12\x12\n\nrollout_id\x18\x03 \x01(\t\x12\r\n\x05\x66orce\x18\x04 \x01(\x08\x12\x0f\n\x07\x64ry_run\x18\x05 \x01(\x08\x12\x12\n\nrequest_id\x18\x06 \x01(\t\"y\n\x0fReleaseResponse\x12\x30\n\x06status\x18\x01 \x01(\x0b\x32 .kruise.rollout.v1.RolloutStatus\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\x08\x12\x12\n\npatch_json\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t2\x80\x04\n\x0eRolloutService\x12k\n\x10GetRolloutStatus\x12*.kruise.rollout.v1.GetRolloutStatusRequest\x1a+.kruise.rollout.v1.GetRolloutStatusResponse\x12s\n\x12WatchRolloutStatus\x12,.kruise.rollout.v1.WatchRolloutStatusRequest\x1a-.kruise.rollout.v1.WatchRolloutStatusResponse0\x01\x12_\n\x0cSetPartition\x12&.kruise.rollout.v1.SetPartitionRequest\x1a\'.kruise.rollout.v1.SetPartitionResponse\x12Y\n\nCheckBatch\x12$.kruise.rollout.v1.CheckBatchRequest\x1a%.kruise.rollout.v1.CheckBatchResponse\x12P\n\x07Release\x12!.kruise.rollout.v1.ReleaseRequest\x1a\".kruise.rollout.v1.ReleaseResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,13 +33,39 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kruise.rollout.v1.rollout_p
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_WORKLOADREF']._serialized_start=84
-  _globals['_WORKLOADREF']._serialized_end=165
-  _globals['_ROLLOUTSTATUS']._serialized_start=168
-  _globals['_ROLLOUTSTATUS']._serialized_end=455
-  _globals['_GETROLLOUTSTATUSREQUEST']._serialized_start=457
-  _globals['_GETROLLOUTSTATUSREQUEST']._serialized_end=527
-  _globals['_GETROLLOUTSTATUSRESPONSE']._serialized_start=529
-  _globals['_GETROLLOUTSTATUSRESPONSE']._serialized_end=605
-  _globals['_ROLLOUTSERVICE']._serialized_start=607
-  _globals['_ROLLOUTSERVICE']._serialized_end=732
+  _globals['_WORKLOADREF']._serialized_end=178
+  _globals['_INTORPERCENT']._serialized_start=180
+  _globals['_INTORPERCENT']._serialized_end=239
+  _globals['_LIFECYCLECOUNTS']._serialized_start=241
+  _globals['_LIFECYCLECOUNTS']._serialized_end=361
+  _globals['_KRUISEROLLOUTCONTROL']._serialized_start=363
+  _globals['_KRUISEROLLOUTCONTROL']._serialized_end=447
+  _globals['_CONTROLLEDBY']._serialized_start=449
+  _globals['_CONTROLLEDBY']._serialized_end=558
+  _globals['_ROLLOUTSTATUS']._serialized_start=561
+  _globals['_ROLLOUTSTATUS']._serialized_end=1080
+  _globals['_GETROLLOUTSTATUSREQUEST']._serialized_start=1082
+  _globals['_GETROLLOUTSTATUSREQUEST']._serialized_end=1182
+  _globals['_GETROLLOUTSTATUSRESPONSE']._serialized_start=1184
+  _globals['_GETROLLOUTSTATUSRESPONSE']._serialized_end=1260
+  _globals['_WATCHROLLOUTSTATUSREQUEST']._serialized_start=1263
+  _globals['_WATCHROLLOUTSTATUSREQUEST']._serialized_end=1409
+  _globals['_WATCHROLLOUTSTATUSRESPONSE']._serialized_start=1412
+  _globals['_WATCHROLLOUTSTATUSRESPONSE']._serialized_end=1703
+  _globals['_WATCHROLLOUTSTATUSRESPONSE_TYPE']._serialized_start=1603
+  _globals['_WATCHROLLOUTSTATUSRESPONSE_TYPE']._serialized_end=1703
+  _globals['_SETPARTITIONREQUEST']._serialized_start=1706
+  _globals['_SETPARTITIONREQUEST']._serialized_end=2025
+  _globals['_SETPARTITIONRESPONSE']._serialized_start=2027
+  _globals['_SETPARTITIONRESPONSE']._serialized_end=2153
+  _globals['_CHECKBATCHREQUEST']._serialized_start=2156
+  _globals['_CHECKBATCHREQUEST']._serialized_end=2450
+  _globals['_CHECKBATCHRESPONSE']._serialized_start=2453
+  _globals['_CHECKBATCHRESPONSE']._serialized_end=2588
+  _globals['_RELEASEREQUEST']._serialized_start=2591
+  _globals['_RELEASEREQUEST']._serialized_end=2741
+  _globals['_RELEASERESPONSE']._serialized_start=2743
+  _globals['_RELEASERESPONSE']._serialized_end=2864
+  _globals['_ROLLOUTSERVICE']._serialized_start=2867
+  _globals['_ROLLOUTSERVICE']._serialized_end=3379
 # @@protoc_insertion_point(module_scope)

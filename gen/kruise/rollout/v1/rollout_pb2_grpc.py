@@ -39,12 +39,56 @@ class RolloutServiceStub:
                 request_serializer=kruise_dot_rollout_dot_v1_dot_rollout__pb2.GetRolloutStatusRequest.SerializeToString,
                 response_deserializer=kruise_dot_rollout_dot_v1_dot_rollout__pb2.GetRolloutStatusResponse.FromString,
                 _registered_method=True)
+        self.WatchRolloutStatus = channel.unary_stream(
+                '/kruise.rollout.v1.RolloutService/WatchRolloutStatus',
+                request_serializer=kruise_dot_rollout_dot_v1_dot_rollout__pb2.WatchRolloutStatusRequest.SerializeToString,
+                response_deserializer=kruise_dot_rollout_dot_v1_dot_rollout__pb2.WatchRolloutStatusResponse.FromString,
+                _registered_method=True)
+        self.SetPartition = channel.unary_unary(
+                '/kruise.rollout.v1.RolloutService/SetPartition',
+                request_serializer=kruise_dot_rollout_dot_v1_dot_rollout__pb2.SetPartitionRequest.SerializeToString,
+                response_deserializer=kruise_dot_rollout_dot_v1_dot_rollout__pb2.SetPartitionResponse.FromString,
+                _registered_method=True)
+        self.CheckBatch = channel.unary_unary(
+                '/kruise.rollout.v1.RolloutService/CheckBatch',
+                request_serializer=kruise_dot_rollout_dot_v1_dot_rollout__pb2.CheckBatchRequest.SerializeToString,
+                response_deserializer=kruise_dot_rollout_dot_v1_dot_rollout__pb2.CheckBatchResponse.FromString,
+                _registered_method=True)
+        self.Release = channel.unary_unary(
+                '/kruise.rollout.v1.RolloutService/Release',
+                request_serializer=kruise_dot_rollout_dot_v1_dot_rollout__pb2.ReleaseRequest.SerializeToString,
+                response_deserializer=kruise_dot_rollout_dot_v1_dot_rollout__pb2.ReleaseResponse.FromString,
+                _registered_method=True)
 
 
 class RolloutServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def GetRolloutStatus(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchRolloutStatus(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetPartition(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckBatch(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Release(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -57,6 +101,26 @@ def add_RolloutServiceServicer_to_server(servicer, server):
                     servicer.GetRolloutStatus,
                     request_deserializer=kruise_dot_rollout_dot_v1_dot_rollout__pb2.GetRolloutStatusRequest.FromString,
                     response_serializer=kruise_dot_rollout_dot_v1_dot_rollout__pb2.GetRolloutStatusResponse.SerializeToString,
+            ),
+            'WatchRolloutStatus': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchRolloutStatus,
+                    request_deserializer=kruise_dot_rollout_dot_v1_dot_rollout__pb2.WatchRolloutStatusRequest.FromString,
+                    response_serializer=kruise_dot_rollout_dot_v1_dot_rollout__pb2.WatchRolloutStatusResponse.SerializeToString,
+            ),
+            'SetPartition': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPartition,
+                    request_deserializer=kruise_dot_rollout_dot_v1_dot_rollout__pb2.SetPartitionRequest.FromString,
+                    response_serializer=kruise_dot_rollout_dot_v1_dot_rollout__pb2.SetPartitionResponse.SerializeToString,
+            ),
+            'CheckBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckBatch,
+                    request_deserializer=kruise_dot_rollout_dot_v1_dot_rollout__pb2.CheckBatchRequest.FromString,
+                    response_serializer=kruise_dot_rollout_dot_v1_dot_rollout__pb2.CheckBatchResponse.SerializeToString,
+            ),
+            'Release': grpc.unary_unary_rpc_method_handler(
+                    servicer.Release,
+                    request_deserializer=kruise_dot_rollout_dot_v1_dot_rollout__pb2.ReleaseRequest.FromString,
+                    response_serializer=kruise_dot_rollout_dot_v1_dot_rollout__pb2.ReleaseResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -86,6 +150,114 @@ class RolloutService:
             '/kruise.rollout.v1.RolloutService/GetRolloutStatus',
             kruise_dot_rollout_dot_v1_dot_rollout__pb2.GetRolloutStatusRequest.SerializeToString,
             kruise_dot_rollout_dot_v1_dot_rollout__pb2.GetRolloutStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchRolloutStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/kruise.rollout.v1.RolloutService/WatchRolloutStatus',
+            kruise_dot_rollout_dot_v1_dot_rollout__pb2.WatchRolloutStatusRequest.SerializeToString,
+            kruise_dot_rollout_dot_v1_dot_rollout__pb2.WatchRolloutStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPartition(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kruise.rollout.v1.RolloutService/SetPartition',
+            kruise_dot_rollout_dot_v1_dot_rollout__pb2.SetPartitionRequest.SerializeToString,
+            kruise_dot_rollout_dot_v1_dot_rollout__pb2.SetPartitionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kruise.rollout.v1.RolloutService/CheckBatch',
+            kruise_dot_rollout_dot_v1_dot_rollout__pb2.CheckBatchRequest.SerializeToString,
+            kruise_dot_rollout_dot_v1_dot_rollout__pb2.CheckBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Release(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kruise.rollout.v1.RolloutService/Release',
+            kruise_dot_rollout_dot_v1_dot_rollout__pb2.ReleaseRequest.SerializeToString,
+            kruise_dot_rollout_dot_v1_dot_rollout__pb2.ReleaseResponse.FromString,
             options,
             channel_credentials,
             insecure,
