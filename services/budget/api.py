@@ -237,7 +237,8 @@ def entries_of(
     owners: dict[str, str],
     replica: str,
 ) -> list[budget_pb2.DisruptionEntry]:
-    """One entry per requested pod: the plan's step for an owned pod, NOT_OWNED otherwise.
+    """One entry per requested pod: the plan's step for an owned pod, NOT_OWNED otherwise;
+    each names ``replica`` as the one that answered.
 
     ``plan`` holds the owned pods' steps in request order; an empty owner means the ring is
     empty and every namespace is owned.
@@ -254,6 +255,7 @@ def entries_of(
                     verdict=budget_pb2.PLAN_VERDICT_NOT_OWNED,
                     reason=f"namespace {ref.namespace} belongs to budget replica {owner}",
                     owner=owner,
+                    replica=replica,
                 )
             )
             continue
@@ -267,6 +269,7 @@ def entries_of(
                 order=step.order,
                 reason=step.reason,
                 spends_budget=step.spends,
+                replica=replica,
             )
         )
     return entries

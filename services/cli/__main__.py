@@ -2,7 +2,10 @@
 
 python -m services.cli demo [--kubeconfig FILE] [--replicas N] [--keep]
 python -m services.cli status --replica ADDRESS [--replica ...]
-python -m services.cli drain-plan --node NODE --budget ADDR[,ADDR...] [--kubeconfig FILE]
+python -m services.cli drain-plan --node NODE [--server ADDR] [--kubeconfig FILE]
+python -m services.cli rollout status NS/NAME [--watch] [--timeout 10m] [--server ADDR]
+python -m services.cli rollout step NS/NAME --partition 50%|5 [--wait] [--rollout-id ID]
+python -m services.cli rollout {pause,resume,promote} NS/NAME [--server ADDR]
 """
 
 from __future__ import annotations
@@ -35,19 +38,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     drain.add_argument("--node", required=True, help="the node to drain")
     drain.add_argument(
+        "--server",
+        metavar="ADDR",
+        help="the gateway's mesh gRPC address (default $KRUISE_MESH_GATEWAY, else 127.0.0.1:7000)",
+    )
+    drain.add_argument(
         "--budget",
         action="append",
         default=[],
         metavar="ADDR[,ADDR...]",
-        help="the budget replicas' gRPC addresses, the same ones the gateway routes to",
+        help="deprecated: ask these budget replicas directly instead of the gateway",
     )
     drain.add_argument(
         "--kubeconfig",
         metavar="FILE",
         help="the cluster (default: $KUBECONFIG, ~/.kube/config, in-cluster)",
     )
+    from services.cli import rollout_cmd
+
+    rollout_cmd.add_parser(commands)
     args = parser.parse_args(argv)
     console = Console()
+    if args.command == "rollout":
+        try:
+            return asyncio.run(rollout_cmd.run(args, console=console))
+        except KeyboardInterrupt:
+            return 130
     if args.command == "drain-plan":
         from services.cli.drain_plan import default_kubeconfig, parse_addresses, run_drain_plan
 
@@ -55,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_drain_plan(
                 node=args.node,
                 kubeconfig=args.kubeconfig or default_kubeconfig(),
+                server=args.server,
                 replicas=parse_addresses(args.budget),
                 console=console,
             )

@@ -1,24 +1,28 @@
 """``kruise-mesh drain-plan``: which pods of a node can be evicted now without breaking a budget.
 
-    python -m services.cli drain-plan --node NODE --budget ADDR[,ADDR...] [--kubeconfig FILE]
+    python -m services.cli drain-plan --node NODE [--server ADDR] [--kubeconfig FILE]
 
 Reads only; nothing is evicted, spent or written:
 
 1. the node's pods come from the Kubernetes API (``fieldSelector=spec.nodeName=NODE``, all
    namespaces), leaving out what ``kubectl drain`` leaves out: pods managed by a DaemonSet
    and mirror (static) pods; the output says which were left out;
-2. each pod goes to the budget replica that owns its namespace: ``HashRing`` over the
-   ``--budget`` addresses, which must be the addresses the gateway routes to (its
-   ``--services budget=...`` list, or the replicas' advertised addresses), since each
-   replica caches only the namespaces it owns; a replica that answers ``NOT_OWNED`` (its
-   ring differs) names the owner, which is asked once in turn;
-3. each replica's ``BudgetService.PlanDisruption`` answer is merged into one plan: the pods
-   that can go now, numbered in eviction order (the free ones first, then those that use
-   budget, interleaved across replicas as each replica interleaves its budgets), then the
-   pods that must wait and why.
+2. they go, in one ``BudgetService.PlanDisruption`` call, to ONE address: the gateway's
+   mesh gRPC port (``--server``, else ``$KRUISE_MESH_GATEWAY``, else ``127.0.0.1:7000``;
+   in a cluster ``kruise-mesh-gateway-grpc.kruise-mesh.svc:7000``). The gateway asks each
+   namespace's owning budget replica (and, when a replica's ring differs, the owner it
+   names) and answers one entry per pod in request order, each naming the replica that
+   answered it (``DisruptionEntry.replica``; ``order`` counts per replica);
+3. the entries are merged into one plan: the pods that can go now, numbered in eviction
+   order (the free ones first, then those that use budget, interleaved across replicas
+   as each replica interleaves its budgets), then the pods that must wait and why.
+
+``--budget ADDR[,ADDR...]`` (deprecated, kept for older gateways that do not plan) asks the
+budget replicas directly instead: ``HashRing`` over those addresses, which must be the ones
+the gateway routes to, following a ``NOT_OWNED`` answer's owner once.
 
 Exit code 0 with the plan; 1 with a one-line error (no traceback) when the node does not
-exist, the API server or a budget replica cannot be reached, or a replica refuses.
+exist, the API server or the gateway (or a budget replica) cannot be reached, or it refuses.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 MAX_PODS_PER_CALL = 10_000
 RPC_TIMEOUT = 10.0
 PAGE = 500
+GATEWAY_ENV = "KRUISE_MESH_GATEWAY"
+DEFAULT_GATEWAY = "127.0.0.1:7000"
 
 PodKey = tuple[str, str]
 
@@ -153,6 +159,19 @@ def merge(
     return numbered + rest
 
 
+def by_replica(
+    entries: Sequence[budget_pb2.DisruptionEntry],
+) -> list[tuple[str, list[budget_pb2.DisruptionEntry]]]:
+    """The gateway's merged answer split back per replica, for ``merge``. Pure.
+
+    Replicas in order of their first entry; each replica's entries in request order.
+    """
+    groups: dict[str, list[budget_pb2.DisruptionEntry]] = {}
+    for entry in entries:
+        groups.setdefault(entry.replica, []).append(entry)
+    return list(groups.items())
+
+
 def summary(rows: Sequence[Row]) -> str:
     """``5 pods can be evicted now, 2 must wait`` (plus the pods gone or not planned)."""
     counts = {v: sum(1 for r in rows if r.verdict == v) for v in STYLES}
@@ -172,6 +191,11 @@ def default_kubeconfig() -> str | None:
             return candidate
     home = Path.home() / ".kube" / "config"
     return str(home) if home.is_file() else None
+
+
+def gateway_address(flag: str | None) -> str:
+    """``--server``, else ``$KRUISE_MESH_GATEWAY``, else ``127.0.0.1:7000``."""
+    return flag or os.environ.get(GATEWAY_ENV) or DEFAULT_GATEWAY
 
 
 def parse_addresses(values: Sequence[str]) -> list[str]:
@@ -198,8 +222,11 @@ async def node_pods(kube: KubeClient, node: str) -> list[dict[str, Any]]:
             return items
 
 
-async def ask(address: str, pods: Sequence[PodKey]) -> list[budget_pb2.DisruptionEntry]:
-    """``PlanDisruption`` on one replica, in calls of at most ``MAX_PODS_PER_CALL`` pods."""
+async def ask(
+    address: str, pods: Sequence[PodKey], *, who: str = "budget replica"
+) -> list[budget_pb2.DisruptionEntry]:
+    """``PlanDisruption`` at ``address`` (the gateway, or one budget replica), in calls of
+    at most ``MAX_PODS_PER_CALL`` pods."""
     entries: list[budget_pb2.DisruptionEntry] = []
     async with grpc.aio.insecure_channel(address) as channel:
         stub = budget_pb2_grpc.BudgetServiceStub(channel)
@@ -211,22 +238,38 @@ async def ask(address: str, pods: Sequence[PodKey]) -> list[budget_pb2.Disruptio
             try:
                 answer = await stub.PlanDisruption(request, timeout=RPC_TIMEOUT)
             except grpc.aio.AioRpcError as e:
-                raise DrainPlanError(_rpc_problem(address, e)) from e
+                raise DrainPlanError(_rpc_problem(f"{who} {address}", e)) from e
             entries += answer.entries
     return entries
 
 
-def _rpc_problem(address: str, error: grpc.aio.AioRpcError) -> str:
+def _rpc_problem(who: str, error: grpc.aio.AioRpcError) -> str:
+    """One line for a failed PlanDisruption at ``who`` ("the gateway ADDR" or "budget
+    replica ADDR"). The gateway's UNAVAILABLE may be its own or a replica's behind it,
+    which its message names."""
     code = error.code()
+    gateway = who.startswith("the gateway")
     if code == grpc.StatusCode.UNAVAILABLE:
-        return f"budget replica {address} is unreachable: {error.details()}"
+        return f"{who} is {'unavailable' if gateway else 'unreachable'}: {error.details()}"
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return f"budget replica {address} did not answer within {RPC_TIMEOUT:.0f}s"
-    return f"budget replica {address} refused the plan: {code.name}: {error.details()}"
+        return f"{who} did not answer within {RPC_TIMEOUT:.0f}s"
+    if code == grpc.StatusCode.UNIMPLEMENTED and gateway:
+        return (
+            f"{who} does not plan drains (an older gateway): pass the budget replicas "
+            f"with --budget ADDR[,ADDR...]: {error.details()}"
+        )
+    return f"{who} refused the plan: {code.name}: {error.details()}"
+
+
+async def plan_through_gateway(pods: Sequence[PodKey], *, gateway: str) -> list[Row]:
+    """One plan from the gateway, which asks every owning budget replica."""
+    entries = await ask(gateway, pods, who="the gateway")
+    return merge(by_replica(entries))
 
 
 async def plan_pods(pods: Sequence[PodKey], *, replicas: Sequence[str]) -> list[Row]:
-    """Ask each namespace's owner on the ring of ``replicas``; follow NOT_OWNED once."""
+    """Deprecated (``--budget``): ask each namespace's owner on the ring of ``replicas``
+    directly; follow NOT_OWNED once."""
     ring = HashRing(replicas)
     groups: dict[str, list[PodKey]] = {}
     for key in pods:
@@ -271,13 +314,29 @@ async def run_drain_plan(
     *,
     node: str,
     kubeconfig: str | None,
-    replicas: Sequence[str],
+    server: str | None = None,
+    replicas: Sequence[str] = (),
     console: Console,
+    errors_out: Console | None = None,
 ) -> int:
-    """The ``drain-plan`` command: print the plan for ``node``; 0, or 1 with an error line."""
-    errors_out = Console(stderr=True)
+    """The ``drain-plan`` command: print the plan for ``node``; 0, or 1 with an error line.
+
+    The gateway at ``server`` (see ``gateway_address``) plans, unless the deprecated
+    ``replicas`` (``--budget``) are given.
+    """
+    errors_out = errors_out or Console(stderr=True)
+    if replicas:
+        errors_out.print(
+            Text(
+                "warning: --budget is deprecated: the gateway plans for every budget replica "
+                f"(--server, ${GATEWAY_ENV})",
+                style="yellow",
+            )
+        )
     try:
-        rows, pods = await _plan_node(node=node, kubeconfig=kubeconfig, replicas=replicas)
+        rows, pods = await _plan_node(
+            node=node, kubeconfig=kubeconfig, gateway=gateway_address(server), replicas=replicas
+        )
     except DrainPlanError as e:
         errors_out.print(Text(f"error: {e}", style="red"))
         return 1
@@ -299,10 +358,8 @@ async def run_drain_plan(
 
 
 async def _plan_node(
-    *, node: str, kubeconfig: str | None, replicas: Sequence[str]
+    *, node: str, kubeconfig: str | None, gateway: str, replicas: Sequence[str]
 ) -> tuple[list[Row], NodePods]:
-    if not replicas:
-        raise DrainPlanError("no budget replica given: pass --budget ADDR[,ADDR...]")
     try:
         kube = await KubeClient.connect(kubeconfig=kubeconfig)
     except errors.MeshError as e:
@@ -314,5 +371,8 @@ async def _plan_node(
     finally:
         await kube.close()
     pods = select_pods(items)
-    rows = await plan_pods(pods.evict, replicas=replicas) if pods.evict else []
-    return rows, pods
+    if not pods.evict:
+        return [], pods
+    if replicas:
+        return await plan_pods(pods.evict, replicas=replicas), pods
+    return await plan_through_gateway(pods.evict, gateway=gateway), pods

@@ -3,6 +3,8 @@
     async with LocalMesh(workdir=Path(".run"), replicas=2) as mesh:
         mesh.kubeconfig            # the cluster the gateway talks to
         mesh.replicas["budget"]    # ["127.0.0.1:port", ...]
+        mesh.api_target            # the rollout API for tools: "127.0.0.1:port" (gRPC)
+        mesh.api_http_url          # and "http://127.0.0.1:port" (HTTP/JSON), gateway 0's
 
 Every component is a separate process (see ``procs``). ``gateways`` > 1 runs several
 gateways (one holds the Lease and runs the watch hub); ``discovery`` makes the gateways
@@ -74,6 +76,8 @@ class LocalMesh:
         self.sandbox_token: str | None = None
         self.gateway_grpc = ""
         self.gateway_ports: list[int] = []
+        # Each gateway's rollout API ports for tools: (gRPC, HTTP/JSON).
+        self.api_ports: list[tuple[int, int]] = []
         self.webhook_port = 0
         self.logs = self.workdir / "logs"
         self._external_kubeconfig = self.kubeconfig is not None
@@ -114,6 +118,8 @@ class LocalMesh:
         if not self._external_kubeconfig:
             await self.start_sandbox()
         self.gateway_ports = [procs.free_port() for _ in range(self.gateways)]
+        for index in range(self.gateways):
+            self._api_ports(index)
         self.gateway_grpc = f"127.0.0.1:{self.gateway_ports[0]}"
         starts = []
         for service in SERVICES:
@@ -140,6 +146,22 @@ class LocalMesh:
             if asyncio.get_running_loop().time() > deadline:
                 raise procs.StartError(f"replicas without a snapshot after {timeout}s: {pending}")
             await asyncio.sleep(0.1)
+
+    def _api_ports(self, index: int) -> tuple[int, int]:
+        """Gateway ``index``'s rollout API ports, picked once (a restart keeps them)."""
+        while len(self.api_ports) <= index:
+            self.api_ports.append((procs.free_port(), procs.free_port()))
+        return self.api_ports[index]
+
+    @property
+    def api_target(self) -> str:
+        """Gateway 0's rollout API (gRPC RolloutService) for tools: ``127.0.0.1:port``."""
+        return f"127.0.0.1:{self._api_ports(0)[0]}"
+
+    @property
+    def api_http_url(self) -> str:
+        """Gateway 0's rollout API as HTTP/JSON: ``http://127.0.0.1:port``."""
+        return f"http://127.0.0.1:{self._api_ports(0)[1]}"
 
     @property
     def gateway_target(self) -> str:
@@ -223,6 +245,7 @@ class LocalMesh:
         """Start gateway ``index``; only gateway 0 registers the local webhooks."""
         assert self.kubeconfig is not None
         name = "gateway" if index == 0 else f"gateway-{index}"
+        api_port, api_http_port = self._api_ports(index)
         args = [
             "--kubeconfig",
             self.kubeconfig,
@@ -242,6 +265,10 @@ class LocalMesh:
             str(self.lease_seconds),
             "--renew-seconds",
             str(max(0.2, self.lease_seconds / 3)),
+            "--api-port",
+            str(api_port),
+            "--api-http-port",
+            str(api_http_port),
         ]
         if self.discovery:
             names = ",".join(f"{s}=kruise-mesh-{s}" for s in SERVICES)

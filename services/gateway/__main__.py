@@ -1,6 +1,7 @@
 """``python -m services.gateway``: run the gateway until SIGTERM/SIGINT.
 
-Prints one JSON line with its ports once it serves, for supervisors and tests.
+Prints one JSON line with its ports once it serves, for supervisors and tests
+(``api_port`` and ``api_http_port``, the rollout API for tools, are null when off).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ async def run(argv: Sequence[str] | None = None) -> None:
         "grpc_port": gateway.grpc.port,
         "webhook_port": gateway.webhook.port,
         "ops_port": gateway.ops.port,
+        "api_port": gateway.api_port,
+        "api_http_port": gateway.api_http_port,
     }
     with caught_signals() as stop:
         sys.stdout.write(orjson.dumps(ready).decode() + "\n")

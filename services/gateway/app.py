@@ -7,8 +7,11 @@
 Every replica serves the webhooks, the cluster API and the routed BudgetService
 (``budget_route``: workload controllers ask the budget replica owning a namespace through
 the gateway, over the admission forwarder's channels), and keeps the service rings
-(static addresses, or EndpointSlices in a cluster). One replica at a time, the
-holder of the Lease ``kruise-mesh-gateway``, runs the watch hub and the Sync
+(static addresses, or EndpointSlices in a cluster). On a port of its own, apart from the
+mesh's (the two kinds of callers will be authenticated differently), it serves the rollout
+API for tools: ``RolloutService`` over gRPC (``rollout_route``) and as HTTP/JSON
+(``rollout_http``), both routed to the rollout replica owning the namespace. One replica
+at a time, the holder of the Lease ``kruise-mesh-gateway``, runs the watch hub and the Sync
 streams, so the mesh opens one watch per kind however many gateways run.
 """
 
@@ -25,7 +28,7 @@ from urllib.parse import urlsplit
 import orjson
 from prometheus_client import Gauge
 
-from services.gateway import budget_route, certs, register
+from services.gateway import budget_route, certs, register, rollout_route
 from services.gateway.cluster_api import SERVICE_NAME as CLUSTER_SERVICE
 from services.gateway.cluster_api import ClusterApi, add_to_server
 from services.gateway.config import GatewayConfig
@@ -33,6 +36,7 @@ from services.gateway.discovery import EndpointSliceDiscovery
 from services.gateway.hub import WATCHED, Hub, ReflectorConfig
 from services.gateway.kube.client import KubeClient
 from services.gateway.leader import LeaderElector
+from services.gateway.rollout_http import RolloutHttpServer, start_rollout_http
 from services.gateway.routing import Router
 from services.gateway.statefulset_like import resolve_statefulset_like
 from services.gateway.sync import SyncManager
@@ -125,6 +129,9 @@ class Gateway:
     forwarder: AdmissionForwarder
     leading: Leading
     discovery: EndpointSliceDiscovery | None = None
+    # The rollout API for tools (None when configured off).
+    api: Server | None = None
+    api_http: RolloutHttpServer | None = None
     elector: LeaderElector | None = None
     registered: list[str] = field(default_factory=list)
     _election: asyncio.Task[None] | None = None
@@ -132,6 +139,16 @@ class Gateway:
     @property
     def webhook_port(self) -> int:
         return self.webhook.port
+
+    @property
+    def api_port(self) -> int | None:
+        """The rollout API's gRPC port; None when it is not served."""
+        return self.api.port if self.api is not None else None
+
+    @property
+    def api_http_port(self) -> int | None:
+        """The rollout API's HTTP/JSON port; None when it is not served."""
+        return self.api_http.port if self.api_http is not None else None
 
     async def stop(self) -> None:
         if self.registered:
@@ -145,10 +162,15 @@ class Gateway:
             await self._election
         await self.leading.stop()
         await self.webhook.stop()
+        if self.api_http is not None:
+            await self.api_http.stop()
+        if self.api is not None:
+            # Watches relayed to rollout replicas end here; tools resume on another gateway.
+            await self.api.stop(grace=1)
         if self.discovery is not None:
             await self.discovery.stop()
         await self.grpc.stop(grace=3)
-        # After the gRPC server: routed BudgetService calls use the forwarder's links.
+        # After the gRPC servers: routed calls use the forwarder's links.
         await self.forwarder.close()
         await self.ops.stop()
         await self.kube.close()
@@ -237,6 +259,20 @@ async def _start(kube: KubeClient, config: GatewayConfig) -> Gateway:
         return all(router.ring(s).members for s in expected)
 
     ops = await start_ops_server(host=config.host, port=config.ops_port, ready=ready)
+    rollouts = rollout_route.RolloutRoute(router=router, links=forwarder)
+    api = None
+    if config.api_port is not None:
+        api = await create_server(
+            register=[lambda s: rollout_route.add_to_server(s, rollouts)],
+            service_names=[rollout_route.SERVICE_NAME],
+            host=config.host,
+            port=config.api_port,
+        )
+    api_http = None
+    if config.api_http_port is not None:
+        api_http = await start_rollout_http(
+            route=rollouts, host=config.host, port=config.api_http_port
+        )
     gateway = Gateway(
         config=config,
         kube=kube,
@@ -247,6 +283,8 @@ async def _start(kube: KubeClient, config: GatewayConfig) -> Gateway:
         forwarder=forwarder,
         leading=leading,
         discovery=discovery,
+        api=api,
+        api_http=api_http,
     )
     if config.leader_election:
         await _ensure_lease_namespace(kube, config.namespace)

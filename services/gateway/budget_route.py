@@ -7,37 +7,47 @@ request's namespace (``Router.owner``):
     rollout replica ──AuthorizePodUpdate──▶ gateway :7000 ──▶ budget replica owning ns
                                             (BudgetRoute)     (services.budget.api)
 
-Forwarded: ``AuthorizePodUpdate`` and ``GetBudget``, each by ``request.namespace``, over
-the channel the admission forwarder already holds to that replica
-(``AdmissionForwarder.link``), so the gateway keeps one connection per replica. Not
-forwarded: ``PlanDisruption``, whose pods span namespaces and so replicas; a tool asks
-each budget replica directly (``python -m services.cli drain-plan``).
+Forwarded through a ``relay.Relay`` (the admission forwarder's channel to each replica):
+``AuthorizePodUpdate`` and ``GetBudget``, each by ``request.namespace``. ``PlanDisruption``
+names pods of many namespaces, so of many replicas: the gateway groups the pods by owning
+replica, asks every owner at once, and puts the entries back in request order, each naming
+the replica that answered it (``DisruptionEntry.replica``; ``order`` counts per replica).
+A replica whose ring differs from the gateway's answers ``NOT_OWNED`` naming the owner it
+sees; when that owner is a budget replica the gateway knows, it is asked once in turn.
 
-No feature logic: the request and the answer travel unchanged, and so do the replica's
-status codes and messages. The gateway's own answers: no budget replica → UNAVAILABLE,
-naming the namespace; a replica that cannot be reached or does not answer in time →
-UNAVAILABLE / DEADLINE_EXCEEDED, naming the replica. The caller's deadline is passed on
-(``DEFAULT_TIMEOUT_S`` when it set none).
+No feature logic: requests and answers travel unchanged, and so do the replica's status
+codes, messages and rich details (``relay``). The gateway's own answers: no budget replica
+→ UNAVAILABLE, naming the namespace; a replica that cannot be reached or does not answer in
+time → UNAVAILABLE / DEADLINE_EXCEEDED, naming the replica. For ``PlanDisruption`` it also
+refuses, with the replica's own words, what it could not split faithfully: no pods, more
+than ``MAX_PLANNED_PODS``, or a pod without a namespace (it routes by it) or a name (the
+replica's message would number the pod within its share, not within the request). The first
+failing replica (in request order) fails the whole plan. The caller's deadline is passed on
+(``relay.DEFAULT_TIMEOUT_S`` when it set none).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from prometheus_client import Counter
 
 from kruise.budget.v1 import budget_pb2, budget_pb2_grpc
+from services.gateway.relay import Relay, RelayError, abort, unary_timeout
 from services.gateway.routing import Router
-from services.gateway.webhook.forward import AdmissionForwarder, ReplicaLink
+from services.gateway.webhook.forward import AdmissionForwarder
 
 if TYPE_CHECKING:
     from kruise.budget.v1.budget_pb2_grpc import BudgetServiceAsyncStub as Stub
 
 SERVICE = "budget"
 SERVICE_NAME = budget_pb2.DESCRIPTOR.services_by_name["BudgetService"].full_name
-DEFAULT_TIMEOUT_S = 10.0
+# BudgetService.PlanDisruption takes at most this many pods (budget.proto).
+MAX_PLANNED_PODS = 10_000
 
 CALLS = Counter(
     "kruise_mesh_gateway_budget_route_calls_total",
@@ -45,116 +55,142 @@ CALLS = Counter(
     ["method", "code"],
 )
 
-Reply = TypeVar("Reply")
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-def _timeout(context: Context) -> float:
-    """The caller's time left, passed on to the replica; ``DEFAULT_TIMEOUT_S`` without one."""
-    remaining = context.time_remaining()
-    return DEFAULT_TIMEOUT_S if remaining is None else max(remaining, 0.0)
+def _stub(channel: grpc.aio.Channel) -> Stub:
+    return budget_pb2_grpc.BudgetServiceStub(channel)
+
+
+def unsplittable(pods: Sequence[budget_pb2.PodRef]) -> str:
+    """What keeps a PlanDisruption request from being split by namespace, or "" (the words
+    of ``services.budget.api.invalid_pods``, which the gateway may not import)."""
+    if not pods:
+        return "pods is empty: name at least one pod (namespace and name) to plan"
+    if len(pods) > MAX_PLANNED_PODS:
+        return (
+            f"pods has {len(pods)} entries, more than {MAX_PLANNED_PODS}: "
+            "split the request into smaller ones"
+        )
+    for index, ref in enumerate(pods):
+        if not ref.namespace:
+            return f"pods[{index}] (name {ref.name!r}): namespace is required"
+        if not ref.name:
+            return f"pods[{index}] (namespace {ref.namespace!r}): name is required"
+    return ""
 
 
 class BudgetRoute(budget_pb2_grpc.BudgetServiceServicer):
     """Forwards BudgetService calls to the budget replica that owns their namespace."""
 
     def __init__(self, *, router: Router, links: AdmissionForwarder) -> None:
-        self.router = router
-        self.links = links
-        self._stubs: dict[str, tuple[ReplicaLink, Stub]] = {}
+        self.relay: Relay[Stub] = Relay(
+            service=SERVICE, router=router, links=links, stub=_stub, calls=CALLS
+        )
 
     async def AuthorizePodUpdate(
         self, request: budget_pb2.AuthorizePodUpdateRequest, context: Context
     ) -> budget_pb2.AuthorizePodUpdateResponse:
-        method, namespace = "AuthorizePodUpdate", request.namespace
-        address, stub = await self._owner(method, namespace, context)
-        timeout = _timeout(context)
-        return await self._relay(
-            method,
-            address,
-            namespace,
-            lambda: stub.AuthorizePodUpdate(request, timeout=timeout),
+        return await self.relay.unary(
+            "AuthorizePodUpdate",
+            request.namespace,
+            lambda stub, timeout: stub.AuthorizePodUpdate(request, timeout=timeout),
             context,
         )
 
     async def GetBudget(
         self, request: budget_pb2.GetBudgetRequest, context: Context
     ) -> budget_pb2.GetBudgetResponse:
-        method, namespace = "GetBudget", request.namespace
-        address, stub = await self._owner(method, namespace, context)
-        timeout = _timeout(context)
-        return await self._relay(
-            method,
-            address,
-            namespace,
-            lambda: stub.GetBudget(request, timeout=timeout),
+        return await self.relay.unary(
+            "GetBudget",
+            request.namespace,
+            lambda stub, timeout: stub.GetBudget(request, timeout=timeout),
             context,
         )
 
     async def PlanDisruption(
         self, request: budget_pb2.PlanDisruptionRequest, context: Context
     ) -> budget_pb2.PlanDisruptionResponse:
-        CALLS.labels("PlanDisruption", grpc.StatusCode.UNIMPLEMENTED.name).inc()
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED,
-            "the gateway does not route PlanDisruption: its pods span namespaces, so budget "
-            "replicas; ask each budget replica directly (python -m services.cli drain-plan does)",
-        )
-        raise AssertionError("unreachable")
-
-    async def _owner(self, method: str, namespace: str, context: Context) -> tuple[str, Stub]:
-        """The owning replica's address and a stub to it; UNAVAILABLE when there is none."""
-        address = self.router.owner(SERVICE, namespace)
-        if address is None:
-            CALLS.labels(method, grpc.StatusCode.UNAVAILABLE.name).inc()
-            await context.abort(
-                grpc.StatusCode.UNAVAILABLE,
-                f"no budget replica is available for namespace {namespace or '<none>'}",
-            )
-            raise AssertionError("unreachable")
-        return address, self._stub(address)
-
-    async def _relay(
-        self,
-        method: str,
-        address: str,
-        namespace: str,
-        send: Callable[[], Awaitable[Reply]],
-        context: Context,
-    ) -> Reply:
-        """The replica's answer to the call ``send`` makes, or its status code and message,
-        unchanged."""
+        method = "PlanDisruption"
+        problem = unsplittable(request.pods)
+        if problem:
+            self.relay.count(method, grpc.StatusCode.INVALID_ARGUMENT)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        deadline = time.monotonic() + unary_timeout(context)
         try:
-            reply = await send()
-        except grpc.aio.AioRpcError as e:
-            code, details = e.code(), e.details() or ""
-            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                # Say which replica: the caller only knows the gateway.
-                details = f"budget replica {address} (namespace {namespace}): {details}"
-            CALLS.labels(method, code.name).inc()
-            await context.abort(code, details)
+            owners = {i: self.relay.owner(ref.namespace) for i, ref in enumerate(request.pods)}
+            entries = await self._plan(request.pods, owners, deadline=deadline)
+            # A replica that sees another owner names it: ask that one once in turn.
+            members = set(self.relay.router.ring(SERVICE).members)
+            again = {
+                i: e.owner
+                for i, e in entries.items()
+                if e.verdict == budget_pb2.PLAN_VERDICT_NOT_OWNED
+                and e.owner in members
+                and e.owner != owners[i]
+            }
+            if again:
+                entries.update(await self._plan(request.pods, again, deadline=deadline))
+        except RelayError as e:
+            self.relay.count(method, e.code)
+            await abort(context, e)
             raise AssertionError("unreachable") from e
-        except grpc.aio.UsageError as e:  # the link was closed under the call (gateway stop)
-            CALLS.labels(method, grpc.StatusCode.UNAVAILABLE.name).inc()
-            await context.abort(
-                grpc.StatusCode.UNAVAILABLE, f"budget replica {address}: link closed ({e})"
-            )
-            raise AssertionError("unreachable") from e
-        CALLS.labels(method, grpc.StatusCode.OK.name).inc()
-        return reply
+        self.relay.count(method, grpc.StatusCode.OK)
+        answered = {e.replica for e in entries.values()}
+        return budget_pb2.PlanDisruptionResponse(
+            entries=[entries[i] for i in range(len(request.pods))],
+            replica=answered.pop() if len(answered) == 1 else "",
+        )
 
-    def _stub(self, address: str) -> Stub:
-        """A stub over the admission forwarder's channel to ``address`` (made again when the
-        forwarder replaced that link)."""
-        link = self.links.link(address)
-        cached = self._stubs.get(address)
-        if cached is not None and cached[0] is link:
-            return cached[1]
-        # ReplicaLink keeps its channel private; the hop shares it rather than opening one
-        # more connection per replica.
-        stub: Stub = budget_pb2_grpc.BudgetServiceStub(link._channel)
-        self._stubs[address] = (link, stub)
-        return stub
+    async def _plan(
+        self,
+        pods: Sequence[budget_pb2.PodRef],
+        owners: dict[int, str],
+        *,
+        deadline: float,
+    ) -> dict[int, budget_pb2.DisruptionEntry]:
+        """The entries for the pods at ``owners``' indices, each asked of its owner (all
+        owners at once), by index; the failure of the earliest failing pod's owner raised."""
+        shares: dict[str, list[int]] = {}
+        for index, address in owners.items():
+            shares.setdefault(address, []).append(index)
+        timeout = max(deadline - time.monotonic(), 0.0)
+
+        async def ask(address: str, indices: list[int]) -> budget_pb2.PlanDisruptionResponse:
+            share = budget_pb2.PlanDisruptionRequest(pods=[pods[i] for i in indices])
+            namespace = pods[indices[0]].namespace
+            return await self.relay.send(
+                address, namespace, lambda stub: stub.PlanDisruption(share, timeout=timeout)
+            )
+
+        answers = await asyncio.gather(
+            *(ask(a, indices) for a, indices in shares.items()), return_exceptions=True
+        )
+        failures: list[tuple[int, BaseException]] = []
+        entries: dict[int, budget_pb2.DisruptionEntry] = {}
+        for (address, indices), answer in zip(shares.items(), answers, strict=True):
+            if isinstance(answer, BaseException):
+                failures.append((indices[0], answer))
+                continue
+            if len(answer.entries) != len(indices):
+                failures.append(
+                    (
+                        indices[0],
+                        RelayError(
+                            grpc.StatusCode.INTERNAL,
+                            f"budget replica {address} answered {len(answer.entries)} "
+                            f"entries for {len(indices)} pods",
+                        ),
+                    )
+                )
+                continue
+            for index, entry in zip(indices, answer.entries, strict=True):
+                # A replica from before DisruptionEntry.replica: the address asked.
+                entry.replica = entry.replica or answer.replica or address
+                entries[index] = entry
+        if failures:
+            raise min(failures, key=lambda f: f[0])[1]
+        return entries
 
 
 def add_to_server(server: grpc.aio.Server, servicer: BudgetRoute) -> None:

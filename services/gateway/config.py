@@ -27,6 +27,11 @@ class GatewayConfig:
     grpc_port: int = 7000
     webhook_port: int = 9443
     ops_port: int = 9090
+    # The rollout API for tools (gRPC RolloutService, and HTTP/JSON); None: not served.
+    # Off by default here so in-process gateways (tests) bind no fixed port; the command
+    # line serves them on 7070 and 8080 unless told "off".
+    api_port: int | None = None
+    api_http_port: int | None = None
     namespace: str = "kruise-mesh"
     identity: str = ""
     static_services: dict[str, frozenset[str]] = field(default_factory=dict)
@@ -51,6 +56,19 @@ class GatewayConfig:
     json_logs: bool = True
 
 
+def port_or_off(text: str) -> int | None:
+    """A listen port: 0 to 65535 (0 picks a free one), or "off" (None: not served)."""
+    if text.strip().lower() == "off":
+        return None
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0-65535) or 'off'")
+    return port
+
+
 def parse_gateway_config(
     argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 ) -> GatewayConfig:
@@ -70,6 +88,20 @@ def parse_gateway_config(
     add("--grpc-port", "KRUISE_MESH_GRPC_PORT", "7000", "ClusterService gRPC port", type=int)
     add("--webhook-port", "KRUISE_MESH_WEBHOOK_PORT", "9443", "HTTPS webhook port", type=int)
     add("--ops-port", "KRUISE_MESH_OPS_PORT", "9090", "/metrics /healthz /readyz port", type=int)
+    add(
+        "--api-port",
+        "KRUISE_MESH_API_PORT",
+        "7070",
+        "rollout API for tools: RolloutService gRPC port (0 picks a free port; off: none)",
+        type=port_or_off,
+    )
+    add(
+        "--api-http-port",
+        "KRUISE_MESH_API_HTTP_PORT",
+        "8080",
+        "rollout API for tools: HTTP/JSON port (0 picks a free port; off: none)",
+        type=port_or_off,
+    )
     add(
         "--namespace",
         "KRUISE_MESH_NAMESPACE",
@@ -179,6 +211,8 @@ def parse_gateway_config(
         grpc_port=a.grpc_port,
         webhook_port=a.webhook_port,
         ops_port=a.ops_port,
+        api_port=a.api_port,
+        api_http_port=a.api_http_port,
         namespace=a.namespace,
         identity=a.identity or f"{socket.gethostname()}-{os.getpid()}",
         static_services=static,

@@ -260,9 +260,12 @@ class RolloutApi(rollout_pb2_grpc.RolloutServiceServicer):
                     uid=view.meta.uid,
                 )
             except errors.Conflict:
-                if expected_rv:
-                    await self._changed(context, view, expected_rv)
+                # Wait for the cache to hold the newer object first: the caller's next read
+                # (to this replica) must show what beat it, not the version it lost with.
                 await self._moved_past(view)
+                if expected_rv:
+                    newer = self.mesh.cache.get(CLONESET, view.meta.namespace, view.meta.name)
+                    await self._changed(context, newer or view, expected_rv)
                 continue
             except errors.NotFound as e:
                 await self._abort(

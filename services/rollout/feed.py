@@ -31,8 +31,8 @@ import secrets
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import TypeAlias
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 from prometheus_client import Counter, Gauge
 

@@ -189,11 +189,10 @@ async def test_drain_plan_for_a_node(mesh: LocalMesh, kube: KubeClient) -> None:
     assert other.entries[0].verdict == budget_pb2.PLAN_VERDICT_NOT_OWNED
     assert other.entries[0].owner == owner(mesh, "budget", first)
 
-    # The command a user runs.
+    # The command a user runs: one address, the gateway's, which asks every budget replica.
     assert mesh.kubeconfig is not None
-    replicas = ",".join(mesh.addresses["budget"])
     code, out, err = await drain_plan(
-        "--node", NODE, "--kubeconfig", mesh.kubeconfig, "--budget", replicas
+        "--node", NODE, "--kubeconfig", mesh.kubeconfig, "--server", mesh.gateway_grpc
     )
     assert code == 0, err
     assert "left out, as kubectl drain does" in out
@@ -206,18 +205,30 @@ async def test_drain_plan_for_a_node(mesh: LocalMesh, kube: KubeClient) -> None:
         assert sum(1 for line in lines if f"{ns}/web-" in line and "WAIT" in line) == 2
         assert sum(1 for line in lines if f"{ns}/web-" in line and "NOW" in line) == 1
 
+    # The deprecated way, each budget replica named, still gives the same plan.
+    replicas = ",".join(mesh.addresses["budget"])
+    code, old_out, err = await drain_plan(
+        "--node", NODE, "--kubeconfig", mesh.kubeconfig, "--budget", replicas
+    )
+    assert code == 0 and "--budget is deprecated" in err
+    assert old_out == out
+
 
 async def test_drain_plan_errors_are_one_line(mesh: LocalMesh, kube: KubeClient) -> None:
     assert mesh.kubeconfig is not None
-    replicas = ",".join(mesh.addresses["budget"])
     code, out, err = await drain_plan(
-        "--node", "node-zz", "--kubeconfig", mesh.kubeconfig, "--budget", replicas
+        "--node", "node-zz", "--kubeconfig", mesh.kubeconfig, "--server", mesh.gateway_grpc
     )
     assert code == 1 and "error: node node-zz not found" in err
     assert "Traceback" not in err + out
 
     await ensure_namespace(kube, "drain-errors")
     await post(kube, "/api/v1/namespaces/drain-errors/pods", bare_pod("lonely", "node-c1"))
+    code, out, err = await drain_plan(
+        "--node", "node-c1", "--kubeconfig", mesh.kubeconfig, "--server", "127.0.0.1:1"
+    )
+    assert code == 1 and "the gateway 127.0.0.1:1 is unavailable" in err
+    assert "Traceback" not in err + out
     code, out, err = await drain_plan(
         "--node", "node-c1", "--kubeconfig", mesh.kubeconfig, "--budget", "127.0.0.1:1"
     )

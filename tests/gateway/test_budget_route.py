@@ -166,11 +166,11 @@ async def test_get_budget_is_routed_by_namespace_too(mesh: Mesh):
     assert [(r.namespace, r.name) for r in b.got] == [(ns_b, "x")]
 
 
-async def test_plan_disruption_is_not_routed(mesh: Mesh):
+async def test_plan_disruption_is_routed_too(mesh: Mesh):
+    # Fanned out to every owner and merged: tests/gateway/test_rollout_route.py.
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await mesh.stub().PlanDisruption(budget_pb2.PlanDisruptionRequest())
-    assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "ask each budget replica directly" in (raised.value.details() or "")
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 async def test_a_ring_change_moves_the_namespace_to_its_new_owner(mesh: Mesh):

@@ -8,15 +8,31 @@ import pytest
 
 from kruise.budget.v1 import budget_pb2
 from services.cli import drain_plan
-from services.cli.drain_plan import NodePods, merge, parse_addresses, select_pods, summary
+from services.cli.drain_plan import (
+    NodePods,
+    by_replica,
+    gateway_address,
+    merge,
+    parse_addresses,
+    select_pods,
+    summary,
+)
 
 NOW = budget_pb2.PLAN_VERDICT_NOW
 WAIT = budget_pb2.PLAN_VERDICT_WAIT
 
 
-def entry(pod: str, verdict=NOW, order: int = 0, *, spends: bool = False, ns: str = "a"):
+def entry(
+    pod: str,
+    verdict=NOW,
+    order: int = 0,
+    *,
+    spends: bool = False,
+    ns: str = "a",
+    replica: str = "",
+):
     return budget_pb2.DisruptionEntry(
-        namespace=ns, pod=pod, verdict=verdict, order=order, spends_budget=spends
+        namespace=ns, pod=pod, verdict=verdict, order=order, spends_budget=spends, replica=replica
     )
 
 
@@ -59,6 +75,41 @@ def test_replicas_answers_merge_free_first_then_spending_interleaved():
     ]
 
 
+def test_the_gateways_answer_in_request_order_is_split_back_per_replica():
+    """The gateway answers one entry per pod in request order, each naming its replica;
+    ``order`` counts per replica, so the plan is merged as if each replica had answered."""
+    answer = [
+        entry("s2", order=2, spends=True, ns="b", replica="r2"),
+        entry("f1", order=1, replica="r1"),
+        entry("w1", WAIT, replica="r1"),
+        entry("f2", order=1, ns="b", replica="r2"),
+        entry("s1", order=2, spends=True, replica="r1"),
+    ]
+    grouped = by_replica(answer)
+    assert [(replica, [e.pod for e in entries]) for replica, entries in grouped] == [
+        ("r2", ["s2", "f2"]),
+        ("r1", ["f1", "w1", "s1"]),
+    ]
+    rows = merge(grouped)
+    assert [(r.order, r.pod, r.replica) for r in rows] == [
+        (1, "f2", "r2"),
+        (2, "f1", "r1"),
+        (3, "s2", "r2"),
+        (4, "s1", "r1"),
+        (0, "w1", "r1"),
+    ]
+
+
+def test_the_gateway_comes_from_the_flag_then_the_environment(monkeypatch):
+    monkeypatch.delenv("KRUISE_MESH_GATEWAY", raising=False)
+    assert gateway_address(None) == "127.0.0.1:7000"
+    monkeypatch.setenv(
+        "KRUISE_MESH_GATEWAY", "dns:///kruise-mesh-gateway-grpc.kruise-mesh.svc:7000"
+    )
+    assert gateway_address(None) == "dns:///kruise-mesh-gateway-grpc.kruise-mesh.svc:7000"
+    assert gateway_address("10.0.0.1:7000") == "10.0.0.1:7000"
+
+
 @pytest.mark.parametrize(
     ("verdicts", "line"),
     [
@@ -79,7 +130,7 @@ def test_summary(verdicts, line):
     assert summary(rows) == line
 
 
-def test_budget_addresses_come_comma_separated_or_repeated():
+def test_deprecated_budget_addresses_come_comma_separated_or_repeated():
     assert parse_addresses(["a:1, b:2", "c:3", ""]) == ["a:1", "b:2", "c:3"]
 
 

@@ -22,6 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
+from services.gateway.rollout_http import HTTP_TIMEOUT_S
+
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 EXAMPLES = DEPLOY / "examples"
 MONITORING = DEPLOY / "monitoring"  # optional: the Prometheus Operator's kinds
@@ -533,7 +535,7 @@ def test_services_mount_no_service_account_token(component: str) -> None:
     [
         pytest.param(
             "gateway",
-            {"grpc": 7000, "webhook": 9443, "metrics": 9090},
+            {"grpc": 7000, "webhook": 9443, "metrics": 9090, "api": 7070, "api-http": 8080},
             ["python", "-m", "services.gateway"],
             id="gateway",
         ),
@@ -599,6 +601,24 @@ def test_discovery_services_are_headless(name: str, port: int) -> None:
         assert service["spec"]["publishNotReadyAddresses"] is True
     (service_port,) = service["spec"]["ports"]
     assert (service_port["name"], service_port["port"]) == ("grpc", port)
+
+
+def test_rollout_api_service_targets_the_gateway_api_ports() -> None:
+    """Tools' one address: RolloutService gRPC and its HTTP/JSON front, on every gateway."""
+    service = find("Service", "kruise-mesh-rollout-api")
+    spec = service["spec"]
+    assert spec.get("type", "ClusterIP") == "ClusterIP"
+    assert "clusterIP" not in spec, "a ClusterIP, not headless: tools need one address"
+    gateway = find("Deployment", "kruise-mesh-gateway")
+    assert spec["selector"] == gateway["spec"]["selector"]["matchLabels"]
+    (container,) = gateway["spec"]["template"]["spec"]["containers"]
+    container_ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    ports = {p["name"]: (p["port"], container_ports[p["targetPort"]]) for p in spec["ports"]}
+    assert ports == {"grpc": (7070, 7070), "http": (8080, 8080)}
+    assert {p["name"]: p.get("appProtocol") for p in spec["ports"]} == {
+        "grpc": "grpc",
+        "http": "http",
+    }
 
 
 @pytest.mark.parametrize("component", SERVICES)
@@ -684,10 +704,14 @@ EXAMPLE_FILES = [
     "persistentpodstate.yaml",
     "podunavailablebudget.yaml",
 ]
+# Examples of other projects' kinds, whose CRDs deploy/ does not carry.
+TOOL_EXAMPLES = ["argo-analysis-cloneset-batch.yaml"]
 
 
 def test_examples_cover_each_kind() -> None:
-    assert sorted(p.name for p in EXAMPLES.glob("*.yaml")) == sorted(EXAMPLE_FILES)
+    assert sorted(p.name for p in EXAMPLES.glob("*.yaml")) == sorted(
+        [*EXAMPLE_FILES, *TOOL_EXAMPLES]
+    )
     assert [example(f)["kind"] for f in EXAMPLE_FILES] == [
         "CloneSet",
         "PersistentPodState",
@@ -710,6 +734,30 @@ def test_cloneset_example_uses_percent_partition_and_mark_pod_not_ready() -> Non
 
 def test_pub_example_uses_target_ref() -> None:
     assert example("podunavailablebudget.yaml")["spec"]["targetRef"]["kind"] == "CloneSet"
+
+
+def test_argo_analysis_example_gates_on_check_batch_through_the_rollout_api_service() -> None:
+    doc = example("argo-analysis-cloneset-batch.yaml")
+    assert (doc["apiVersion"], doc["kind"]) == ("argoproj.io/v1alpha1", "AnalysisTemplate")
+    assert "namespace" not in doc["metadata"], "applied in the Rollout's namespace"
+    assert [a["name"] for a in doc["spec"]["args"]] == ["namespace", "cloneset", "batch"]
+    (metric,) = doc["spec"]["metrics"]
+    web = metric["provider"]["web"]
+    service = find("Service", "kruise-mesh-rollout-api")
+    (http,) = [p for p in service["spec"]["ports"] if p["name"] == "http"]
+    base = f"http://{service['metadata']['name']}.{NAMESPACE}.svc:{http['port']}"
+    path = (
+        "/apis/rollout.kruise-mesh.io/v1/namespaces/{{args.namespace}}/clonesets/"
+        "{{args.cloneset}}/batch?batch={{args.batch}}"
+    )
+    assert web["url"].startswith(base + path)
+    assert web["jsonPath"] == "{$.ready}"
+    assert metric["successCondition"] == "result == true"
+    # Waits for the batch: not-ready answers are not failures, the first ready one succeeds.
+    assert (metric["failureLimit"], metric["consecutiveSuccessLimit"]) == (-1, 1)
+    assert metric["count"] >= 1 and metric["interval"]
+    # Argo waits longer than the gateway, so it reads the gateway's 504, not its own timeout.
+    assert web.get("timeoutSeconds", 10) > HTTP_TIMEOUT_S
 
 
 def _set(doc: Doc, dotted: str, value: Any) -> Doc:

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from kruise.common.v1 import views_pb2 as kruise_dot_common_dot_v1_dot_views__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dkruise/budget/v1/budget.proto\x12\x10kruise.budget.v1\x1a\x1ckruise/common/v1/views.proto\"3\n\x10GetBudgetRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"D\n\x0eUnavailablePod\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x15\n\rsince_unix_ms\x18\x03 \x01(\x03\"\x86\x01\n\x11GetBudgetResponse\x12:\n\x06\x62udget\x18\x01 \x01(\x0b\x32*.kruise.common.v1.PodUnavailableBudgetView\x12\x35\n\x0bunavailable\x18\x02 \x03(\x0b\x32 .kruise.budget.v1.UnavailablePod\")\n\x06PodRef\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"?\n\x15PlanDisruptionRequest\x12&\n\x04pods\x18\x01 \x03(\x0b\x32\x18.kruise.budget.v1.PodRef\"\xb6\x01\n\x0f\x44isruptionEntry\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12\x0e\n\x06\x62udget\x18\x03 \x01(\t\x12.\n\x07verdict\x18\x04 \x01(\x0e\x32\x1d.kruise.budget.v1.PlanVerdict\x12\r\n\x05order\x18\x05 \x01(\x05\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x15\n\rspends_budget\x18\x07 \x01(\x08\x12\r\n\x05owner\x18\x08 \x01(\t\"]\n\x16PlanDisruptionResponse\x12\x32\n\x07\x65ntries\x18\x01 \x03(\x0b\x32!.kruise.budget.v1.DisruptionEntry\x12\x0f\n\x07replica\x18\x02 \x01(\t\"_\n\x19\x41uthorizePodUpdateRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12\x0f\n\x07pod_uid\x18\x03 \x01(\t\x12\x11\n\trequester\x18\x04 \x01(\t\"_\n\x1a\x41uthorizePodUpdateResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x0e\n\x06\x62udget\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0f\n\x07replica\x18\x04 \x01(\t*\x8b\x01\n\x0bPlanVerdict\x12\x1c\n\x18PLAN_VERDICT_UNSPECIFIED\x10\x00\x12\x14\n\x10PLAN_VERDICT_NOW\x10\x01\x12\x15\n\x11PLAN_VERDICT_WAIT\x10\x02\x12\x15\n\x11PLAN_VERDICT_GONE\x10\x03\x12\x1a\n\x16PLAN_VERDICT_NOT_OWNED\x10\x04\x32\xbb\x02\n\rBudgetService\x12T\n\tGetBudget\x12\".kruise.budget.v1.GetBudgetRequest\x1a#.kruise.budget.v1.GetBudgetResponse\x12\x63\n\x0ePlanDisruption\x12\'.kruise.budget.v1.PlanDisruptionRequest\x1a(.kruise.budget.v1.PlanDisruptionResponse\x12o\n\x12\x41uthorizePodUpdate\x12+.kruise.budget.v1.AuthorizePodUpdateRequest\x1a,.kruise.budget.v1.AuthorizePodUpdateResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dkruise/budget/v1/budget.proto\x12\x10kruise.budget.v1\x1a\x1ckruise/common/v1/views.proto\"3\n\x10GetBudgetRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"D\n\x0eUnavailablePod\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x15\n\rsince_unix_ms\x18\x03 \x01(\x03\"\x86\x01\n\x11GetBudgetResponse\x12:\n\x06\x62udget\x18\x01 \x01(\x0b\x32*.kruise.common.v1.PodUnavailableBudgetView\x12\x35\n\x0bunavailable\x18\x02 \x03(\x0b\x32 .kruise.budget.v1.UnavailablePod\")\n\x06PodRef\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"?\n\x15PlanDisruptionRequest\x12&\n\x04pods\x18\x01 \x03(\x0b\x32\x18.kruise.budget.v1.PodRef\"\xc7\x01\n\x0f\x44isruptionEntry\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12\x0e\n\x06\x62udget\x18\x03 \x01(\t\x12.\n\x07verdict\x18\x04 \x01(\x0e\x32\x1d.kruise.budget.v1.PlanVerdict\x12\r\n\x05order\x18\x05 \x01(\x05\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x15\n\rspends_budget\x18\x07 \x01(\x08\x12\r\n\x05owner\x18\x08 \x01(\t\x12\x0f\n\x07replica\x18\t \x01(\t\"]\n\x16PlanDisruptionResponse\x12\x32\n\x07\x65ntries\x18\x01 \x03(\x0b\x32!.kruise.budget.v1.DisruptionEntry\x12\x0f\n\x07replica\x18\x02 \x01(\t\"_\n\x19\x41uthorizePodUpdateRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12\x0f\n\x07pod_uid\x18\x03 \x01(\t\x12\x11\n\trequester\x18\x04 \x01(\t\"_\n\x1a\x41uthorizePodUpdateResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x0e\n\x06\x62udget\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0f\n\x07replica\x18\x04 \x01(\t*\x8b\x01\n\x0bPlanVerdict\x12\x1c\n\x18PLAN_VERDICT_UNSPECIFIED\x10\x00\x12\x14\n\x10PLAN_VERDICT_NOW\x10\x01\x12\x15\n\x11PLAN_VERDICT_WAIT\x10\x02\x12\x15\n\x11PLAN_VERDICT_GONE\x10\x03\x12\x1a\n\x16PLAN_VERDICT_NOT_OWNED\x10\x04\x32\xbb\x02\n\rBudgetService\x12T\n\tGetBudget\x12\".kruise.budget.v1.GetBudgetRequest\x1a#.kruise.budget.v1.GetBudgetResponse\x12\x63\n\x0ePlanDisruption\x12\'.kruise.budget.v1.PlanDisruptionRequest\x1a(.kruise.budget.v1.PlanDisruptionResponse\x12o\n\x12\x41uthorizePodUpdate\x12+.kruise.budget.v1.AuthorizePodUpdateRequest\x1a,.kruise.budget.v1.AuthorizePodUpdateResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kruise.budget.v1.budget_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PLANVERDICT']._serialized_start=924
-  _globals['_PLANVERDICT']._serialized_end=1063
+  _globals['_PLANVERDICT']._serialized_start=941
+  _globals['_PLANVERDICT']._serialized_end=1080
   _globals['_GETBUDGETREQUEST']._serialized_start=81
   _globals['_GETBUDGETREQUEST']._serialized_end=132
   _globals['_UNAVAILABLEPOD']._serialized_start=134
@@ -45,13 +45,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PLANDISRUPTIONREQUEST']._serialized_start=384
   _globals['_PLANDISRUPTIONREQUEST']._serialized_end=447
   _globals['_DISRUPTIONENTRY']._serialized_start=450
-  _globals['_DISRUPTIONENTRY']._serialized_end=632
-  _globals['_PLANDISRUPTIONRESPONSE']._serialized_start=634
-  _globals['_PLANDISRUPTIONRESPONSE']._serialized_end=727
-  _globals['_AUTHORIZEPODUPDATEREQUEST']._serialized_start=729
-  _globals['_AUTHORIZEPODUPDATEREQUEST']._serialized_end=824
-  _globals['_AUTHORIZEPODUPDATERESPONSE']._serialized_start=826
-  _globals['_AUTHORIZEPODUPDATERESPONSE']._serialized_end=921
-  _globals['_BUDGETSERVICE']._serialized_start=1066
-  _globals['_BUDGETSERVICE']._serialized_end=1381
+  _globals['_DISRUPTIONENTRY']._serialized_end=649
+  _globals['_PLANDISRUPTIONRESPONSE']._serialized_start=651
+  _globals['_PLANDISRUPTIONRESPONSE']._serialized_end=744
+  _globals['_AUTHORIZEPODUPDATEREQUEST']._serialized_start=746
+  _globals['_AUTHORIZEPODUPDATEREQUEST']._serialized_end=841
+  _globals['_AUTHORIZEPODUPDATERESPONSE']._serialized_start=843
+  _globals['_AUTHORIZEPODUPDATERESPONSE']._serialized_end=938
+  _globals['_BUDGETSERVICE']._serialized_start=1083
+  _globals['_BUDGETSERVICE']._serialized_end=1398
 # @@protoc_insertion_point(module_scope)

@@ -190,6 +190,7 @@ class DisruptionEntry(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     SPENDS_BUDGET_FIELD_NUMBER: _builtins.int
     OWNER_FIELD_NUMBER: _builtins.int
+    REPLICA_FIELD_NUMBER: _builtins.int
     namespace: _builtins.str
     pod: _builtins.str
     budget: _builtins.str
@@ -206,6 +207,11 @@ class DisruptionEntry(_message.Message):
     """NOW and the eviction uses one unit of the budget's unavailableAllowed."""
     owner: _builtins.str
     """NOT_OWNED: the replica that owns the namespace, as this replica's ring says."""
+    replica: _builtins.str
+    """The budget replica that answered for this pod (its advertised address). `order`
+    counts among that replica's NOW entries, so entries merged from several replicas
+    (the gateway's PlanDisruption) are ordered per replica.
+    """
     def __init__(
         self,
         *,
@@ -217,10 +223,11 @@ class DisruptionEntry(_message.Message):
         reason: _builtins.str = ...,
         spends_budget: _builtins.bool = ...,
         owner: _builtins.str = ...,
+        replica: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget", b"budget", "namespace", b"namespace", "order", b"order", "owner", b"owner", "pod", b"pod", "reason", b"reason", "spends_budget", b"spends_budget", "verdict", b"verdict"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget", b"budget", "namespace", b"namespace", "order", b"order", "owner", b"owner", "pod", b"pod", "reason", b"reason", "replica", b"replica", "spends_budget", b"spends_budget", "verdict", b"verdict"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -233,7 +240,10 @@ class PlanDisruptionResponse(_message.Message):
     ENTRIES_FIELD_NUMBER: _builtins.int
     REPLICA_FIELD_NUMBER: _builtins.int
     replica: _builtins.str
-    """The answering replica's advertised address."""
+    """The answering replica's advertised address. Through the gateway, which asks every
+    replica owning one of the pods' namespaces and merges their entries: that replica
+    when only one answered, else empty (each entry names its own).
+    """
     @_builtins.property
     def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___DisruptionEntry]:
         """One entry per requested pod, in request order."""

@@ -62,7 +62,9 @@ class BudgetServiceServicer:
 
     def PlanDisruption(self, request, context):
         """Which of the given pods can be evicted now without breaking a budget, in
-        what order, and which must wait and why. Reads the replica's cache only.
+        what order, and which must wait and why. Reads the replica's cache only. The
+        gateway serves it too: it groups the pods by owning replica, asks each, and
+        merges the entries back in request order.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

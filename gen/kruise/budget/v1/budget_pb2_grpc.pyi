@@ -37,7 +37,9 @@ class BudgetServiceStub:
     GetBudget: _grpc.UnaryUnaryMultiCallable[_budget_pb2.GetBudgetRequest, _budget_pb2.GetBudgetResponse]
     PlanDisruption: _grpc.UnaryUnaryMultiCallable[_budget_pb2.PlanDisruptionRequest, _budget_pb2.PlanDisruptionResponse]
     """Which of the given pods can be evicted now without breaking a budget, in
-    what order, and which must wait and why. Reads the replica's cache only.
+    what order, and which must wait and why. Reads the replica's cache only. The
+    gateway serves it too: it groups the pods by owning replica, asks each, and
+    merges the entries back in request order.
     """
     AuthorizePodUpdate: _grpc.UnaryUnaryMultiCallable[_budget_pb2.AuthorizePodUpdateRequest, _budget_pb2.AuthorizePodUpdateResponse]
     """Check and spend the pod's budget for an update (SPEC 4.7, operation UPDATE). The
@@ -50,7 +52,9 @@ class BudgetServiceAsyncStub(BudgetServiceStub):
     GetBudget: _aio.UnaryUnaryMultiCallable[_budget_pb2.GetBudgetRequest, _budget_pb2.GetBudgetResponse]  # type: ignore[assignment]
     PlanDisruption: _aio.UnaryUnaryMultiCallable[_budget_pb2.PlanDisruptionRequest, _budget_pb2.PlanDisruptionResponse]  # type: ignore[assignment]
     """Which of the given pods can be evicted now without breaking a budget, in
-    what order, and which must wait and why. Reads the replica's cache only.
+    what order, and which must wait and why. Reads the replica's cache only. The
+    gateway serves it too: it groups the pods by owning replica, asks each, and
+    merges the entries back in request order.
     """
     AuthorizePodUpdate: _aio.UnaryUnaryMultiCallable[_budget_pb2.AuthorizePodUpdateRequest, _budget_pb2.AuthorizePodUpdateResponse]  # type: ignore[assignment]
     """Check and spend the pod's budget for an update (SPEC 4.7, operation UPDATE). The
@@ -72,7 +76,9 @@ class BudgetServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_budget_pb2.PlanDisruptionResponse, _abc.Awaitable[_budget_pb2.PlanDisruptionResponse]]:
         """Which of the given pods can be evicted now without breaking a budget, in
-        what order, and which must wait and why. Reads the replica's cache only.
+        what order, and which must wait and why. Reads the replica's cache only. The
+        gateway serves it too: it groups the pods by owning replica, asks each, and
+        merges the entries back in request order.
         """
 
     @_abc_1.abstractmethod
