@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kruise.common.v1 import mesh_pb2, mesh_pb2_grpc
-from services.cli import demo_budget, demo_placement, demo_rollout
+from services.cli import demo_budget, demo_placement, demo_rollout, demo_rollout_api
 from services.cli.local import ROOT, SERVICES, LocalMesh
 from services.gateway.kube.client import KubeClient
 from services.kit import errors
@@ -34,6 +34,7 @@ NAMESPACES = [
     demo_placement.NAMESPACE,
     demo_budget.NAMESPACE,
     demo_rollout.NAMESPACE,
+    demo_rollout_api.NAMESPACE,
 ]
 
 
@@ -187,7 +188,9 @@ async def walk_through(kube: KubeClient, mesh: LocalMesh, console: Console) -> N
     console.rule("2. OpenKruise YAML applies unchanged (deploy/examples)")
     for path in sorted((ROOT / "deploy" / "examples").glob("*.yaml")):
         for obj in yaml.safe_load_all(path.read_text()):
-            if obj:
+            if obj and obj["apiVersion"].startswith("argoproj.io/"):
+                console.print(f"skipped {obj['kind']} from {path.name}: it needs Argo Rollouts")
+            elif obj:
                 await apply(kube, obj, "demo-a")
                 console.print(f"applied {obj['kind']}/{obj['metadata']['name']} from {path.name}")
 
@@ -208,3 +211,6 @@ async def walk_through(kube: KubeClient, mesh: LocalMesh, console: Console) -> N
     await demo_budget.show_pod_unavailable_budget(kube, console, wait_for=wait_for)
     console.rule("5. CloneSet: partition 99% updates one pod; a hook holds a scale-in")
     await demo_rollout.show_clone_set(kube, console, wait_for=wait_for)
+    console.rule("6. Rollout tools: a three-batch rollout driven over gRPC, watched")
+    console.print(f"RolloutService at the gateway's API port {mesh.api_target}")
+    await demo_rollout_api.show_rollout_api(kube, mesh.api_target, console, wait_for=wait_for)
