@@ -222,7 +222,7 @@ class Relay(Generic[Stub]):
             self.count(method, e.code)
             await abort(context, e)
             raise AssertionError("unreachable") from e
-        code = grpc.StatusCode.CANCELLED  # unless the stream ends by itself
+        code: grpc.StatusCode | None = grpc.StatusCode.CANCELLED  # unless it ends by itself
         call: grpc.aio.UnaryStreamCall[Any, Reply] | None = None
         try:
             call = open_call(self.stub(address), caller_timeout(context))
@@ -232,8 +232,12 @@ class Relay(Generic[Stub]):
         except (grpc.aio.AioRpcError, grpc.aio.UsageError) as e:
             error = self.relayed(e, address=address, namespace=namespace)
             code = error.code
+            # Counted before the caller hears the end: it may read the metric right away.
+            self.count(method, code)
+            code = None
             await abort(context, error)
         finally:
             if call is not None:
                 call.cancel()
-            self.count(method, code)
+            if code is not None:
+                self.count(method, code)

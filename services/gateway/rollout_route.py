@@ -30,14 +30,13 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import grpc
-from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
 from prometheus_client import Counter
 
 from kruise.rollout.v1 import rollout_pb2, rollout_pb2_grpc
-from services.gateway.relay import DETAILS_KEY, Relay, RelayError, abort
+from services.gateway.relay import Relay, RelayError, abort
 from services.gateway.routing import Router
 from services.gateway.webhook.forward import AdmissionForwarder
+from services.kit import rich
 
 if TYPE_CHECKING:
     from kruise.rollout.v1.rollout_pb2_grpc import RolloutServiceAsyncStub as Stub
@@ -65,21 +64,17 @@ def _stub(channel: grpc.aio.Channel) -> Stub:
 def invalid_argument(field: str, message: str) -> RelayError:
     """INVALID_ARGUMENT with the rollout API's details: ErrorInfo INVALID_REQUEST and a
     BadRequest naming ``field``."""
-    info = any_pb2.Any()
-    info.Pack(error_details_pb2.ErrorInfo(reason="INVALID_REQUEST", domain=ERROR_DOMAIN))
-    bad = any_pb2.Any()
-    bad.Pack(
-        error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=field, description=message)
-            ]
+    status = rich.status_of(
+        rich.Problem(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            message,
+            reason="INVALID_REQUEST",
+            domain=ERROR_DOMAIN,
+            field=field,
         )
     )
-    status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=message, details=[info, bad])
     return RelayError(
-        grpc.StatusCode.INVALID_ARGUMENT,
-        message,
-        trailing_metadata=((DETAILS_KEY, status.SerializeToString()),),
+        grpc.StatusCode.INVALID_ARGUMENT, message, trailing_metadata=status.trailing_metadata
     )
 
 
