@@ -19,6 +19,7 @@ MODULES: list[str] = [
     "bench.placement",
     "bench.budget",
     "bench.rollout",
+    "bench.rollout_api",
 ]
 
 

@@ -16,8 +16,9 @@ import platform
 import ssl
 import statistics
 import sys
+import tempfile
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -408,3 +409,40 @@ async def stop_all(started: Sequence[procs.Proc]) -> None:
             await proc.stop()
         except Exception as e:  # keep stopping the others
             print(f"stopping {proc.name}: {e!r}", file=sys.stderr)
+
+
+# ---- watches and runs ----------------------------------------------------------------------------
+class WatchError(RuntimeError):
+    """The API server ended a bench's watch with an ERROR event."""
+
+
+async def watch_objects(
+    kube: Any, path: str, query: Mapping[str, str]
+) -> AsyncIterator[tuple[str, dict[str, Any], float]]:
+    """Every (type, object, arrival ``perf_counter``) of a watch of ``path`` from
+    ``query["resourceVersion"]``, BOOKMARKs left out; a stream that ends is resumed from the
+    last resourceVersion seen; an ERROR event raises ``WatchError``."""
+    rv = query["resourceVersion"]
+    while True:
+        q = {**query, "resourceVersion": rv, "allowWatchBookmarks": "true"}
+        async for line in kube.watch_lines(path, query=q, read_timeout=60):
+            now = time.perf_counter()
+            event = orjson.loads(line)
+            obj = event.get("object") or {}
+            if event.get("type") == "ERROR":
+                raise WatchError(f"watch {path}: {obj.get('message', obj)}")
+            rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
+            if event.get("type") != "BOOKMARK":
+                yield event.get("type", ""), obj, now
+
+
+def run_in_workdir(
+    run: Callable[[Path], Awaitable[None]], *, workdir: str | None, prefix: str, timeout: float
+) -> None:
+    """``run(dir)`` under ``timeout``, in ``workdir`` (kept) or a temporary directory."""
+    if workdir:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        asyncio.run(asyncio.wait_for(run(Path(workdir)), timeout=timeout))
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        asyncio.run(asyncio.wait_for(run(Path(tmp)), timeout=timeout))

@@ -543,23 +543,12 @@ class Observer:
     events: int = 0
 
     async def watch(self, kube: KubeClient, path: str, query: dict[str, str], pods: bool) -> None:
-        rv = query["resourceVersion"]
-        while True:  # the stream may end; resume from the last resourceVersion seen
-            q = {**query, "resourceVersion": rv, "allowWatchBookmarks": "true"}
-            async for line in kube.watch_lines(path, query=q, read_timeout=60):
-                now = time.perf_counter()
-                event = orjson.loads(line)
-                obj = event.get("object") or {}
-                if event.get("type") == "ERROR":
-                    raise BenchError(f"watch {path}: {obj.get('message', obj)}")
-                rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
-                if event.get("type") == "BOOKMARK":
-                    continue
-                self.events += 1
-                if pods:
-                    self._pod(obj, now)
-                else:
-                    self._pps(obj, now)
+        async for _, obj, now in common.watch_objects(kube, path, query):
+            self.events += 1
+            if pods:
+                self._pod(obj, now)
+            else:
+                self._pps(obj, now)
 
     def _pod(self, pod: dict[str, Any], now: float) -> None:
         meta = pod["metadata"]

@@ -99,7 +99,6 @@ import asyncio
 import contextlib
 import re
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -1232,12 +1231,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     figures = frozenset(int(f) for f in args.figures.split(","))
     try:
-        if args.workdir:
-            Path(args.workdir).mkdir(parents=True, exist_ok=True)
-            asyncio.run(asyncio.wait_for(run(plan, Path(args.workdir), figures), timeout=1200))
-        else:
-            with tempfile.TemporaryDirectory(prefix="bench-rollout-") as tmp:
-                asyncio.run(asyncio.wait_for(run(plan, Path(tmp), figures), timeout=1200))
+        common.run_in_workdir(
+            lambda workdir: run(plan, workdir, figures),
+            workdir=args.workdir,
+            prefix="bench-rollout-",
+            timeout=1200,
+        )
     except (RuntimeError, ValueError, TimeoutError) as e:  # BenchError, StartError
         raise SystemExit(f"bench.rollout failed: {e!r}") from None
 
