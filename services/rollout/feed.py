@@ -212,7 +212,7 @@ class StatusFeed:
     report: Report
     owns: Callable[[str], bool]
     wait_indexed: Callable[[], Awaitable[None]]
-    max_entries: int = 4096
+    max_entries: int = 1024
     max_queue: int = 10_000
     retain_s: float = 120.0
     logs: dict[str, NamespaceLog] = field(default_factory=dict)
