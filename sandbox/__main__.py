@@ -3,7 +3,9 @@
 Runs the sandbox API server until SIGTERM/SIGINT and prints one JSON line
 ``{"url": ..., "kubeconfig": ..., "caFile": ..., "token": ...}`` to stdout once it
 is ready. ``--world`` adds nodes, a scheduler, kubelets and a StatefulSet
-controller; ``--admission`` calls the webhook configurations applied to it.
+controller; ``--admission`` calls the webhook configurations applied to it, presenting a
+client certificate whose files (and CA) the ready line adds as ``webhookClientCert``,
+``webhookClientKey`` and ``webhookClientCA``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sys
 
 import orjson
 
-from sandbox.admission import WebhookDispatcher
+from sandbox.admission import WebhookDispatcher, write_client_identity
 from sandbox.admission_types import Dispatcher, ObjectSource
 from sandbox.app import Sandbox, WorldSpec
 from sandbox.world import World
@@ -25,12 +27,14 @@ def _world(sb: Sandbox) -> World:
     return World(api_url=sb.url, token=sb.token, ca_file=str(sb.ca_file))
 
 
-def _dispatcher(source: ObjectSource) -> Dispatcher:
-    return WebhookDispatcher(source)
-
-
 async def _run(args: argparse.Namespace) -> None:
     world: list[WorldSpec] = [_world] if args.world else []
+    # The webhook caller presents a client certificate of its own CA (sandbox.admission).
+    client = write_client_identity(args.state_dir) if args.admission else None
+
+    def _dispatcher(source: ObjectSource) -> Dispatcher:
+        return WebhookDispatcher(source, client_identity=client)
+
     async with Sandbox(
         world=world,
         dispatcher_factory=_dispatcher if args.admission else None,
@@ -46,6 +50,7 @@ async def _run(args: argparse.Namespace) -> None:
             "kubeconfig": str(sb.kubeconfig_path),
             "caFile": str(sb.ca_file),
             "token": sb.token,
+            **(client.ready_fields() if client else {}),
         }
         with caught_signals() as stop:
             sys.stdout.write(orjson.dumps(line).decode() + "\n")

@@ -28,6 +28,12 @@ its own context), then reads ``current_warnings()`` when it writes the response
 and formats each with ``warning_header()``. Without ``begin_request()`` warnings
 are dropped (logged at debug level).
 
+Client certificate. kube-apiserver can prove itself to webhooks with a client
+certificate (its AdmissionConfiguration's kubeconfig names one per webhook host);
+with ``client_identity`` (``write_client_identity``: a CA of its own and a client
+certificate it issued) the dispatcher presents one on every call, so a gateway
+started with ``--webhook-client-ca`` can tell the API server from anyone else.
+
 Known simplifications (the sandbox is a test double): ``matchPolicy: Equivalent``
 is treated as ``Exact``; ``reinvocationPolicy: IfNeeded`` is ignored (no second
 pass); a webhook with ``matchConditions`` (CEL) is treated as not matching and a
@@ -45,6 +51,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import datetime
 import errno
 import logging
 import ssl
@@ -52,22 +59,30 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import aiohttp
 import jsonpatch
 import orjson
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from sandbox.admission_types import AdmissionAttributes, ObjectSource
 from sandbox.errors import ApiError, bad_request
+from services.kit.certs import CertPair, generate_ca, write_pair
 
 __all__ = [
+    "ClientIdentity",
     "ServiceResolver",
     "Webhook",
     "WebhookDispatcher",
     "begin_request",
     "current_warnings",
     "warning_header",
+    "write_client_identity",
 ]
 
 log = logging.getLogger(__name__)
@@ -524,6 +539,75 @@ def _transport_detail(url: str, error: BaseException) -> str:
     return f'Post "{url}": {error}'
 
 
+# --------------------------------------------------------------------------- client certificate
+
+CLIENT_COMMON_NAME = "kube-apiserver-admission"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientIdentity:
+    """The client certificate the dispatcher presents, and the CA that issued it (the file
+    a webhook server trusts: the gateway's ``--webhook-client-ca``)."""
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+
+    def ready_fields(self) -> dict[str, str]:
+        """For the sandbox's ready line: ``webhookClientCA``, ``webhookClientCert``, ``...Key``."""
+        return {
+            "webhookClientCA": str(self.ca_file),
+            "webhookClientCert": str(self.cert_file),
+            "webhookClientKey": str(self.key_file),
+        }
+
+
+def issue_client_cert(*, ca: CertPair, common_name: str) -> CertPair:
+    """A client-auth-only certificate (ECDSA P-256, one year) for ``common_name``."""
+    ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
+    ca_key = serialization.load_pem_private_key(ca.key_pem, password=None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise TypeError("CA key must be an EC private key")
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return CertPair(cert.public_bytes(serialization.Encoding.PEM), key_pem)
+
+
+def write_client_identity(directory: str | Path) -> ClientIdentity:
+    """A fresh CA and a client certificate it issued, written into ``directory``
+    (``webhook-client-ca.crt``, ``webhook-client.crt``, ``webhook-client.key``; the CA's key
+    is not kept)."""
+    ca = generate_ca(common_name="kruise-mesh-sandbox-webhook-client-ca")
+    client = issue_client_cert(ca=ca, common_name=CLIENT_COMMON_NAME)
+    base = Path(directory)
+    base.mkdir(parents=True, exist_ok=True)
+    ca_file = base / "webhook-client-ca.crt"
+    ca_file.write_bytes(ca.cert_pem)
+    cert_file, key_file = write_pair(base, "webhook-client", client)
+    return ClientIdentity(ca_file=ca_file, cert_file=cert_file, key_file=key_file)
+
+
 # --------------------------------------------------------------------------- dispatcher
 
 
@@ -537,10 +621,15 @@ class WebhookDispatcher:
     """Calls the admission webhooks configured in an ``ObjectSource``; see the module doc."""
 
     def __init__(
-        self, source: ObjectSource, *, service_resolver: ServiceResolver | None = None
+        self,
+        source: ObjectSource,
+        *,
+        service_resolver: ServiceResolver | None = None,
+        client_identity: ClientIdentity | None = None,
     ) -> None:
         self._source = source
         self._resolve_service = service_resolver
+        self._client = client_identity
         self._sessions: dict[str, aiohttp.ClientSession] = {}
         self._parsed: dict[tuple[bool, str], tuple[str, list[Webhook]]] = {}
         self._warned_conditions: set[tuple[str, str]] = set()
@@ -756,6 +845,8 @@ class WebhookDispatcher:
                 context = ssl.create_default_context(cadata=pem)
             else:
                 context = ssl.create_default_context()
+            if self._client is not None:
+                context.load_cert_chain(self._client.cert_file, self._client.key_file)
             session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context))
             self._sessions[ca_bundle] = session
         return session

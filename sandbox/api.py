@@ -15,6 +15,7 @@ import base64
 import copy
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -72,6 +73,13 @@ class Ctx:
     dry_run: bool = False
     field_manager: str | None = None
     warnings: list[str] = field(default_factory=list)
+    # the authenticated caller (``sandbox.auth.tokens.Authenticated``) when a request made it
+    caller: Any = None
+
+
+# ``ApiCore.write_check(ctx, rt, namespace, obj)``: a last check of an object about to be
+# written by a request (RBAC's escalation check); raises ApiError to refuse it.
+WriteCheck = Callable[["Ctx", ResourceType, str, dict[str, Any]], None]
 
 
 @dataclass(slots=True)
@@ -158,6 +166,7 @@ class ApiCore:
         self.dispatcher = dispatcher
         self.auto_namespaces = auto_namespaces
         self.faults: list[ConflictFault] = []
+        self.write_check: WriteCheck | None = None
         self._gc_tasks: set[asyncio.Task[None]] = set()
         # (group, resource, version) → that version's openAPIV3Schema; reset on CRD writes
         self._schemas: dict[tuple[str, str, str], dict[str, Any] | None] = {}
@@ -407,6 +416,8 @@ class ApiCore:
         if rt.key == _CRD_KEY:
             obj = self._crd_accept(obj)
         defaults.validate_create(rt, obj)
+        if self.write_check is not None and ctx.caller is not None:
+            self.write_check(ctx, rt, namespace if rt.namespaced else "", obj)
         if rt.custom:
             obj = self._check_custom(rt, version, obj, subresource="")
         await self._validate(attrs, object=obj, name=meta["name"])
@@ -551,6 +562,8 @@ class ApiCore:
             new = dict(attrs.object)
         if not subresource:
             defaults.validate_update(rt, old, new)
+            if self.write_check is not None and ctx.caller is not None:
+                self.write_check(ctx, rt, namespace if rt.namespaced else "", new)
         return await self._commit_update(
             ctx, rt, old=old, new=new, attrs=attrs, version=version, subresource=subresource
         )

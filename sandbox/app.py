@@ -2,6 +2,13 @@
 
     async with Sandbox(state_dir=tmp, crd_dirs=["deploy/crds"]) as sb:
         sb.url, sb.kubeconfig_path, sb.ca_file, sb.token
+        token = await sb.issue_token("kruise-mesh", "kruise-mesh-gateway")
+
+``sb.token`` is the admin's (``system:masters``: unrestricted). ``issue_token`` returns a
+ServiceAccount token (creating the ServiceAccount if needed), as ``POST
+/api/v1/namespaces/{ns}/serviceaccounts/{name}/token`` does over HTTP; requests made with it
+are authorized by RBAC (``sandbox.auth``). ``service_account_kubeconfig`` writes a kubeconfig
+holding such a token.
 
 On entry it writes a CA and serving certificate into ``state_dir``, writes a kubeconfig
 (bearer token, CA data), creates the boot namespaces, registers every
@@ -26,6 +33,8 @@ from aiohttp import web
 
 from sandbox.admission_types import Dispatcher, ObjectSource
 from sandbox.api import ADMIN_USER, ApiCore, Ctx
+from sandbox.auth import build_auth, install_bootstrap_policy
+from sandbox.auth.tokens import Authenticated, TokenAuthority
 from sandbox.errors import ApiError
 from sandbox.resources import Registry
 from sandbox.server import ServerOptions, build_app, close_watchers
@@ -87,6 +96,7 @@ class Sandbox:
         self.store = Store(registry=self.registry, history_size=history_size)
         self.core = ApiCore(store=self.store, registry=self.registry)
         self._tokens = {self.token: dict(ADMIN_USER), **(extra_tokens or {})}
+        self.auth = build_auth(self.store, self._tokens)
         self._options = ServerOptions(bookmark_interval=bookmark_interval)
         self._runner: web.AppRunner | None = None
         self._app: web.Application | None = None
@@ -117,6 +127,7 @@ class Sandbox:
 
         for ns in BOOT_NAMESPACES:
             self.core.ensure_namespace(ns)
+        install_bootstrap_policy(self.store)
         crd_rt = self.registry.get("apiextensions.k8s.io", "customresourcedefinitions")
         assert crd_rt is not None
         for doc in load_crd_documents(self.crd_dirs):
@@ -133,7 +144,9 @@ class Sandbox:
         sock.bind(("127.0.0.1", self.port))
         self.port = sock.getsockname()[1]
         self._options.server_address = f"127.0.0.1:{self.port}"
-        self._app = build_app(core=self.core, tokens=self._tokens, options=self._options)
+        self._app = build_app(
+            core=self.core, tokens=self._tokens, options=self._options, auth=self.auth
+        )
         self._runner = web.AppRunner(self._app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.SockSite(self._runner, sock, ssl_context=ssl_ctx)
@@ -159,11 +172,70 @@ class Sandbox:
         if close is not None:
             await close()
 
-    def add_token(self, token: str, user: dict[str, Any]) -> None:
-        """Accept another bearer token as ``user`` (a userInfo dict)."""
-        self._tokens[token] = user
+    def add_token(self, token: str, user: dict[str, Any], *, authorize: bool = False) -> None:
+        """Accept another bearer token as ``user`` (a userInfo dict).
 
-    def _write_kubeconfig(self, ca_pem: bytes) -> None:
+        Its requests are unrestricted unless ``authorize``: then RBAC decides them, as for a
+        ServiceAccount token (give such a user ``system:authenticated`` for discovery).
+        """
+        self._tokens[token] = user
+        if authorize:
+            self.token_authority.restricted_static.add(token)
+        else:
+            self.token_authority.restricted_static.discard(token)
+
+    @property
+    def token_authority(self) -> TokenAuthority:
+        """The issuer and authenticator of tokens (its ``clock`` may be moved in tests)."""
+        return self.auth.tokens
+
+    async def issue_token(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        audiences: Sequence[str] = (),
+        expiration_seconds: int = 3600,
+        create: bool = True,
+    ) -> str:
+        """A token of ServiceAccount ``namespace/name`` (created first if missing and
+        ``create``), exactly as a TokenRequest by the admin gives it."""
+        sa_rt = self.registry.get("", "serviceaccounts")
+        assert sa_rt is not None
+        if create and self.store.get(sa_rt.key, namespace, name) is None:
+            self.core.ensure_namespace(namespace)
+            await self.core.create(
+                Ctx(),
+                sa_rt,
+                version="v1",
+                namespace=namespace,
+                body={"metadata": {"name": name, "namespace": namespace}},
+            )
+        admin = self.auth.tokens.authenticate(self.token)
+        assert isinstance(admin, Authenticated)
+        spec: dict[str, Any] = {"expirationSeconds": expiration_seconds}
+        if audiences:
+            spec["audiences"] = list(audiences)
+        out = self.auth.token_request(admin, namespace=namespace, name=name, body={"spec": spec})
+        return str(out["status"]["token"])
+
+    async def service_account_kubeconfig(
+        self, namespace: str, name: str, *, path: str | Path | None = None
+    ) -> Path:
+        """Write a kubeconfig that authenticates as ServiceAccount ``namespace/name``."""
+        token = await self.issue_token(namespace, name, expiration_seconds=1 << 31)
+        target = Path(path) if path else self.state_dir / f"kubeconfig-{namespace}-{name}"
+        self._write_kubeconfig(self.ca_file.read_bytes(), token=token, path=target, user=name)
+        return target
+
+    def _write_kubeconfig(
+        self,
+        ca_pem: bytes,
+        *,
+        token: str | None = None,
+        path: Path | None = None,
+        user: str = "sandbox-admin",
+    ) -> None:
         cfg = {
             "apiVersion": "v1",
             "kind": "Config",
@@ -176,18 +248,19 @@ class Sandbox:
                     },
                 }
             ],
-            "users": [{"name": "sandbox-admin", "user": {"token": self.token}}],
+            "users": [{"name": user, "user": {"token": token or self.token}}],
             "contexts": [
                 {
                     "name": "sandbox",
                     "context": {
                         "cluster": "sandbox",
-                        "user": "sandbox-admin",
+                        "user": user,
                         "namespace": "default",
                     },
                 }
             ],
             "current-context": "sandbox",
         }
-        self.kubeconfig_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-        self.kubeconfig_path.chmod(0o600)
+        target = path or self.kubeconfig_path
+        target.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        target.chmod(0o600)

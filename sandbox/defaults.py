@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 from sandbox import errors
+from sandbox.auth.rbac import RBAC_KEYS, validation_causes
 from sandbox.resources import ResourceType
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -142,7 +143,18 @@ def validate_create(rt: ResourceType, obj: dict[str, Any]) -> None:
     meta = obj.get("metadata") or {}
     name = str(meta.get("name") or "")
     causes: list[dict[str, str]] = []
-    if not rt.custom and not _DNS_SUBDOMAIN.match(name):
+    if rt.key in RBAC_KEYS:
+        # RBAC names are path segments ("system:discovery"), not DNS subdomains
+        if not name or name in (".", "..") or "/" in name or "%" in name:
+            causes.append(
+                _cause(
+                    "FieldValueInvalid",
+                    f"Invalid value: \"{name}\": may not contain '/' or '%'",
+                    "metadata.name",
+                )
+            )
+        causes.extend(validation_causes(rt.key, obj, None))
+    elif not rt.custom and not _DNS_SUBDOMAIN.match(name):
         causes.append(
             _cause(
                 "FieldValueInvalid",
@@ -204,6 +216,12 @@ def _mutable_pod_view(spec: dict[str, Any]) -> dict[str, Any]:
 
 def validate_update(rt: ResourceType, old: dict[str, Any], new: dict[str, Any]) -> None:
     """Raise 422 for forbidden updates (pod spec immutability, name/namespace changes)."""
+    if rt.key in RBAC_KEYS:
+        causes = validation_causes(rt.key, new, old)
+        if causes:
+            name = str((new.get("metadata") or {}).get("name", ""))
+            raise errors.invalid(kind=rt.kind, group=rt.group, name=name, causes=causes)
+        return
     if rt.key != ("", "pods"):
         return
     old_spec = old.get("spec") or {}

@@ -113,6 +113,18 @@ def _resource_entries(rt: ResourceType) -> list[dict[str, Any]]:
                 "verbs": ["create"],
             }
         )
+    if "token" in rt.extra_subresources:
+        out.append(
+            {
+                "name": f"{rt.resource}/token",
+                "singularName": "",
+                "namespaced": True,
+                "group": "authentication.k8s.io",
+                "version": "v1",
+                "kind": "TokenRequest",
+                "verbs": ["create"],
+            }
+        )
     return out
 
 

@@ -99,6 +99,9 @@ def _t(
 
 
 _APPS_SCALE = ScaleSpec(selector_from_spec=True)
+_RBAC = "rbac.authorization.k8s.io"
+_AUTHN = "authentication.k8s.io"
+_AUTHZ = "authorization.k8s.io"
 _NO_COLLECTION = tuple(v for v in VERBS_ALL if v != "deletecollection")
 
 BUILTINS: tuple[ResourceType, ...] = (
@@ -143,7 +146,7 @@ BUILTINS: tuple[ResourceType, ...] = (
         returns_object=True,
     ),
     _t("", "secrets", "Secret"),
-    _t("", "serviceaccounts", "ServiceAccount", short=("sa",)),
+    _t("", "serviceaccounts", "ServiceAccount", short=("sa",), extra=("token",)),
     _t("apps", "statefulsets", "StatefulSet", short=("sts",), status=True, scale=_APPS_SCALE),
     _t("apps", "deployments", "Deployment", short=("deploy",), status=True, scale=_APPS_SCALE),
     _t("apps", "replicasets", "ReplicaSet", short=("rs",), status=True, scale=_APPS_SCALE),
@@ -166,6 +169,29 @@ BUILTINS: tuple[ResourceType, ...] = (
         "ValidatingWebhookConfiguration",
         namespaced=False,
         generation=True,
+    ),
+    _t(_RBAC, "roles", "Role"),
+    _t(_RBAC, "clusterroles", "ClusterRole", namespaced=False),
+    _t(_RBAC, "rolebindings", "RoleBinding"),
+    _t(_RBAC, "clusterrolebindings", "ClusterRoleBinding", namespaced=False),
+    # create-only reviews, answered by sandbox.auth and never stored
+    _t(_AUTHN, "tokenreviews", "TokenReview", namespaced=False, verbs=("create",)),
+    _t(_AUTHN, "selfsubjectreviews", "SelfSubjectReview", namespaced=False, verbs=("create",)),
+    _t(_AUTHZ, "subjectaccessreviews", "SubjectAccessReview", namespaced=False, verbs=("create",)),
+    _t(
+        _AUTHZ,
+        "selfsubjectaccessreviews",
+        "SelfSubjectAccessReview",
+        namespaced=False,
+        verbs=("create",),
+    ),
+    _t(_AUTHZ, "localsubjectaccessreviews", "LocalSubjectAccessReview", verbs=("create",)),
+    _t(
+        _AUTHZ,
+        "selfsubjectrulesreviews",
+        "SelfSubjectRulesReview",
+        namespaced=False,
+        verbs=("create",),
     ),
     _t(
         "apiextensions.k8s.io",

@@ -3,7 +3,10 @@
 ``build_app(core=..., tokens=..., ...)`` returns an aiohttp application that speaks the
 Kubernetes REST protocol over ``ApiCore`` (``sandbox.api``) and serves discovery and the
 test controls under ``/sandbox/v1/`` (expire-history, faults, stats). Every request needs a
-bearer token from ``tokens``; a bad one gets the 401 Status of the real server.
+bearer token: a static one from ``tokens`` or a ServiceAccount token the sandbox issued
+(``sandbox.auth``); a missing or bad one gets the 401 Status of the real server. Requests of
+ServiceAccount tokens (and impersonated users) are then authorized by RBAC with kube's
+request attributes, and refused with its 403 Status.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +24,10 @@ from aiohttp import web
 from sandbox import discovery, errors, table
 from sandbox.admission import begin_request, warning_header
 from sandbox.api import ApiCore, ConflictFault, Ctx
+from sandbox.auth import Auth, build_auth
+from sandbox.auth.attributes import request_attributes
+from sandbox.auth.service import REVIEW_KINDS
+from sandbox.auth.tokens import Authenticated
 from sandbox.errors import ApiError
 from sandbox.resources import ResourceType
 from sandbox.selectors import parse_field_selector, parse_label_selector
@@ -45,6 +53,7 @@ class ServerState:
     core: ApiCore
     tokens: dict[str, dict[str, Any]]
     options: ServerOptions
+    auth: Auth
     watchers: set[Watcher] = field(default_factory=set)
     started: float = field(default_factory=time.monotonic)
 
@@ -83,21 +92,6 @@ def _method_not_allowed() -> ApiError:
         reason="MethodNotAllowed",
         message="the server does not allow this method on the requested resource",
         details={},
-    )
-
-
-def _unauthorized() -> web.Response:
-    return _json(
-        {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": "Unauthorized",
-            "reason": "Unauthorized",
-            "code": 401,
-        },
-        401,
     )
 
 
@@ -145,11 +139,15 @@ def _resolve(core: ApiCore, group: str, version: str, rest: list[str]) -> Target
     return Target(rt, version, namespace, name, sub, watch_prefix)
 
 
-def _ctx(state: ServerState, request: web.Request, user: dict[str, Any]) -> Ctx:
+def _ctx(state: ServerState, request: web.Request, caller: Authenticated) -> Ctx:
     q = request.query
     dry = "All" in q.getall("dryRun", [])
     return Ctx(
-        user=user, dry_run=dry, field_manager=q.get("fieldManager"), warnings=begin_request()
+        user=caller.user.to_json(),
+        dry_run=dry,
+        field_manager=q.get("fieldManager"),
+        warnings=begin_request(),
+        caller=caller,
     )
 
 
@@ -205,8 +203,33 @@ async def _wait_rv(state: ServerState, rv: int) -> None:
         await asyncio.sleep(0.05)
 
 
+async def _handle_auth_api(
+    state: ServerState, request: web.Request, t: Target, caller: Authenticated
+) -> web.StreamResponse:
+    """The reviews (create-only, never stored) and ``serviceaccounts/{name}/token``."""
+    if t.rt.namespaced and t.namespace is None:
+        return _not_found_page()
+    if request.method != "POST" or (t.rt.key in REVIEW_KINDS and t.name is not None):
+        raise _method_not_allowed()
+    if t.subresource == "token":
+        assert t.name is not None
+        body = await _body(request, "TokenRequest")
+        out = state.auth.token_request(caller, namespace=t.namespace or "", name=t.name, body=body)
+        return _json(out, 201)
+    body = await _body(request, t.rt.kind)
+    return _json(state.auth.handle(caller, t.rt.key, namespace=t.namespace or "", body=body), 201)
+
+
+def _handle_openid(state: ServerState, parts: list[str]) -> web.Response | None:
+    if parts == [".well-known", "openid-configuration"]:
+        return _json(state.auth.openid_configuration(f"https://{state.options.server_address}"))
+    if parts == ["openid", "v1", "jwks"]:
+        return _json(state.auth.jwks())
+    return None
+
+
 async def _handle_resource(
-    state: ServerState, request: web.Request, t: Target, user: dict[str, Any]
+    state: ServerState, request: web.Request, t: Target, caller: Authenticated
 ) -> web.StreamResponse:
     core = state.core
     rt = t.rt
@@ -243,7 +266,7 @@ async def _handle_resource(
             if tv is not None:
                 return _json(_as_table(state, request, t, tv, body["items"], body["metadata"]))
             return _json(body)
-        ctx = _ctx(state, request, user)
+        ctx = _ctx(state, request, caller)
         if method == "POST":
             obj = await core.create(
                 ctx, rt, version=t.version, namespace=ns, body=await _body(request, rt.kind)
@@ -265,7 +288,7 @@ async def _handle_resource(
             return _json(body, 200, ctx.warnings)
         raise _method_not_allowed()
     name = t.name
-    ctx = _ctx(state, request, user)
+    ctx = _ctx(state, request, caller)
     sub = t.subresource
     if sub == "scale":
         if method == "GET":
@@ -569,19 +592,28 @@ def build_app(
     core: ApiCore,
     tokens: dict[str, dict[str, Any]],
     options: ServerOptions | None = None,
+    auth: Auth | None = None,
 ) -> web.Application:
-    """The aiohttp application; ``tokens`` maps bearer token → userInfo."""
-    state = ServerState(core=core, tokens=tokens, options=options or ServerOptions())
+    """The aiohttp application; ``tokens`` maps static bearer token → userInfo.
+
+    ``auth`` authenticates and authorizes (default: one built over ``core.store`` and
+    ``tokens``).
+    """
+    if auth is None:
+        auth = build_auth(core.store, tokens)
+    if core.write_check is None:
+        core.write_check = _escalation_check(auth)
+    state = ServerState(core=core, tokens=tokens, options=options or ServerOptions(), auth=auth)
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        auth = request.headers.get("Authorization", "")
-        user = state.tokens.get(auth[7:]) if auth.startswith("Bearer ") else None
-        if user is None:
-            return _unauthorized()
         parts = [p for p in request.path.split("/") if p]
         try:
+            caller = state.auth.authenticate(request.headers)
+            if caller.rbac:
+                attrs = request_attributes(request.method, request.path, request.query)
+                state.auth.check(caller, attrs)
             if request.method == "GET":
-                disc = _handle_discovery(state, parts)
+                disc = _handle_discovery(state, parts) or _handle_openid(state, parts)
                 if disc is not None:
                     return disc
             if len(parts) >= 2 and parts[0] == "sandbox" and parts[1] == "v1":
@@ -593,7 +625,9 @@ def build_app(
                 target = _resolve(core, parts[1], parts[2], parts[3:])
             if target is None:
                 return _not_found_page()
-            return await _handle_resource(state, request, target, dict(user))
+            if target.rt.key in REVIEW_KINDS or target.subresource == "token":
+                return await _handle_auth_api(state, request, target, caller)
+            return await _handle_resource(state, request, target, caller)
         except ApiError as e:
             extra = {"Retry-After": "1"} if e.code == 504 else None
             return _error(e, extra)
@@ -602,6 +636,14 @@ def build_app(
     app[STATE_KEY] = state
     app.router.add_route("*", "/{tail:.*}", handle)
     return app
+
+
+def _escalation_check(auth: Auth) -> Callable[[Ctx, ResourceType, str, dict[str, Any]], None]:
+    def check(ctx: Ctx, rt: ResourceType, namespace: str, obj: dict[str, Any]) -> None:
+        if isinstance(ctx.caller, Authenticated):
+            auth.check_escalation(ctx.caller, rt.key, obj, namespace)
+
+    return check
 
 
 def close_watchers(app: web.Application) -> None:

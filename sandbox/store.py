@@ -186,6 +186,8 @@ class Store:
         self.watch_queue_size = watch_queue_size
         self.events_served = 0
         self.on_removed: Callable[[str, dict[str, Any]], None] | None = None
+        # called with every event after the watchers got it (RBAC caches, aggregation)
+        self.listeners: list[Callable[[Event], None]] = []
 
     # --- reads ------------------------------------------------------------------------
 
@@ -369,12 +371,13 @@ class Store:
         if len(self._history) == self._history.maxlen:
             self._floor = max(self._floor, self._history[0].rv - 1)
         watchers = self._watchers.get(ev.key)
-        if not watchers:
-            return
-        for w in watchers:
-            etype = w.classify(ev)
-            if etype is not None:
-                w.push(etype, ev)
+        if watchers:
+            for w in watchers:
+                etype = w.classify(ev)
+                if etype is not None:
+                    w.push(etype, ev)
+        for listener in self.listeners:
+            listener(ev)
 
     @property
     def oldest_rv(self) -> int:
