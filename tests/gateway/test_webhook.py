@@ -1,21 +1,25 @@
 """The HTTPS webhook server and the hop to a service replica, over real sockets.
 
 A small grpc.aio MeshService stands in for a feature service (it is the peer, not the
-thing under test): it allows, patches ``mutate-pods`` reviews, denies pod
+thing under test): it allows, patches ``mutate-*`` reviews, denies pod
 ``deny429-pod`` with 429, stalls pods named ``slow-*``, and echoes the uid it saw in an
 audit annotation so that call_id matching can be checked. Reviews are the AdmissionReviews
-a real kube-apiserver sent (``shared/fixtures/real-apiserver``), POSTed over TLS.
+a real kube-apiserver sent (``shared/fixtures/real-apiserver``), POSTed over TLS to the path
+deploy/webhooks.yaml sends each to (``paths.WEBHOOK_PATHS``; tests/gateway/test_webhook_paths.py
+covers what a path refuses).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import io
 import random
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +33,8 @@ from prometheus_client import REGISTRY
 from kruise.common.v1 import mesh_pb2, mesh_pb2_grpc
 from services.cli.procs import free_port
 from services.gateway.webhook.forward import AdmissionForwarder, Mode
+from services.gateway.webhook.paths import WEBHOOK_PATHS, WebhookPath, check_review
+from services.gateway.webhook.reviews import InvalidReview, parse_review
 from services.gateway.webhook.server import WebhookServer, start_webhook_server
 from services.kit import certs
 from services.kit.rpc import Server, create_server
@@ -46,6 +52,20 @@ def load(name: str) -> dict[str, Any]:
     return captured
 
 
+def mutating_path(review: dict[str, Any]) -> str | None:
+    """The first mutating path of deploy/webhooks.yaml that accepts ``review``, if any."""
+    parsed = parse_review(orjson.dumps(review))
+    for path, accepts in WEBHOOK_PATHS.items():
+        if "/mutate-" not in path:
+            continue
+        try:
+            check_review(parsed, accepts)
+        except InvalidReview:
+            continue
+        return path
+    return None
+
+
 # ---- the stand-in feature service ------------------------------------------------------------
 def decide(request: mesh_pb2.AdmissionRequest) -> mesh_pb2.AdmissionResponse:
     answer = mesh_pb2.AdmissionResponse(call_id=request.call_id, allowed=True)
@@ -55,7 +75,7 @@ def decide(request: mesh_pb2.AdmissionRequest) -> mesh_pb2.AdmissionResponse:
         answer.code = 429
         answer.reason = "TooManyRequests"
         answer.message = f"pod {request.name} is protected"
-    elif request.webhook == "mutate-pods":
+    elif request.webhook.startswith("mutate-"):
         answer.patch = orjson.dumps(PATCH)
     return answer
 
@@ -174,6 +194,7 @@ async def make_stack(
     route: Callable[[str, str], str | None] | None = None,
     max_stream_age: float = 300.0,
     streams: int = 1,
+    paths: Mapping[str, WebhookPath] = WEBHOOK_PATHS,
 ) -> AsyncIterator[Stack]:
     servicer = StandIn()
     replica = await start_stand_in(servicer)
@@ -190,6 +211,7 @@ async def make_stack(
         cert_file=tls.cert_file,
         key_file=tls.key_file,
         forwarder=forwarder,
+        paths=paths,
     )
     http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls.client, limit=256))
     try:
@@ -225,8 +247,14 @@ async def test_fixture_reviews_are_patched_and_echo_the_uid(stack: Stack, path: 
     captured = orjson.loads(path.read_bytes())
     body = orjson.dumps(captured["admissionReview"])
     uid = captured["admissionReview"]["request"]["uid"]
+    served = mutating_path(captured["admissionReview"])
+    if served is None:  # e.g. a status update: no mutating webhook of ours is sent it
+        status, answer = await stack.post("/placement/mutate-pods?timeout=10s", body)
+        assert status == 400, answer
+        assert stack.servicer.raw_bodies == []
+        return
 
-    status, answer = await stack.post("/placement/mutate-pods?timeout=10s", body)
+    status, answer = await stack.post(f"{served}?timeout=10s", body)
 
     assert status == 200
     assert answer["apiVersion"] == "admission.k8s.io/v1"
@@ -245,10 +273,10 @@ async def test_denial_passes_the_status_code_through(stack: Stack) -> None:
     body = orjson.dumps(captured["admissionReview"])
     before = REGISTRY.get_sample_value(
         "kruise_mesh_webhook_reviews_total",
-        {"service": "budget", "webhook": "validate-pods", "allowed": "false"},
+        {"service": "budget", "webhook": "validate-pod-eviction", "allowed": "false"},
     )
 
-    status, answer = await stack.post("/budget/validate-pods?timeout=10s", body)
+    status, answer = await stack.post("/budget/validate-pod-eviction?timeout=10s", body)
 
     assert status == 200
     assert answer["response"] == {
@@ -264,20 +292,30 @@ async def test_denial_passes_the_status_code_through(stack: Stack) -> None:
     }
     after = REGISTRY.get_sample_value(
         "kruise_mesh_webhook_reviews_total",
-        {"service": "budget", "webhook": "validate-pods", "allowed": "false"},
+        {"service": "budget", "webhook": "validate-pod-eviction", "allowed": "false"},
     )
     assert (after or 0) - (before or 0) == 1
 
 
-async def test_v1beta1_is_answered_in_v1beta1(streamed: Stack) -> None:
+async def test_v1beta1_is_answered_in_v1beta1_where_the_webhook_lists_it(
+    tls: Tls, streamed: Stack
+) -> None:
     review = load("pod-create-by-user.mutating.json")["admissionReview"]
     review["apiVersion"] = "admission.k8s.io/v1beta1"
+    listed = dataclasses.replace(
+        WEBHOOK_PATHS["/rollout/mutate-pods"], review_versions=("v1", "v1beta1")
+    )
 
-    status, answer = await streamed.post("/rollout/validate-pods", orjson.dumps(review))
+    async for stack in make_stack(tls, mode="stream", paths={listed.path: listed}):
+        status, answer = await stack.post("/rollout/mutate-pods", orjson.dumps(review))
+        assert status == 200
+        assert answer["apiVersion"] == "admission.k8s.io/v1beta1"
+        assert answer["response"]["allowed"] is True
 
-    assert status == 200
-    assert answer["apiVersion"] == "admission.k8s.io/v1beta1"
-    assert answer["response"]["allowed"] is True
+    # deploy/ lists only v1: the API server never sends v1beta1 there
+    status, answer = await streamed.post("/rollout/mutate-pods", orjson.dumps(review))
+    assert status == 400
+    assert "admissionReviewVersions [v1]" in answer["error"]
 
 
 # ---- refusals: 4xx with a message, and the server keeps serving ----------------------------------
@@ -392,7 +430,7 @@ async def test_replica_down_answers_5xx_quickly(tls: Tls) -> None:
 async def test_no_owner_answers_503_naming_service_and_namespace(tls: Tls) -> None:
     body = orjson.dumps(load("pod-create-by-user.mutating.json")["admissionReview"])
     async for stack in make_stack(tls, mode="stream", route=lambda s, n: None):
-        status, answer = await stack.post("/budget/validate-pods", body)
+        status, answer = await stack.post("/budget/mutate-pods", body)
         assert status == 503
         assert "no budget (namespace capture) replica is available" in answer["error"]
 
@@ -402,7 +440,7 @@ async def test_slow_replica_answers_504_at_the_deadline(stack: Stack) -> None:
     review["request"]["name"] = "slow-pod"
     started = time.monotonic()
 
-    status, answer = await stack.post("/budget/validate-pods?timeout=1s", orjson.dumps(review))
+    status, answer = await stack.post("/budget/mutate-pods?timeout=1s", orjson.dumps(review))
 
     elapsed = time.monotonic() - started
     assert status == 504, answer
@@ -410,7 +448,7 @@ async def test_slow_replica_answers_504_at_the_deadline(stack: Stack) -> None:
     assert 0.7 < elapsed < 1.0
     # the link survives a timed-out call
     review["request"]["name"] = "fast-pod"
-    status, answer = await stack.post("/budget/validate-pods", orjson.dumps(review))
+    status, answer = await stack.post("/budget/mutate-pods", orjson.dumps(review))
     assert status == 200
 
 
@@ -440,18 +478,19 @@ async def test_stream_reopens_after_the_replica_restarts(tls: Tls) -> None:
 # ---- the stream -------------------------------------------------------------------------------
 async def test_200_concurrent_reviews_on_the_stream_are_matched(multiplexed: Stack) -> None:
     streamed = multiplexed
-    template = load("pod-create-by-user.mutating.json")["admissionReview"]
+    template = load("pod-delete-graceful-by-user.validating.json")["admissionReview"]
+    uids = [str(uuid.uuid4()) for _ in range(200)]
 
     async def one(i: int) -> tuple[str, int, dict[str, Any]]:
         review = orjson.loads(orjson.dumps(template))
-        review["request"]["uid"] = f"uid-{i}"
+        review["request"]["uid"] = uids[i]
         review["request"]["name"] = "deny429-pod" if i % 10 == 0 else f"pod-{i}"
         status, answer = await streamed.post("/budget/validate-pods", orjson.dumps(review))
-        return f"uid-{i}", status, answer
+        return uids[i], status, answer
 
     results = await asyncio.gather(*(one(i) for i in range(200)))
 
-    denied = {f"uid-{i}" for i in range(0, 200, 10)}
+    denied = {uids[i] for i in range(0, 200, 10)}
     for uid, status, answer in results:
         assert status == 200
         response = answer["response"]

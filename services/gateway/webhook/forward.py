@@ -37,7 +37,8 @@ import grpc
 
 from kruise.common.v1 import mesh_pb2, mesh_pb2_grpc
 from services.kit import errors
-from services.kit.rpc import insecure_channel
+from services.kit.rpc import insecure_channel, mesh_channel
+from services.kit.tls import MeshTls
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +169,7 @@ class ReplicaLink:
         max_stream_age: float = 300.0,
         streams: int = 1,
         max_batch: int = 64,
+        channel: grpc.aio.Channel | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
@@ -179,7 +181,7 @@ class ReplicaLink:
         self.address = address
         self.mode: Mode = mode
         self.max_stream_age = max_stream_age
-        self._channel = insecure_channel(address)
+        self._channel = channel if channel is not None else insecure_channel(address)
         self._stub = mesh_pb2_grpc.MeshServiceStub(self._channel)
         self._sessions: list[_Session | None] = [None] * streams
         self._turn = 0
@@ -287,16 +289,19 @@ class AdmissionForwarder:
         max_stream_age: float = 300.0,
         streams: int = 1,
         max_batch: int = 64,
+        tls: MeshTls | None = None,
     ) -> None:
         self._route = route
+        self.tls = tls
         self.max_batch = max_batch
         self.mode: Mode = mode
         self.max_stream_age = max_stream_age
         self.streams = streams
         self._links: dict[str, ReplicaLink] = {}
 
-    def link(self, address: str) -> ReplicaLink:
-        """The link to ``address``, created on first use."""
+    def link(self, address: str, *, service: str) -> ReplicaLink:
+        """The link to ``address``, a replica of ``service``, created on first use (over
+        mutual TLS checking the replica is one of the service's, when the mesh has TLS)."""
         link = self._links.get(address)
         if link is None:
             link = ReplicaLink(
@@ -305,6 +310,7 @@ class AdmissionForwarder:
                 max_stream_age=self.max_stream_age,
                 streams=self.streams,
                 max_batch=self.max_batch,
+                channel=mesh_channel(address, tls=self.tls, peer=service),
             )
             self._links[address] = link
         return link
@@ -323,7 +329,7 @@ class AdmissionForwarder:
         if address is None:
             raise errors.Unavailable(f"no {where} replica is available")
         try:
-            return await self.link(address).call(request, timeout=timeout)
+            return await self.link(address, service=service).call(request, timeout=timeout)
         except ReviewTimeout as e:
             raise ReviewTimeout(f"{where} replica {address}: {e}") from e
         except errors.Unavailable as e:

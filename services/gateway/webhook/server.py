@@ -1,25 +1,36 @@
 """The gateway's HTTPS admission webhook server.
 
     server = await start_webhook_server(
-        host="0.0.0.0", port=9443, cert_file="tls.crt", key_file="tls.key", forwarder=forwarder
+        host="0.0.0.0", port=9443, cert_file="tls.crt", key_file="tls.key", forwarder=forwarder,
+        client_ca_file=None,  # or the CA of the API server's client certificate
     )
     ...
     await server.stop()
 
 Routes (aiohttp, HTTP/1.1 with keep-alive, TLS 1.2+):
 
-* ``POST /{service}/{webhook}`` for service in placement, rollout, budget, e.g.
-  ``/budget/validate-pods``: one AdmissionReview becomes one ``AdmissionRequest`` to the
+* ``POST /{service}/{webhook}`` for exactly the paths deploy/webhooks.yaml names
+  (``paths.WEBHOOK_PATHS``), e.g. ``/budget/validate-pods``: a review that path can receive
+  from the API server (``paths.check_review``) becomes one ``AdmissionRequest`` to the
   service replica owning the review's namespace (``forward.AdmissionForwarder``) and its
   answer becomes the AdmissionReview response (``reviews.build_response``).
 * ``GET /healthz`` (the loop runs) and ``GET /readyz`` (``ready()`` holds).
+
+Proof of the caller (``client_ca_file``, the gateway's ``--webhook-client-ca``): the TLS
+handshake asks for a client certificate and refuses one that does not chain to that CA; a
+connection without one may reach only ``/healthz`` and ``/readyz``, everything else answers
+401. kube-apiserver presents such a certificate when its AdmissionConfiguration names a
+kubeconfig with a ``client-certificate`` for the webhook Service's host. Without it, anyone
+who reaches the port can post reviews that look right (see deploy/networkpolicy.yaml).
 
 Answers, and why:
 
 ==========  ========================================================================
 200         an AdmissionReview response (allowed, denied with a status code, patched)
-400         the body is not a routable AdmissionReview (``{"error": ...}``)
-404 / 405   unknown service or path / wrong method
+400         the body is not an AdmissionReview this path accepts (``{"error": ...}``);
+            it reaches no service and spends nothing
+401         client certificates are required and the connection presented none
+404 / 405   a path no webhook configuration names / wrong method
 413         body over ``max_body`` bytes (3 MiB by default)
 415         content type other than application/json
 503 / 504   no replica, a failed hop or a missed deadline: a call error for the API
@@ -37,16 +48,17 @@ import logging
 import re
 import ssl
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 import orjson
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import Counter, Histogram
 
 from kruise.common.v1 import mesh_pb2
+from services.gateway.webhook.paths import WEBHOOK_PATHS, WebhookPath, check_review
 from services.gateway.webhook.reviews import (
     InvalidReview,
     admission_request,
@@ -57,9 +69,9 @@ from services.kit import errors
 
 log = logging.getLogger(__name__)
 
-SERVICES: tuple[str, ...] = ("placement", "rollout", "budget")
 MAX_BODY = 3 * 1024 * 1024
-_WEBHOOK_NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,126}[a-z0-9])?$")
+# Served to a connection without a client certificate even when one is required (probes).
+_OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {
     "ns": 1e-9,
@@ -81,6 +93,13 @@ DURATION = Histogram(
     "Time from a review's arrival to its answer, including the hop to the service",
     ["service", "webhook"],
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+REFUSED = Counter(
+    "kruise_mesh_webhook_refused_total",
+    "Requests refused before reaching a service: reason unauthenticated (no client "
+    "certificate), not_found (a path no webhook configuration names) or invalid (not a review "
+    "the path accepts); path is the webhook path, or 'other' for unknown ones",
+    ["path", "reason"],
 )
 
 
@@ -142,7 +161,7 @@ def _json_error(status: int, message: str) -> web.Response:
 
 @dataclass(frozen=True, slots=True)
 class WebhookSettings:
-    services: frozenset[str]
+    paths: Mapping[str, WebhookPath]
     max_body: int
     default_timeout: float
     max_timeout: float
@@ -176,15 +195,25 @@ class _Handlers:
             histogram = self._histograms[(service, webhook)] = DURATION.labels(service, webhook)
         histogram.observe(elapsed)
 
+    @property
+    def services(self) -> list[str]:
+        return sorted({p.service for p in self.settings.paths.values()})
+
     async def review(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
         service = request.match_info["service"]
         webhook = request.match_info["webhook"]
-        if service not in self.settings.services:
-            known = ", ".join(sorted(self.settings.services))
-            return _json_error(404, f"unknown service {service!r} (known: {known})")
-        if not _WEBHOOK_NAME.match(webhook):
-            return _json_error(404, f"invalid webhook name {webhook!r} for service {service}")
+        accepts = self.settings.paths.get(f"/{service}/{webhook}")
+        if accepts is None:
+            REFUSED.labels("other", "not_found").inc()
+            if service not in self.services:
+                known = ", ".join(self.services)
+                return _json_error(404, f"unknown service {service[:64]!r} (known: {known})")
+            return _json_error(
+                404,
+                f"no webhook at /{service}/{webhook[:64]}; the webhook configurations name "
+                f"{', '.join(sorted(self.settings.paths))}",
+            )
         if request.content_type != "application/json":
             return _json_error(
                 415, f"content type must be application/json, got {request.content_type!r}"
@@ -200,7 +229,10 @@ class _Handlers:
             return _json_error(413, f"body exceeds the limit of {self.settings.max_body} bytes")
         try:
             review = parse_review(body)
+            check_review(review, accepts)
         except InvalidReview as e:
+            REFUSED.labels(accepts.path, "invalid").inc()
+            log.info("review refused", extra={"path": accepts.path, "error": str(e)})
             return _json_error(400, str(e))
         admission = admission_request(review, webhook=webhook, body=body)
         timeout = hop_deadline(
@@ -241,14 +273,32 @@ class _Handlers:
         return web.Response(status=503, text="not ready")
 
     async def fallback(self, request: web.Request) -> web.Response:
-        parts = request.path.strip("/").split("/")
-        if len(parts) == 2 and parts[0] in self.settings.services:
+        if request.path in self.settings.paths:
             return _json_error(405, f"method {request.method} not allowed; POST AdmissionReviews")
+        REFUSED.labels("other", "not_found").inc()
         return _json_error(
             404,
-            f"no webhook at {request.path}; POST to /<service>/<webhook> with service one of "
-            f"{', '.join(sorted(self.settings.services))}",
+            f"no webhook at {request.path[:128]}; the webhook configurations name "
+            f"{', '.join(sorted(self.settings.paths))}",
         )
+
+
+def _client_auth(required: bool) -> Middleware:
+    """With ``required``, only a connection whose client certificate the TLS handshake
+    verified reaches more than the probes (one that does not verify never gets this far)."""
+
+    @web.middleware
+    async def client_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if required and request.path not in _OPEN_PATHS:
+            transport = request.transport
+            if transport is None or not transport.get_extra_info("peercert"):
+                REFUSED.labels("other", "unauthenticated").inc()
+                return _json_error(
+                    401, "a client certificate issued by the webhook client CA is required"
+                )
+        return await handler(request)
+
+    return client_auth
 
 
 @web.middleware
@@ -262,12 +312,23 @@ async def _never_crash(request: web.Request, handler: Handler) -> web.StreamResp
         return _json_error(500, f"internal error: {type(e).__name__}: {e}")
 
 
-def server_ssl_context(*, cert_file: str, key_file: str) -> ssl.SSLContext:
-    """TLS 1.2+ serving context offering only HTTP/1.1 over ALPN (aiohttp speaks no h2)."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+def server_ssl_context(
+    *, cert_file: str, key_file: str, client_ca_file: str | None = None
+) -> ssl.SSLContext:
+    """TLS 1.2+ serving context offering only HTTP/1.1 over ALPN (aiohttp speaks no h2).
+
+    With ``client_ca_file`` the handshake asks for a client certificate and verifies any it
+    gets against that CA alone (not the system's roots; its purpose must allow client auth);
+    a connection without one is let through to be answered 401 (``_client_auth``), so the
+    probes keep working.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)  # loads no default CAs
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.set_alpn_protocols(["http/1.1"])
     context.load_cert_chain(cert_file, key_file)
+    if client_ca_file:
+        context.load_verify_locations(cafile=client_ca_file)
+        context.verify_mode = ssl.CERT_OPTIONAL
     return context
 
 
@@ -278,6 +339,7 @@ class WebhookServer:
     runner: web.AppRunner
     port: int
     ssl_context: ssl.SSLContext
+    client_auth: bool = False
 
     def reload_certs(self, *, cert_file: str, key_file: str) -> None:
         """Serve a rotated cert/key pair; connections from now on get the new one."""
@@ -294,7 +356,8 @@ async def start_webhook_server(
     cert_file: str,
     key_file: str,
     forwarder: Forwarder,
-    services: Collection[str] = SERVICES,
+    paths: Mapping[str, WebhookPath] = WEBHOOK_PATHS,
+    client_ca_file: str | None = None,
     ready: Callable[[], bool] = lambda: True,
     max_body: int = MAX_BODY,
     default_timeout: float = 8.0,
@@ -302,11 +365,15 @@ async def start_webhook_server(
     deadline_fraction: float = 0.75,
     keepalive_timeout: float = 75.0,
 ) -> WebhookServer:
-    """Build and start the HTTPS server; ``port=0`` picks a free port (``.port``)."""
+    """Build and start the HTTPS server; ``port=0`` picks a free port (``.port``).
+
+    ``paths`` is what is served (deploy/webhooks.yaml's table unless a test says otherwise);
+    ``client_ca_file`` requires client certificates issued by that CA (module doc).
+    """
     handlers = _Handlers(
         forwarder=forwarder,
         settings=WebhookSettings(
-            services=frozenset(services),
+            paths=dict(paths),
             max_body=max_body,
             default_timeout=default_timeout,
             max_timeout=max_timeout,
@@ -314,16 +381,28 @@ async def start_webhook_server(
         ),
         ready=ready,
     )
-    app = web.Application(client_max_size=max_body, middlewares=[_never_crash])
+    middlewares = [_never_crash, _client_auth(bool(client_ca_file))]
+    app = web.Application(client_max_size=max_body, middlewares=middlewares)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
     app.router.add_post("/{service}/{webhook}", handlers.review)
     app.router.add_route("*", "/{tail:.*}", handlers.fallback)
     runner = web.AppRunner(app, access_log=None, keepalive_timeout=keepalive_timeout)
     await runner.setup()
-    context = server_ssl_context(cert_file=cert_file, key_file=key_file)
+    context = server_ssl_context(
+        cert_file=cert_file, key_file=key_file, client_ca_file=client_ca_file
+    )
     site = web.TCPSite(runner, host, port, ssl_context=context)
     await site.start()
     sockets = getattr(site._server, "sockets", None) or []
     bound = int(sockets[0].getsockname()[1]) if sockets else port
-    return WebhookServer(runner=runner, port=bound, ssl_context=context)
+    if client_ca_file:
+        log.info("webhook callers must present a client certificate", extra={"ca": client_ca_file})
+    else:
+        log.info(
+            "webhook callers are not asked for a client certificate: whoever reaches the port "
+            "can post reviews (--webhook-client-ca turns the check on)"
+        )
+    return WebhookServer(
+        runner=runner, port=bound, ssl_context=context, client_auth=bool(client_ca_file)
+    )
