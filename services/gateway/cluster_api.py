@@ -4,9 +4,20 @@ Thin: each RPC converts the request, delegates to ``KubeClient`` and converts th
 The request-shaping helpers (``patch_body``, ``status_patch``, ``delete_options``,
 ``event_body``, ``scale_response``) are pure functions, table-tested.
 
+Every call is authorized before anything is sent to the API server on its behalf: the caller
+is the component its mesh certificate names (``services.kit.identity``), the request the kind
+resolved to its resource, and ``services.gateway.permissions.authorize`` decides. Without
+``require_identity`` (plain TCP: loopback tests, local mode) a caller without a certificate
+is checked against the union of the services' tables.
+
+    identity → fence → resolve kind → authorize → validate the body → the API server
+
 Status codes (services/kit/errors.py)::
 
-    stale resourceVersion / uid precondition    ABORTED            (409, or a failed
+    no mesh certificate (with require_identity)  UNAUTHENTICATED
+    not in the caller's table; protected ns      PERMISSION_DENIED  (counted in
+                                                                    ..._denied_total, logged)
+    stale resourceVersion / uid precondition     ABORTED            (409, or a failed
                                                                     JSON-patch ``test`` op)
     missing object, kind without /scale          NOT_FOUND
     bad argument (field named), unknown kind     INVALID_ARGUMENT
@@ -15,9 +26,9 @@ Status codes (services/kit/errors.py)::
 
 from __future__ import annotations
 
-import asyncio
+import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -26,12 +37,23 @@ import orjson
 from prometheus_client import Counter, Histogram
 
 from kruise.cluster.v1 import cluster_pb2, cluster_pb2_grpc
+from services.gateway import permissions
 from services.gateway.kube.client import KubeClient, Resource
-from services.kit import errors
+from services.kit import errors, identity
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Context = grpc.aio.ServicerContext[Any, Any]
+Caller = str | None
+"""The component a call's mesh certificate names; None without one (``require_identity``
+off)."""
 
+DENIED = Counter(
+    "kruise_mesh_gateway_cluster_api_denied_total",
+    "ClusterService calls refused by the caller's permissions (services.gateway.permissions)",
+    ["component", "verb", "resource"],
+)
 FENCED = Counter(
     "kruise_mesh_cluster_api_fenced_total",
     "Fenced writes refused because the calling replica does not own the namespace",
@@ -263,14 +285,83 @@ def fence_refusal(fence: str, namespace: str, owner: Owner | None) -> str | None
 class ClusterApi(cluster_pb2_grpc.ClusterServiceServicer):
     """ClusterService over one KubeClient.
 
+    Each call is authorized against the calling component's table in ``tables``
+    (``permissions.authorize``); with ``require_identity`` a call without a mesh client
+    certificate is refused UNAUTHENTICATED, without it such a call is checked against the
+    union of the tables. Nobody writes into Kubernetes' namespaces or ``mesh_namespace``.
+
     Writes that carry ``kruise-mesh-fence: <service>/<replica>`` metadata are fenced: refused
     with FAILED_PRECONDITION unless that replica owns the object's namespace on ``owner``'s
     ring (``fence_refusal``). The rollout service fences its pod and revision writes.
     """
 
-    def __init__(self, kube: KubeClient, *, owner: Owner | None = None) -> None:
+    def __init__(
+        self,
+        kube: KubeClient,
+        *,
+        owner: Owner | None = None,
+        require_identity: bool = False,
+        mesh_namespace: str = "kruise-mesh",
+        tables: Mapping[str, permissions.Table] = permissions.TABLES,
+    ) -> None:
         self.kube = kube
         self.owner = owner
+        self.require_identity = require_identity
+        self.protected = permissions.protected_namespaces(mesh_namespace)
+        self.tables = tables
+
+    def _caller(self, context: Context) -> Caller:
+        component = identity.peer_component(context)
+        if component is None and self.require_identity:
+            log.warning(
+                "ClusterService call without a mesh identity refused",
+                extra={"peer": context.peer()},
+            )
+            raise errors.Unauthenticated(
+                "the mesh's ClusterService needs a mesh client certificate"
+            )
+        return component
+
+    def _authorize(
+        self,
+        caller: Caller,
+        *,
+        verb: permissions.Verb,
+        res: Resource,
+        namespace: str,
+        subresource: str = "",
+        patch: bytes | None = None,
+    ) -> None:
+        """Raise Forbidden (counted, logged) unless ``caller`` may make this request."""
+        decision = permissions.authorize(
+            caller,
+            verb=verb,
+            group=res.group,
+            resource=res.resource,
+            subresource=subresource,
+            namespace=namespace,
+            patch=patch,
+            tables=self.tables,
+            protected=self.protected,
+        )
+        if decision.allowed:
+            return
+        component = caller or "none"
+        name = permissions.resource_name(
+            group=res.group, resource=res.resource, subresource=subresource
+        )
+        DENIED.labels(component, verb, name).inc()
+        log.warning(
+            "ClusterService call denied",
+            extra={
+                "component": component,
+                "verb": verb,
+                "resource": name,
+                "namespace": namespace,
+                "reason": decision.reason,
+            },
+        )
+        raise errors.Forbidden(decision.reason)
 
     def _fenced(self, context: Context, namespace: str) -> None:
         if self.owner is None:
@@ -287,56 +378,56 @@ class ClusterApi(cluster_pb2_grpc.ClusterServiceServicer):
     async def Get(
         self, request: cluster_pb2.GetRequest, context: Context
     ) -> cluster_pb2.ObjectResponse:
-        return await _serve("Get", context, self._get(request))
+        return await _serve("Get", context, self._call(context, lambda c: self._get(c, request)))
 
     async def Create(
         self, request: cluster_pb2.CreateRequest, context: Context
     ) -> cluster_pb2.ObjectResponse:
-        return await _serve(
-            "Create", context, self._checked(context, request.ref, self._create(request))
-        )
+        work = self._call(context, lambda c: self._create(c, request), fence=request.ref)
+        return await _serve("Create", context, work)
 
     async def Patch(
         self, request: cluster_pb2.PatchRequest, context: Context
     ) -> cluster_pb2.ObjectResponse:
-        return await _serve(
-            "Patch", context, self._checked(context, request.ref, self._patch(request))
-        )
+        work = self._call(context, lambda c: self._patch(c, request), fence=request.ref)
+        return await _serve("Patch", context, work)
 
     async def UpdateStatus(
         self, request: cluster_pb2.UpdateStatusRequest, context: Context
     ) -> cluster_pb2.ObjectResponse:
-        return await _serve(
-            "UpdateStatus",
-            context,
-            self._checked(context, request.ref, self._update_status(request)),
-        )
+        work = self._call(context, lambda c: self._update_status(c, request), fence=request.ref)
+        return await _serve("UpdateStatus", context, work)
 
     async def Delete(
         self, request: cluster_pb2.DeleteRequest, context: Context
     ) -> cluster_pb2.DeleteResponse:
-        return await _serve(
-            "Delete", context, self._checked(context, request.ref, self._delete(request))
-        )
+        work = self._call(context, lambda c: self._delete(c, request), fence=request.ref)
+        return await _serve("Delete", context, work)
 
     async def GetScale(
         self, request: cluster_pb2.GetScaleRequest, context: Context
     ) -> cluster_pb2.GetScaleResponse:
-        return await _serve("GetScale", context, self._get_scale(request))
+        work = self._call(context, lambda c: self._get_scale(c, request))
+        return await _serve("GetScale", context, work)
 
     async def RecordEvent(
         self, request: cluster_pb2.RecordEventRequest, context: Context
     ) -> cluster_pb2.RecordEventResponse:
-        return await _serve("RecordEvent", context, self._record_event(request))
+        work = self._call(context, lambda c: self._record_event(c, request))
+        return await _serve("RecordEvent", context, work)
 
-    async def _checked(self, context: Context, ref: cluster_pb2.ObjectRef, work: Awaitable[T]) -> T:
-        try:
-            self._fenced(context, ref.namespace)
-        except errors.MeshError:
-            if asyncio.iscoroutine(work):
-                work.close()
-            raise
-        return await work
+    async def _call(
+        self,
+        context: Context,
+        work: Callable[[Caller], Awaitable[T]],
+        *,
+        fence: cluster_pb2.ObjectRef | None = None,
+    ) -> T:
+        """Who calls (UNAUTHENTICATED first), then the fence of a write, then ``work``."""
+        caller = self._caller(context)
+        if fence is not None:
+            self._fenced(context, fence.namespace)
+        return await work(caller)
 
     # -- implementations (raise MeshError) -------------------------------------------------------
 
@@ -362,12 +453,18 @@ class ClusterApi(cluster_pb2_grpc.ClusterServiceServicer):
         path = self.kube.path(res, namespace=ref.namespace, name=ref.name, subresource=subresource)
         return res, path
 
-    async def _get(self, request: cluster_pb2.GetRequest) -> cluster_pb2.ObjectResponse:
-        _, path = await self._object_path(request.ref)
+    async def _get(
+        self, caller: Caller, request: cluster_pb2.GetRequest
+    ) -> cluster_pb2.ObjectResponse:
+        res, path = await self._object_path(request.ref)
+        self._authorize(caller, verb="get", res=res, namespace=request.ref.namespace)
         return object_response(await self.kube.request("GET", path))
 
-    async def _create(self, request: cluster_pb2.CreateRequest) -> cluster_pb2.ObjectResponse:
+    async def _create(
+        self, caller: Caller, request: cluster_pb2.CreateRequest
+    ) -> cluster_pb2.ObjectResponse:
         res = await self._resource(request.ref)
+        self._authorize(caller, verb="create", res=res, namespace=request.ref.namespace)
         obj: dict[str, Any] = parse_json(request.object_json, field="object_json", want=dict)
         body = request.object_json
         meta = obj.get("metadata")
@@ -383,15 +480,25 @@ class ClusterApi(cluster_pb2_grpc.ClusterServiceServicer):
         raw = await self.kube.request("POST", path, body=body, query=_dry_run(request.dry_run))
         return object_response(raw)
 
-    async def _patch(self, request: cluster_pb2.PatchRequest) -> cluster_pb2.ObjectResponse:
+    async def _patch(
+        self, caller: Caller, request: cluster_pb2.PatchRequest
+    ) -> cluster_pb2.ObjectResponse:
         if request.subresource not in ("", "status"):
             raise errors.Invalid(f"subresource: must be empty or status, not {request.subresource}")
-        body, content_type = patch_body(
-            patch_type=request.type, patch=request.patch, preconditions=request.preconditions
-        )
         res, path = await self._object_path(request.ref, subresource=request.subresource or None)
         if request.subresource and request.subresource not in res.subresources:
             raise errors.Invalid(f"subresource: kind {res.kind} has no {request.subresource}")
+        self._authorize(
+            caller,
+            verb="patch",
+            res=res,
+            namespace=request.ref.namespace,
+            subresource=request.subresource,
+            patch=request.patch,
+        )
+        body, content_type = patch_body(
+            patch_type=request.type, patch=request.patch, preconditions=request.preconditions
+        )
         try:
             raw = await self.kube.request(
                 "PATCH",
@@ -422,15 +529,25 @@ class ClusterApi(cluster_pb2_grpc.ClusterServiceServicer):
             raise errors.Conflict(f"precondition failed: {why}") from cause
 
     async def _update_status(
-        self, request: cluster_pb2.UpdateStatusRequest
+        self, caller: Caller, request: cluster_pb2.UpdateStatusRequest
     ) -> cluster_pb2.ObjectResponse:
         pre = request.preconditions
         if not pre.resource_version:
             raise errors.Invalid("preconditions.resource_version is required")
         status: dict[str, Any] = parse_json(request.status_json, field="status_json", want=dict)
         res, path = await self._object_path(request.ref)
+        sub = "status" if "status" in res.subresources else ""
+        self._authorize(
+            caller,
+            verb="patch",
+            res=res,
+            namespace=request.ref.namespace,
+            subresource=sub,
+            # Without /status the write is a patch of the object: checked as one.
+            patch=None if sub else orjson.dumps({"status": status}),
+        )
         body, content_type = status_patch(status=status, preconditions=pre)
-        target = path + "/status" if "status" in res.subresources else path
+        target = f"{path}/{sub}" if sub else path
         try:
             raw = await self.kube.request(
                 "PATCH",
@@ -444,8 +561,11 @@ class ClusterApi(cluster_pb2_grpc.ClusterServiceServicer):
             raise
         return object_response(raw)
 
-    async def _delete(self, request: cluster_pb2.DeleteRequest) -> cluster_pb2.DeleteResponse:
-        _, path = await self._object_path(request.ref)
+    async def _delete(
+        self, caller: Caller, request: cluster_pb2.DeleteRequest
+    ) -> cluster_pb2.DeleteResponse:
+        res, path = await self._object_path(request.ref)
+        self._authorize(caller, verb="delete", res=res, namespace=request.ref.namespace)
         grace = request.grace_period_seconds if request.HasField("grace_period_seconds") else None
         body = delete_options(
             preconditions=request.preconditions,
@@ -456,9 +576,12 @@ class ClusterApi(cluster_pb2_grpc.ClusterServiceServicer):
         return cluster_pb2.DeleteResponse()
 
     async def _get_scale(
-        self, request: cluster_pb2.GetScaleRequest
+        self, caller: Caller, request: cluster_pb2.GetScaleRequest
     ) -> cluster_pb2.GetScaleResponse:
         res, path = await self._object_path(request.ref, subresource="scale")
+        self._authorize(
+            caller, verb="get", res=res, namespace=request.ref.namespace, subresource="scale"
+        )
         if "scale" not in res.subresources:
             raise errors.NotFound(f"kind {res.kind} ({res.api_version}) has no scale subresource")
         try:
@@ -470,7 +593,7 @@ class ClusterApi(cluster_pb2_grpc.ClusterServiceServicer):
         return scale_response(scale)
 
     async def _record_event(
-        self, request: cluster_pb2.RecordEventRequest
+        self, caller: Caller, request: cluster_pb2.RecordEventRequest
     ) -> cluster_pb2.RecordEventResponse:
         ref = request.involved
         if not ref.kind:
@@ -479,7 +602,9 @@ class ClusterApi(cluster_pb2_grpc.ClusterServiceServicer):
             raise errors.Invalid("involved.name: required")
         event = event_body(request, now=datetime.now(UTC), suffix=f"{time.time_ns():x}")
         events = await self.kube.resolve(api_version="v1", kind="Event")
-        path = self.kube.path(events, namespace=event["metadata"]["namespace"])
+        namespace = event["metadata"]["namespace"]
+        self._authorize(caller, verb="create", res=events, namespace=namespace)
+        path = self.kube.path(events, namespace=namespace)
         await self.kube.request("POST", path, body=orjson.dumps(event))
         return cluster_pb2.RecordEventResponse()
 

@@ -10,6 +10,7 @@ servicers raise them; ``abort_with`` turns them into gRPC statuses; clients turn
     ├── Conflict                   ABORTED            (HTTP 409 Conflict, 410 Gone)
     ├── Invalid                    INVALID_ARGUMENT   (HTTP 400, 415, 422)
     ├── Forbidden                  PERMISSION_DENIED  (HTTP 401, 403)
+    ├── Unauthenticated            UNAUTHENTICATED    (no mesh identity where one is required)
     ├── TooManyRequests            RESOURCE_EXHAUSTED (HTTP 429)
     ├── FailedPrecondition         FAILED_PRECONDITION
     └── Unavailable                UNAVAILABLE        (HTTP 5xx, connection errors, timeouts)
@@ -56,6 +57,13 @@ class Forbidden(MeshError):
     http_status = 403
 
 
+class Unauthenticated(MeshError):
+    """The caller did not prove who it is (no mesh client certificate, where one is needed)."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+    http_status = 401
+
+
 class TooManyRequests(MeshError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
     http_status = 429
@@ -79,6 +87,7 @@ _BY_CODE: dict[grpc.StatusCode, type[MeshError]] = {
         Conflict,
         Invalid,
         Forbidden,
+        Unauthenticated,
         TooManyRequests,
         FailedPrecondition,
         Unavailable,

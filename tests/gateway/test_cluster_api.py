@@ -23,6 +23,7 @@ from services.gateway.cluster_api import (
     status_patch,
 )
 from services.gateway.kube.client import KubeClient
+from services.gateway.permissions import Rule
 from services.kit import errors
 from services.kit.rpc import create_server
 
@@ -61,9 +62,25 @@ def cloneset_status(**fields: object) -> dict[str, object]:
     return {**required, **fields}
 
 
+# The mechanics under test here are the API's, on ConfigMaps and CloneSets; who may do what
+# is tests/gateway/test_cluster_api_permissions.py's subject, so this table allows them all.
+MECHANICS = {
+    "test": tuple(
+        Rule(verb, group, resource, sub)
+        for verb, group, resource, sub in (
+            *((v, "", "configmaps", "") for v in ("get", "create", "patch", "delete")),
+            *((v, "apps.kruise.io", "clonesets", "") for v in ("get", "create", "patch")),
+            ("patch", "apps.kruise.io", "clonesets", "status"),
+            ("get", "*", "*", "scale"),
+            ("create", "", "events", ""),
+        )
+    )
+}
+
+
 @pytest.fixture
 async def stub(kube: KubeClient) -> AsyncIterator[Stub]:
-    servicer = ClusterApi(kube)
+    servicer = ClusterApi(kube, tables=MECHANICS)
     server = await create_server(
         register=[lambda s: add_to_server(s, servicer)], service_names=[SERVICE_NAME], port=0
     )
