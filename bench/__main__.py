@@ -20,6 +20,8 @@ MODULES: list[str] = [
     "bench.budget",
     "bench.rollout",
     "bench.rollout_api",
+    "bench.api_auth",
+    "bench.mesh_tls",
 ]
 
 

@@ -486,7 +486,8 @@ def run_load(
     pids: Mapping[str, int],
     others: Mapping[str, int],
 ) -> tuple[LoadResult, dict[str, float], float]:
-    """``bench.admission``'s load generator (its own process) against ``port``: the result,
+    """``bench.admission``'s load generator (its own process) against ``port``, an open loop
+    (``workload.rate``) or, with rate 0, a closed loop (``count``, ``time_cap``): the result,
     the CPU seconds of each of ``pids`` over the measured window (after its warm-up) and the
     foreign cores then (the machine's busy time outside ``pids``, ``others``, the generator and
     this process)."""
@@ -499,6 +500,8 @@ def run_load(
         f"--connections={workload.connections}",
         f"--rate={workload.rate}",
         f"--duration={workload.duration}",
+        f"--count={workload.count}",
+        f"--time-cap={workload.time_cap}",
         f"--warmup={max(100, workload.connections * 8)}",
     ]
     proc = subprocess.Popen(
@@ -1270,8 +1273,13 @@ async def run(plan: Plan, workdir: Path) -> list[str]:
     failures: list[str] = []
     started = time.monotonic()
     replicas = {"budget": plan.budget_replicas, "placement": 1, "rollout": 1}
+    # webhook_client_auth off: the bench's clients post reviews themselves, without the
+    # sandbox's client certificate (one handshake per kept-alive connection either way).
     async with LocalMesh(
-        workdir=workdir, replicas=replicas, sandbox_args=["--history", "200000"]
+        workdir=workdir,
+        replicas=replicas,
+        sandbox_args=["--history", "200000"],
+        webhook_client_auth=False,
     ) as mesh:
         progress(f"mesh up after {time.monotonic() - started:.1f} s")
         ready_line = mesh.procs["sandbox"].ready

@@ -80,7 +80,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
-import grpc
 import orjson
 
 from bench import common
@@ -828,7 +827,7 @@ async def rebuild_once(
     first_sync = 0.0
     deadline = listening + timeout
     stall = 0.0
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with mesh.replica_channel(address, "placement") as channel:
         stub = mesh_pb2_grpc.MeshServiceStub(channel)
         while True:
             asked = time.perf_counter()
@@ -952,7 +951,14 @@ async def run(plan: Plan, workdir: Path) -> int:
     memory = Memory()
     bare: subprocess.Popen[str] | None = None
     history = str(max(20_000, plan.total_pods * 12))
-    async with LocalMesh(workdir=workdir, replicas=1, sandbox_args=["--history", history]) as mesh:
+    # webhook_client_auth off: the bench's clients post reviews themselves, without the
+    # sandbox's client certificate (one handshake per kept-alive connection either way).
+    async with LocalMesh(
+        workdir=workdir,
+        replicas=1,
+        sandbox_args=["--history", history],
+        webhook_client_auth=False,
+    ) as mesh:
         kube = await KubeClient.connect(kubeconfig=mesh.kubeconfig)
         http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         try:

@@ -106,7 +106,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import grpc
 import orjson
 
 from bench import common
@@ -346,7 +345,7 @@ class Replica:
 
     async def counts(self) -> dict[int, int]:
         address = self.mesh.addresses["rollout"][0]
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with self.mesh.replica_channel(address) as channel:
             stub = mesh_pb2_grpc.MeshServiceStub(channel)
             status = await stub.GetReplicaStatus(mesh_pb2.GetReplicaStatusRequest(), timeout=5)
         return {c.kind: c.count for c in status.counts}

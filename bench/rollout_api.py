@@ -953,6 +953,11 @@ async def run(plan: Plan, workdir: Path, figures: frozenset[int]) -> None:
         replicas=1,
         sandbox_args=["--history", "200000"],
         rollout_handover_s=0.0,
+        # issue 9's figures, without callers' auth (its cost: bench/api_auth.py); loopback
+        api_auth="off",
+        # and without mesh TLS (its cost: bench/mesh_tls.py): the direct-to-replica row
+        # calls the replica as the gateway would
+        mesh_tls=False,
     )
     async with mesh:
         progress(f"mesh up after {time.monotonic() - started:.1f} s; API at {mesh.api_target}")

@@ -2,7 +2,7 @@
 
 python -m services.cli demo [--kubeconfig FILE] [--replicas N] [--keep]
 python -m services.cli status --replica ADDRESS [--replica ...]
-python -m services.cli drain-plan --node NODE [--server ADDR] [--kubeconfig FILE]
+python -m services.cli drain-plan --node NODE [--server ADDR] [--kubeconfig FILE] [--token T]
 python -m services.cli rollout status NS/NAME [--watch] [--timeout 10m] [--server ADDR]
 python -m services.cli rollout step NS/NAME --partition 50%|5 [--wait] [--rollout-id ID]
 python -m services.cli rollout {pause,resume,promote} NS/NAME [--server ADDR]
@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
+
+from services.cli import credentials
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,20 +42,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     drain.add_argument(
         "--server",
         metavar="ADDR",
-        help="the gateway's mesh gRPC address (default $KRUISE_MESH_GATEWAY, else 127.0.0.1:7000)",
-    )
-    drain.add_argument(
-        "--budget",
-        action="append",
-        default=[],
-        metavar="ADDR[,ADDR...]",
-        help="deprecated: ask these budget replicas directly instead of the gateway",
+        help="the gateway's API port for tools (default $KRUISE_MESH_API, else 127.0.0.1:7070)",
     )
     drain.add_argument(
         "--kubeconfig",
         metavar="FILE",
         help="the cluster (default: $KUBECONFIG, ~/.kube/config, in-cluster)",
     )
+    credentials.add_arguments(drain)
     from services.cli import rollout_cmd
 
     rollout_cmd.add_parser(commands)
@@ -65,15 +61,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             return 130
     if args.command == "drain-plan":
-        from services.cli.drain_plan import default_kubeconfig, parse_addresses, run_drain_plan
+        from services.cli.drain_plan import default_kubeconfig, run_drain_plan
 
+        kubeconfig = args.kubeconfig or default_kubeconfig()
+        try:
+            creds = credentials.from_args(args, kubeconfig=kubeconfig)
+        except OSError as e:
+            parser.error(f"--token-file: {e}")
         return asyncio.run(
             run_drain_plan(
                 node=args.node,
-                kubeconfig=args.kubeconfig or default_kubeconfig(),
+                kubeconfig=kubeconfig,
                 server=args.server,
-                replicas=parse_addresses(args.budget),
                 console=console,
+                credentials=creds,
             )
         )
     if args.command == "demo":

@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import grpc
 import orjson
 import yaml
 from rich.console import Console
@@ -75,8 +74,10 @@ async def apply(kube: KubeClient, obj: dict[str, Any], namespace: str) -> None:
         pass
 
 
-async def replica_status(address: str) -> tuple[mesh_pb2.GetReplicaStatusResponse, list[str]]:
-    async with grpc.aio.insecure_channel(address) as channel:
+async def replica_status(
+    mesh: LocalMesh, address: str
+) -> tuple[mesh_pb2.GetReplicaStatusResponse, list[str]]:
+    async with mesh.replica_channel(address) as channel:
         stub = mesh_pb2_grpc.MeshServiceStub(channel)
         status = await stub.GetReplicaStatus(mesh_pb2.GetReplicaStatusRequest(), timeout=5)
         pods = await stub.ListCachedObjects(
@@ -159,11 +160,11 @@ async def walk_through(kube: KubeClient, mesh: LocalMesh, console: Console) -> N
         *SERVICES,
         title="each pod reaches exactly one replica per service: the owner of its namespace",
     )
-    statuses = {s: [await replica_status(a) for a in mesh.addresses[s]] for s in SERVICES}
+    statuses = {s: [await replica_status(mesh, a) for a in mesh.addresses[s]] for s in SERVICES}
 
     async def every_replica_has_its_pods() -> bool:
         for s in SERVICES:
-            statuses[s] = [await replica_status(a) for a in mesh.addresses[s]]
+            statuses[s] = [await replica_status(mesh, a) for a in mesh.addresses[s]]
             held = {p for _, pods in statuses[s] for p in pods}
             if not all(f"{ns}/web" in held for ns in NAMESPACES):
                 return False
@@ -199,7 +200,7 @@ async def walk_through(kube: KubeClient, mesh: LocalMesh, console: Console) -> N
     )
     for s in SERVICES:
         for i, address in enumerate(mesh.addresses[s]):
-            status, _ = await replica_status(address)
+            status, _ = await replica_status(mesh, address)
             cached = sum(c.count for c in status.counts)
             replicas.add_row(
                 f"{s}-{i}", address, str(status.synced), str(cached), str(status.admission_reviews)
@@ -212,5 +213,11 @@ async def walk_through(kube: KubeClient, mesh: LocalMesh, console: Console) -> N
     console.rule("5. CloneSet: partition 99% updates one pod; a hook holds a scale-in")
     await demo_rollout.show_clone_set(kube, console, wait_for=wait_for)
     console.rule("6. Rollout tools: a three-batch rollout driven over gRPC, watched")
-    console.print(f"RolloutService at the gateway's API port {mesh.api_target}")
-    await demo_rollout_api.show_rollout_api(kube, mesh.api_target, console, wait_for=wait_for)
+    console.print(
+        f"RolloutService at the gateway's API port {mesh.api_target} (TLS; every call carries "
+        "the caller's Kubernetes token, here the sandbox admin's, checked by TokenReview and "
+        "SubjectAccessReview)"
+    )
+    await demo_rollout_api.show_rollout_api(
+        kube, mesh.api_target, console, wait_for=wait_for, credentials=mesh.api_credentials()
+    )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import grpc
 import orjson
 from rich.console import Console
 from rich.table import Table
@@ -147,7 +146,7 @@ async def show_persistent_pod_state(
     )
     owning = ring.HashRing(mesh.addresses["placement"]).owner(NAMESPACE)
     if owning:
-        async with grpc.aio.insecure_channel(owning) as channel:
+        async with mesh.replica_channel(owning) as channel:
             answer = await placement_pb2_grpc.PlacementServiceStub(channel).GetPodState(
                 placement_pb2.GetPodStateRequest(namespace=NAMESPACE, pod=victim), timeout=5
             )

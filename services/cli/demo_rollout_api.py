@@ -23,6 +23,7 @@ from rich.console import Console
 
 from kruise.rollout.v1 import rollout_pb2, rollout_pb2_grpc
 from services.cli import demo_rollout
+from services.cli.credentials import ApiCredentials
 from services.gateway.kube.client import KubeClient
 
 if TYPE_CHECKING:
@@ -73,13 +74,21 @@ async def _observed(stub: Stub, ref: rollout_pb2.WorkloadRef) -> rollout_pb2.Rol
 
 
 async def show_rollout_api(
-    kube: KubeClient, api_target: str, console: Console, *, wait_for: WaitFor
+    kube: KubeClient,
+    api_target: str,
+    console: Console,
+    *,
+    wait_for: WaitFor,
+    credentials: ApiCredentials | None = None,
 ) -> None:
+    """The walk-through; ``credentials``: the caller's token (every call's metadata) and
+    the gateway's CA (``LocalMesh.api_credentials()``); None: plain text, no token."""
     body: dict[str, Any] = demo_rollout.clone_set(NAME, 6, updateStrategy={"type": "ReCreate"})
     body["metadata"]["namespace"] = NAMESPACE
     await kube.request("POST", CLONESETS, body=orjson.dumps(body))
 
-    async with grpc.aio.insecure_channel(api_target) as channel:
+    creds = credentials or ApiCredentials(plaintext=True)
+    async with creds.channel(api_target) as channel:
         stub: Stub = rollout_pb2_grpc.RolloutServiceStub(channel)
         ref = rollout_pb2.WorkloadRef(namespace=NAMESPACE, name=NAME)
 

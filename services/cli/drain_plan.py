@@ -1,6 +1,7 @@
 """``kruise-mesh drain-plan``: which pods of a node can be evicted now without breaking a budget.
 
     python -m services.cli drain-plan --node NODE [--server ADDR] [--kubeconfig FILE]
+                                      [--token T | --token-file F] [--ca-file CA]
 
 Reads only; nothing is evicted, spent or written:
 
@@ -8,8 +9,11 @@ Reads only; nothing is evicted, spent or written:
    namespaces), leaving out what ``kubectl drain`` leaves out: pods managed by a DaemonSet
    and mirror (static) pods; the output says which were left out;
 2. they go, in one ``BudgetService.PlanDisruption`` call, to ONE address: the gateway's
-   mesh gRPC port (``--server``, else ``$KRUISE_MESH_GATEWAY``, else ``127.0.0.1:7000``;
-   in a cluster ``kruise-mesh-gateway-grpc.kruise-mesh.svc:7000``). The gateway asks each
+   API port for tools (``--server``, else ``$KRUISE_MESH_API``, else ``127.0.0.1:7070``; in
+   a cluster ``kruise-mesh-rollout-api.kruise-mesh.svc:7070``), over TLS with the caller's
+   own Kubernetes token (``services.cli.credentials``: ``--token``, ``--token-file``,
+   ``$KRUISE_MESH_TOKEN``, the in-cluster ServiceAccount token, the kubeconfig user's),
+   which needs ``get pods`` in every namespace of the node's pods. The gateway asks each
    namespace's owning budget replica (and, when a replica's ring differs, the owner it
    names) and answers one entry per pod in request order, each naming the replica that
    answered it (``DisruptionEntry.replica``; ``order`` counts per replica);
@@ -17,9 +21,8 @@ Reads only; nothing is evicted, spent or written:
    order (the free ones first, then those that use budget, interleaved across replicas
    as each replica interleaves its budgets), then the pods that must wait and why.
 
-``--budget ADDR[,ADDR...]`` (deprecated, kept for older gateways that do not plan) asks the
-budget replicas directly instead: ``HashRing`` over those addresses, which must be the ones
-the gateway routes to, following a ``NOT_OWNED`` answer's owner once.
+The budget replicas themselves are not asked: they take calls from the gateway only (mesh
+certificates); the gateway's API port takes the caller's own Kubernetes token.
 
 Exit code 0 with the plan; 1 with a one-line error (no traceback) when the node does not
 exist, the API server or the gateway (or a budget replica) cannot be reached, or it refuses.
@@ -27,7 +30,6 @@ exist, the API server or the gateway (or a budget replica) cannot be reached, or
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -40,19 +42,20 @@ from rich.table import Table
 from rich.text import Text
 
 from kruise.budget.v1 import budget_pb2, budget_pb2_grpc
+from services.cli.credentials import ApiCredentials
 from services.gateway.kube.client import KubeClient
 from services.kit import errors
-from services.kit.ring import HashRing
 
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 # BudgetService.PlanDisruption takes at most this many pods per call.
 MAX_PODS_PER_CALL = 10_000
 RPC_TIMEOUT = 10.0
 PAGE = 500
-GATEWAY_ENV = "KRUISE_MESH_GATEWAY"
-DEFAULT_GATEWAY = "127.0.0.1:7000"
+GATEWAY_ENV = "KRUISE_MESH_API"
+DEFAULT_GATEWAY = "127.0.0.1:7070"
 
 PodKey = tuple[str, str]
+REFUSED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
 
 STYLES = {"NOW": "green", "WAIT": "yellow", "GONE": "dim", "NOT_OWNED": "red"}
 
@@ -194,7 +197,7 @@ def default_kubeconfig() -> str | None:
 
 
 def gateway_address(flag: str | None) -> str:
-    """``--server``, else ``$KRUISE_MESH_GATEWAY``, else ``127.0.0.1:7000``."""
+    """``--server``, else ``$KRUISE_MESH_API``, else ``127.0.0.1:7070`` (the API port)."""
     return flag or os.environ.get(GATEWAY_ENV) or DEFAULT_GATEWAY
 
 
@@ -223,12 +226,17 @@ async def node_pods(kube: KubeClient, node: str) -> list[dict[str, Any]]:
 
 
 async def ask(
-    address: str, pods: Sequence[PodKey], *, who: str = "budget replica"
+    address: str,
+    pods: Sequence[PodKey],
+    *,
+    who: str = "budget replica",
+    credentials: ApiCredentials | None = None,
 ) -> list[budget_pb2.DisruptionEntry]:
-    """``PlanDisruption`` at ``address`` (the gateway, or one budget replica), in calls of
-    at most ``MAX_PODS_PER_CALL`` pods."""
+    """``PlanDisruption`` at ``address`` (the gateway's API port with ``credentials``, or
+    one budget replica), in calls of at most ``MAX_PODS_PER_CALL`` pods."""
     entries: list[budget_pb2.DisruptionEntry] = []
-    async with grpc.aio.insecure_channel(address) as channel:
+    channel_of = credentials.channel if credentials is not None else grpc.aio.insecure_channel
+    async with channel_of(address) as channel:
         stub = budget_pb2_grpc.BudgetServiceStub(channel)
         for start in range(0, len(pods), MAX_PODS_PER_CALL):
             chunk = pods[start : start + MAX_PODS_PER_CALL]
@@ -238,7 +246,10 @@ async def ask(
             try:
                 answer = await stub.PlanDisruption(request, timeout=RPC_TIMEOUT)
             except grpc.aio.AioRpcError as e:
-                raise DrainPlanError(_rpc_problem(f"{who} {address}", e)) from e
+                problem = _rpc_problem(f"{who} {address}", e)
+                if credentials is not None and e.code() in REFUSED:
+                    problem += f" ({credentials.describe()})"
+                raise DrainPlanError(problem) from e
             entries += answer.entries
     return entries
 
@@ -253,48 +264,17 @@ def _rpc_problem(who: str, error: grpc.aio.AioRpcError) -> str:
         return f"{who} is {'unavailable' if gateway else 'unreachable'}: {error.details()}"
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return f"{who} did not answer within {RPC_TIMEOUT:.0f}s"
-    if code == grpc.StatusCode.UNIMPLEMENTED and gateway:
-        return (
-            f"{who} does not plan drains (an older gateway): pass the budget replicas "
-            f"with --budget ADDR[,ADDR...]: {error.details()}"
-        )
     return f"{who} refused the plan: {code.name}: {error.details()}"
 
 
-async def plan_through_gateway(pods: Sequence[PodKey], *, gateway: str) -> list[Row]:
+async def plan_through_gateway(
+    pods: Sequence[PodKey], *, gateway: str, credentials: ApiCredentials | None = None
+) -> list[Row]:
     """One plan from the gateway, which asks every owning budget replica."""
-    entries = await ask(gateway, pods, who="the gateway")
+    entries = await ask(
+        gateway, pods, who="the gateway", credentials=credentials or ApiCredentials()
+    )
     return merge(by_replica(entries))
-
-
-async def plan_pods(pods: Sequence[PodKey], *, replicas: Sequence[str]) -> list[Row]:
-    """Deprecated (``--budget``): ask each namespace's owner on the ring of ``replicas``
-    directly; follow NOT_OWNED once."""
-    ring = HashRing(replicas)
-    groups: dict[str, list[PodKey]] = {}
-    for key in pods:
-        owner = ring.owner(key[0])
-        assert owner is not None, "the ring has members"
-        groups.setdefault(owner, []).append(key)
-    addresses = list(groups)
-    results = await asyncio.gather(*(ask(a, groups[a]) for a in addresses))
-    answers = list(zip(addresses, results, strict=True))
-
-    redirected: dict[str, list[PodKey]] = {}
-    for _, entries in answers:
-        for e in entries:
-            if e.verdict == budget_pb2.PLAN_VERDICT_NOT_OWNED and e.owner and e.owner not in groups:
-                redirected.setdefault(e.owner, []).append((e.namespace, e.pod))
-    if redirected:
-        again = list(redirected)
-        more = await asyncio.gather(*(ask(a, redirected[a]) for a in again))
-        moved = {(e.namespace, e.pod) for entries in more for e in entries}
-        answers = [
-            (address, [e for e in entries if (e.namespace, e.pod) not in moved])
-            for address, entries in answers
-        ]
-        answers += zip(again, more, strict=True)
-    return merge(answers)
 
 
 def render(rows: Sequence[Row], *, node: str) -> Table:
@@ -315,27 +295,21 @@ async def run_drain_plan(
     node: str,
     kubeconfig: str | None,
     server: str | None = None,
-    replicas: Sequence[str] = (),
     console: Console,
     errors_out: Console | None = None,
+    credentials: ApiCredentials | None = None,
 ) -> int:
     """The ``drain-plan`` command: print the plan for ``node``; 0, or 1 with an error line.
 
-    The gateway at ``server`` (see ``gateway_address``) plans, unless the deprecated
-    ``replicas`` (``--budget``) are given.
+    The gateway at ``server`` (see ``gateway_address``) plans.
     """
     errors_out = errors_out or Console(stderr=True)
-    if replicas:
-        errors_out.print(
-            Text(
-                "warning: --budget is deprecated: the gateway plans for every budget replica "
-                f"(--server, ${GATEWAY_ENV})",
-                style="yellow",
-            )
-        )
     try:
         rows, pods = await _plan_node(
-            node=node, kubeconfig=kubeconfig, gateway=gateway_address(server), replicas=replicas
+            node=node,
+            kubeconfig=kubeconfig,
+            gateway=gateway_address(server),
+            credentials=credentials,
         )
     except DrainPlanError as e:
         errors_out.print(Text(f"error: {e}", style="red"))
@@ -358,7 +332,11 @@ async def run_drain_plan(
 
 
 async def _plan_node(
-    *, node: str, kubeconfig: str | None, gateway: str, replicas: Sequence[str]
+    *,
+    node: str,
+    kubeconfig: str | None,
+    gateway: str,
+    credentials: ApiCredentials | None = None,
 ) -> tuple[list[Row], NodePods]:
     try:
         kube = await KubeClient.connect(kubeconfig=kubeconfig)
@@ -373,6 +351,4 @@ async def _plan_node(
     pods = select_pods(items)
     if not pods.evict:
         return [], pods
-    if replicas:
-        return await plan_pods(pods.evict, replicas=replicas), pods
-    return await plan_through_gateway(pods.evict, gateway=gateway), pods
+    return await plan_through_gateway(pods.evict, gateway=gateway, credentials=credentials), pods

@@ -4,7 +4,8 @@
         mesh.kubeconfig            # the cluster the gateway talks to
         mesh.replicas["budget"]    # ["127.0.0.1:port", ...]
         mesh.api_target            # the rollout API for tools: "127.0.0.1:port" (gRPC)
-        mesh.api_http_url          # and "http://127.0.0.1:port" (HTTP/JSON), gateway 0's
+        mesh.api_http_url          # and "https://127.0.0.1:port" (HTTP/JSON), gateway 0's
+        mesh.api_channel()         # a gRPC channel to it with mesh.api_token (TLS: api_ca_file)
 
 Every component is a separate process (see ``procs``). ``gateways`` > 1 runs several
 gateways (one holds the Lease and runs the watch hub); ``discovery`` makes the gateways
@@ -14,13 +15,18 @@ list. ``statefulset_like`` (``group/version/Kind`` strings) sets
 which then watch and accept those custom workload kinds. With ``kubeconfig`` set
 the sandbox is not started and the gateway runs against that cluster in local
 mode: it installs the CRDs, registers the webhook configurations with a ``url:``
-pointing at itself, and removes them on exit.
+pointing at itself, and removes them on exit. Against the sandbox, the gateways require the
+sandbox's webhook client certificate (``--webhook-client-ca``, as a cluster whose API server
+presents one can be set up); ``webhook_ssl_context()`` is a client context that presents it,
+for callers posting reviews themselves.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,14 +37,16 @@ import grpc
 import orjson
 
 from kruise.common.v1 import mesh_pb2, mesh_pb2_grpc
-from services.cli import procs
-from services.kit import errors
+from services.cli import credentials, procs
+from services.kit import certs, errors
 from services.kit.config import (
     ROLLOUT_HANDOVER_ENV,
     ROLLOUT_UNFENCED_ENV,
     STATEFULSET_LIKE_KINDS_ENV,
     parse_statefulset_like_kinds,
 )
+from services.kit.rpc import mesh_channel
+from services.kit.tls import CaSource, MeshTls, write_material
 
 SERVICES = ("placement", "rollout", "budget")
 MESH_NAMESPACE = "kruise-mesh"
@@ -66,6 +74,20 @@ class LocalMesh:
     # Tests only: rollout's writes without the fence, to see what the guards prevent
     # (KRUISE_MESH_ROLLOUT_UNFENCED, services/rollout/__main__.py). Never in a deployment.
     rollout_unfenced: bool = False
+    # Mutual TLS on every mesh connection: a mesh CA in the workdir; the gateway issues its
+    # own certificate from it, each replica reads one written for it (``tls_dir``). Off:
+    # plain TCP (benchmarks comparing the two; loopback only).
+    mesh_tls: bool = True
+    # Lifetime of the certificates written for the replicas (rotation tests shorten it).
+    mesh_cert_validity: datetime.timedelta = datetime.timedelta(hours=24)
+    # Tests: KRUISE_MESH_TLS_POLL_S, KRUISE_MESH_CERT_VALIDITY_S for every component.
+    mesh_tls_env: dict[str, str] = field(default_factory=dict)
+    # The gateways' API ports: "token" (TLS; callers' tokens reviewed: ``api_token``,
+    # ``api_ca_file``, ``api_channel()``) or "off" (plain text on loopback, anyone).
+    api_auth: str = "token"
+    # Against the sandbox: webhook callers must present the sandbox's client certificate
+    # (gateway --webhook-client-ca); off, anyone reaching the port can post reviews.
+    webhook_client_auth: bool = True
 
     def __post_init__(self) -> None:
         # A malformed kind fails here, not as a gateway that never becomes ready.
@@ -79,20 +101,25 @@ class LocalMesh:
         # Each gateway's rollout API ports for tools: (gRPC, HTTP/JSON).
         self.api_ports: list[tuple[int, int]] = []
         self.webhook_port = 0
+        # The sandbox's webhook client certificate: keys ca, cert, key (empty: none).
+        self.webhook_client: dict[str, str] = {}
         self.logs = self.workdir / "logs"
         self._external_kubeconfig = self.kubeconfig is not None
+        self.mesh_ca: certs.CertPair | None = None
+        self.operator_tls: MeshTls | None = None
 
     def _kinds_env(self, component: str) -> dict[str, str] | None:
         """The environment of a component: the custom workload kinds for those that read
-        them, the handover period (and the tests' unfenced switch) for rollout."""
+        them, the handover period (and the tests' unfenced switch) for rollout, and the
+        tests' certificate timings (``mesh_tls_env``)."""
+        env = dict(self.mesh_tls_env) if self.mesh_tls else {}
         if component == "rollout":
-            env = {ROLLOUT_HANDOVER_ENV: str(self.rollout_handover_s)}
+            env[ROLLOUT_HANDOVER_ENV] = str(self.rollout_handover_s)
             if self.rollout_unfenced:
                 env[ROLLOUT_UNFENCED_ENV] = "1"
-            return env
-        if not self.statefulset_like or component not in ("gateway", "placement"):
-            return None
-        return {STATEFULSET_LIKE_KINDS_ENV: ",".join(self.statefulset_like)}
+        if self.statefulset_like and component in ("gateway", "placement"):
+            env[STATEFULSET_LIKE_KINDS_ENV] = ",".join(self.statefulset_like)
+        return env or None
 
     def count(self, service: str) -> int:
         return self.replicas if isinstance(self.replicas, int) else self.replicas.get(service, 1)
@@ -115,6 +142,8 @@ class LocalMesh:
 
     async def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.mesh_tls:
+            await self._make_mesh_ca()
         if not self._external_kubeconfig:
             await self.start_sandbox()
         self.gateway_ports = [procs.free_port() for _ in range(self.gateways)]
@@ -138,9 +167,9 @@ class LocalMesh:
     async def wait_synced(self, *, timeout: float = 30.0) -> None:
         """Until every replica has its snapshot (it decides nothing before)."""
         deadline = asyncio.get_running_loop().time() + timeout
-        pending = [a for addresses in self.addresses.values() for a in addresses]
+        pending = [(s, a) for s, addresses in self.addresses.items() for a in addresses]
         while pending:
-            pending = [a for a in pending if not await _synced(a)]
+            pending = [(s, a) for s, a in pending if not await self._synced(s, a)]
             if not pending:
                 return
             if asyncio.get_running_loop().time() > deadline:
@@ -160,8 +189,41 @@ class LocalMesh:
 
     @property
     def api_http_url(self) -> str:
-        """Gateway 0's rollout API as HTTP/JSON: ``http://127.0.0.1:port``."""
-        return f"http://127.0.0.1:{self._api_ports(0)[1]}"
+        """Gateway 0's rollout API as HTTP/JSON: ``https://127.0.0.1:port`` (``http://``
+        with ``api_auth`` off)."""
+        scheme = "https" if self.api_auth == "token" else "http"
+        return f"{scheme}://127.0.0.1:{self._api_ports(0)[1]}"
+
+    @property
+    def api_token(self) -> str | None:
+        """A token tools can call the API ports with: the sandbox's admin token (a
+        superuser), or the kubeconfig user's token against a real cluster (None without)."""
+        if self.sandbox_token:
+            return self.sandbox_token
+        found = credentials.kubeconfig_token(self.kubeconfig)
+        return found.value if found is not None else None
+
+    @property
+    def api_ca_file(self) -> str:
+        """The CA of the gateways' serving certificate (the API ports' TLS)."""
+        return str(self.workdir / "gateway-certs" / "ca.crt")
+
+    def api_credentials(self, token: str | None = None) -> credentials.ApiCredentials:
+        """How tools call the API ports: ``token`` (default ``api_token``) over TLS, or plain
+        text when ``api_auth`` is off."""
+        if self.api_auth != "token":
+            return credentials.ApiCredentials(plaintext=True)
+        token = token or self.api_token
+        return credentials.ApiCredentials(
+            token=credentials.Token(token, "LocalMesh") if token else None,
+            ca_file=self.api_ca_file,
+        )
+
+    def api_channel(self, token: str | None = None, *, index: int = 0) -> grpc.aio.Channel:
+        """A channel to gateway ``index``'s API port carrying ``token`` (default
+        ``api_token``) on every call."""
+        target = f"127.0.0.1:{self._api_ports(index)[0]}"
+        return self.api_credentials(token).channel(target)
 
     @property
     def gateway_target(self) -> str:
@@ -210,13 +272,72 @@ class LocalMesh:
         self.kubeconfig = str(proc.ready["kubeconfig"])
         self.sandbox_url = str(proc.ready["url"])
         self.sandbox_token = proc.ready.get("token")
+        fields = {"ca": "webhookClientCA", "cert": "webhookClientCert", "key": "webhookClientKey"}
+        self.webhook_client = {k: str(proc.ready[f]) for k, f in fields.items() if f in proc.ready}
+
+    @property
+    def webhook_client_ca(self) -> str | None:
+        """The CA the gateways require webhook client certificates from; None: not required."""
+        if self._external_kubeconfig or not self.webhook_client_auth:
+            return None
+        return self.webhook_client.get("ca")
+
+    def webhook_ssl_context(self) -> ssl.SSLContext:
+        """A client context for posting reviews to the gateways as the sandbox does: trusts
+        the webhook serving CA and presents the sandbox's client certificate, if any."""
+        context = ssl.create_default_context(cafile=str(self.workdir / "gateway-certs" / "ca.crt"))
+        if "cert" in self.webhook_client:
+            context.load_cert_chain(self.webhook_client["cert"], self.webhook_client["key"])
+        return context
+
+    # ---- mesh TLS -----------------------------------------------------------------------------
+    async def _make_mesh_ca(self) -> None:
+        self.mesh_ca = certs.generate_ca(common_name="kruise-mesh local mesh CA")
+        ca_dir = self.workdir / "mesh-ca"
+        ca_dir.mkdir(parents=True, exist_ok=True)
+        (ca_dir / "ca.crt").write_bytes(self.mesh_ca.cert_pem)
+        key = ca_dir / "ca.key"
+        key.write_bytes(self.mesh_ca.key_pem)
+        key.chmod(0o600)
+        self.operator_tls = MeshTls("operator", CaSource(self.mesh_ca, "operator"))
+        await self.operator_tls.start()
+
+    async def write_replica_cert(self, service: str, index: int) -> Path:
+        """Issue replica ``service-index`` a fresh mesh certificate into its TLS directory
+        (the replica re-reads it there, as it would a renewed cert-manager Secret)."""
+        if self.mesh_ca is None:
+            raise RuntimeError("this mesh runs without TLS (LocalMesh(mesh_tls=True))")
+        directory = self.workdir / "tls" / f"{service}-{index}"
+        source = CaSource(self.mesh_ca, service, validity=self.mesh_cert_validity)
+        write_material(directory, await source.fetch())
+        return directory
+
+    def replica_channel(self, address: str, service: str = "") -> grpc.aio.Channel:
+        """A channel to a replica as the mesh's tooling (``operator``, which may read a
+        replica's state and read-only APIs): mutual TLS when the mesh has it."""
+        if not service:
+            service = next(s for s, found in self.addresses.items() if address in found)
+        return mesh_channel(address, tls=self.operator_tls, peer=service)
+
+    async def _synced(self, service: str, address: str) -> bool:
+        async with self.replica_channel(address, service) as channel:
+            stub = mesh_pb2_grpc.MeshServiceStub(channel)
+            try:
+                status = await stub.GetReplicaStatus(mesh_pb2.GetReplicaStatusRequest(), timeout=2)
+            except grpc.aio.AioRpcError:
+                return False
+        return bool(status.synced)
 
     async def start_replica(self, service: str, index: int, port: int) -> procs.Proc:
         name = f"{service}-{index}"
+        tls_args: list[str] = []
+        if self.mesh_tls:
+            tls_args = ["--tls-dir", str(await self.write_replica_cert(service, index))]
         proc = await procs.start(
             name,
             f"services.{service}",
             [
+                *tls_args,
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -269,7 +390,13 @@ class LocalMesh:
             str(api_port),
             "--api-http-port",
             str(api_http_port),
+            "--api-auth",
+            self.api_auth,
         ]
+        if self.mesh_tls:
+            args += ["--mesh-ca-dir", str(self.workdir / "mesh-ca")]
+        if self.webhook_client_ca:
+            args += ["--webhook-client-ca", self.webhook_client_ca]
         if self.discovery:
             names = ",".join(f"{s}=kruise-mesh-{s}" for s in SERVICES)
             args += ["--service-names", names, "--namespace", MESH_NAMESPACE]
@@ -309,6 +436,8 @@ class LocalMesh:
             if proc is not None:
                 with contextlib.suppress(Exception):
                     await proc.stop()
+        if self.operator_tls is not None:
+            await self.operator_tls.stop()
 
 
 def _namespace(name: str) -> dict[str, Any]:
@@ -337,13 +466,3 @@ def _endpoint_slice(*, name: str, service: str, host: str, port: int) -> dict[st
 async def _ensure(kube: Any, path: str, body: dict[str, Any]) -> None:
     with contextlib.suppress(errors.AlreadyExists):
         await kube.request("POST", path, body=orjson.dumps(body))
-
-
-async def _synced(address: str) -> bool:
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = mesh_pb2_grpc.MeshServiceStub(channel)
-        try:
-            status = await stub.GetReplicaStatus(mesh_pb2.GetReplicaStatusRequest(), timeout=2)
-        except grpc.aio.AioRpcError:
-            return False
-    return bool(status.synced)

@@ -4,7 +4,7 @@ One address for every namespace: the gateway's API port (in a cluster the Servic
 ``kruise-mesh-rollout-api:7070``), which forwards each call to the rollout replica that
 owns the namespace::
 
-    async with RolloutClient.connect("127.0.0.1:7070") as client:
+    async with RolloutClient.connect("127.0.0.1:7070", token=TOKEN, ca_file="ca.crt") as client:
         status = await client.get("demo", "web")
         await client.set_partition(
             "demo", "web", partition="50%", expected_update_revision=status.status.update_revision
@@ -38,7 +38,9 @@ Each carries the gRPC code, the ``google.rpc.ErrorInfo`` reason and metadata, an
     ├── Conflict                    ABORTED              RESOURCE_VERSION_CHANGED: read again
     │   └── VersionExpired          ABORTED              RESOURCE_VERSION_EXPIRED (``watch``
     │                                                    handles it; other callers relist)
-    └── Unavailable                 UNAVAILABLE, DEADLINE_EXCEEDED (after the retries)
+    ├── Unavailable                 UNAVAILABLE, DEADLINE_EXCEEDED (after the retries)
+    ├── Unauthenticated             UNAUTHENTICATED      no token, or the gateway refused it
+    └── PermissionDenied            PERMISSION_DENIED    the caller's user may not (RBAC)
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from kruise.rollout.v1 import rollout_pb2, rollout_pb2_grpc
+from services.cli.credentials import ApiCredentials, Token
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +198,14 @@ class Unavailable(RolloutError):
     """UNAVAILABLE or DEADLINE_EXCEEDED, after the channel's own retries."""
 
 
+class Unauthenticated(RolloutError):
+    """UNAUTHENTICATED: no token, or the gateway's TokenReview refused it."""
+
+
+class PermissionDenied(RolloutError):
+    """PERMISSION_DENIED: the caller's user may not do this (a SubjectAccessReview said no)."""
+
+
 _BY_CODE: dict[grpc.StatusCode, type[RolloutError]] = {
     grpc.StatusCode.NOT_FOUND: WorkloadNotFound,
     grpc.StatusCode.INVALID_ARGUMENT: InvalidRequest,
@@ -202,6 +213,8 @@ _BY_CODE: dict[grpc.StatusCode, type[RolloutError]] = {
     grpc.StatusCode.ABORTED: Conflict,
     grpc.StatusCode.UNAVAILABLE: Unavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: Unavailable,
+    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
 }
 
 
@@ -562,8 +575,33 @@ class RolloutClient:
         self._stub = rollout_pb2_grpc.RolloutServiceStub(channel)
 
     @classmethod
-    def connect(cls, target: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> RolloutClient:
-        """A client for ``target`` (``host:port``); the channel connects on first use."""
+    def connect(
+        cls,
+        target: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        token: str | None = None,
+        ca_file: str | None = None,
+        plaintext: bool | None = None,
+        credentials: ApiCredentials | None = None,
+    ) -> RolloutClient:
+        """A client for ``target`` (``host:port``); the channel connects on first use.
+
+        ``token`` (the caller's Kubernetes token) goes with every call, over TLS only:
+        checked with ``ca_file`` (the gateway's CA; the system's roots without it). Without
+        a token and a CA the channel is plain (``plaintext`` None), as a gateway run with
+        ``--api-auth off`` on loopback serves; ``plaintext=True`` with a token is refused.
+        ``credentials`` (the CLI's, ``services.cli.credentials``) replace all three.
+        """
+        if plaintext is None:
+            plaintext = token is None and ca_file is None
+        if plaintext and token:
+            raise ValueError("a token is sent over TLS only: drop plaintext, or the token")
+        creds = credentials or ApiCredentials(
+            token=Token(token, "RolloutClient.connect(token=...)") if token else None,
+            ca_file=ca_file,
+            plaintext=plaintext,
+        )
         options: list[tuple[str, int | str]] = [
             *KEEPALIVE,
             ("grpc.max_receive_message_length", MAX_MESSAGE),
@@ -571,7 +609,7 @@ class RolloutClient:
             ("grpc.enable_retries", 1),
             ("grpc.service_config", service_config(timeout_s=timeout)),
         ]
-        return cls(grpc.aio.insecure_channel(target, options=options), timeout=timeout)
+        return cls(creds.channel(target, options=options), timeout=timeout)
 
     async def close(self) -> None:
         await self.channel.close()

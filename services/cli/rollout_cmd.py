@@ -10,7 +10,11 @@
 
 Every command talks to one address, the gateway's API port: ``--server``, else
 ``$KRUISE_MESH_ROLLOUT_API``, else ``127.0.0.1:7070`` (in a cluster, the Service
-``kruise-mesh-rollout-api:7070``), through ``services.cli.rollout_client``.
+``kruise-mesh-rollout-api:7070``), through ``services.cli.rollout_client``, over TLS
+(``--ca-file`` / ``$KRUISE_MESH_CA``) with the caller's Kubernetes token (``--token``,
+``--token-file``, ``$KRUISE_MESH_TOKEN``, the in-cluster ServiceAccount token, the
+kubeconfig user's: ``services.cli.credentials``), which needs ``get`` / ``watch`` /
+``patch`` on the CloneSet; ``--plaintext`` for a gateway run with ``--api-auth off``.
 
 - ``status`` prints the rollout once (progress of updated and ready pods against
   ``status.expectedUpdatedReplicas``, the partition, lifecycle states, pods a hook holds
@@ -49,6 +53,7 @@ from rich.table import Table
 from rich.text import Text
 
 from kruise.rollout.v1 import rollout_pb2
+from services.cli import credentials
 from services.cli.rollout_client import (
     DEFAULT_TARGET,
     RolloutClient,
@@ -285,11 +290,14 @@ class StatusPrinter:
             self._live = None
 
 
-def print_error(errors: Console, error: RolloutError, *, server: str) -> None:
-    """``error: CODE (REASON): message`` and the named fields, on stderr."""
+def print_error(errors: Console, error: RolloutError, *, server: str, caller: str = "") -> None:
+    """``error: CODE (REASON): message`` and the named fields, on stderr; a refused call
+    says which token was used (``caller``)."""
     lines = error.describe()
     if error.code.name in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
         lines[0] += f" (rollout API at {server})"
+    if error.code.name in ("UNAUTHENTICATED", "PERMISSION_DENIED") and caller:
+        lines.append(f"  ({caller})")
     errors.print(f"error: {lines[0]}", markup=False, highlight=False, soft_wrap=True)
     for line in lines[1:]:
         errors.print(line, markup=False, highlight=False, soft_wrap=True)
@@ -528,6 +536,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="ADDR",
         help=f"the rollout API (default ${SERVER_ENV}, else {DEFAULT_TARGET})",
     )
+    credentials.add_arguments(common)
     waiting = argparse.ArgumentParser(add_help=False)
     waiting.add_argument(
         "--timeout",
@@ -589,7 +598,12 @@ async def run(args: argparse.Namespace, *, console: Console, errors: Console | N
     errors = errors or Console(stderr=True)
     namespace, name = args.ref
     server = server_address(args.server)
-    async with RolloutClient.connect(server) as client:
+    try:
+        creds = credentials.from_args(args, kubeconfig=credentials.default_kubeconfig())
+    except OSError as e:
+        errors.print(f"error: --token-file: {e}", markup=False, highlight=False, soft_wrap=True)
+        return 1
+    async with RolloutClient.connect(server, credentials=creds) as client:
         try:
             if args.rollout_command == "status":
                 return await status_command(
@@ -637,6 +651,6 @@ async def run(args: argparse.Namespace, *, console: Console, errors: Console | N
                     console=console,
                 )
         except RolloutError as e:
-            print_error(errors, e, server=server)
+            print_error(errors, e, server=server, caller=creds.describe())
             return 1
     raise AssertionError(f"unknown rollout command {args.rollout_command}")

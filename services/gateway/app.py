@@ -8,9 +8,10 @@ Every replica serves the webhooks, the cluster API and the routed BudgetService
 (``budget_route``: workload controllers ask the budget replica owning a namespace through
 the gateway, over the admission forwarder's channels), and keeps the service rings
 (static addresses, or EndpointSlices in a cluster). On a port of its own, apart from the
-mesh's (the two kinds of callers will be authenticated differently), it serves the rollout
-API for tools: ``RolloutService`` over gRPC (``rollout_route``) and as HTTP/JSON
-(``rollout_http``), both routed to the rollout replica owning the namespace. One replica
+mesh's, it serves the API for tools: ``RolloutService`` over gRPC (``rollout_route``) and as
+HTTP/JSON (``rollout_http``), both routed to the rollout replica owning the namespace, and
+BudgetService's reads; over TLS, each caller authenticated by its own Kubernetes token and
+each call authorized by a SubjectAccessReview (``api_port``, ``callers``). One replica
 at a time, the holder of the Lease ``kruise-mesh-gateway``, runs the watch hub and the Sync
 streams, so the mesh opens one watch per kind however many gateways run.
 """
@@ -28,7 +29,7 @@ from urllib.parse import urlsplit
 import orjson
 from prometheus_client import Gauge
 
-from services.gateway import budget_route, certs, register, rollout_route
+from services.gateway import api_port, budget_route, certs, mesh_certs, register, rollout_route
 from services.gateway.cluster_api import SERVICE_NAME as CLUSTER_SERVICE
 from services.gateway.cluster_api import ClusterApi, add_to_server
 from services.gateway.config import GatewayConfig
@@ -36,6 +37,7 @@ from services.gateway.discovery import EndpointSliceDiscovery
 from services.gateway.hub import WATCHED, Hub, ReflectorConfig
 from services.gateway.kube.client import KubeClient
 from services.gateway.leader import LeaderElector
+from services.gateway.mesh_certs import MeshCertIssuer
 from services.gateway.rollout_http import RolloutHttpServer, start_rollout_http
 from services.gateway.routing import Router
 from services.gateway.statefulset_like import resolve_statefulset_like
@@ -43,9 +45,11 @@ from services.gateway.sync import SyncManager
 from services.gateway.webhook.forward import AdmissionForwarder
 from services.gateway.webhook.server import WebhookServer, start_webhook_server
 from services.kit import errors
+from services.kit.certs import CertPair
 from services.kit.config import WorkloadKind
 from services.kit.httpserver import OpsServer, start_ops_server
 from services.kit.rpc import Server, create_server
+from services.kit.tls import CaSource, FileSource, MeshTls, Policy
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +71,9 @@ class Leading:
     kube: KubeClient
     router: Router
     config: GatewayConfig
+    tls: MeshTls | None = None
+    # Keeps the services' mesh certificates in their Secrets (with --mesh-ca-secret).
+    issuer: MeshCertIssuer | None = None
     hub: Hub | None = None
     sync: SyncManager | None = None
     _recheck: asyncio.Task[None] | None = None
@@ -82,7 +89,9 @@ class Leading:
             config=ReflectorConfig(read_timeout=self.config.watch_inactivity_s),
         )
         await self.hub.start()
-        self.sync = SyncManager(self.hub, self.router)
+        if self.issuer is not None:
+            await self.issuer.start()
+        self.sync = SyncManager(self.hub, self.router, tls=self.tls)
         await self.sync.start()
         if reported:
             self._recheck = asyncio.create_task(
@@ -105,6 +114,8 @@ class Leading:
 
     async def stop(self) -> None:
         LEADER.set(0)
+        if self.issuer is not None:
+            await self.issuer.stop()
         if self._recheck is not None:
             self._recheck.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -132,8 +143,10 @@ class Gateway:
     # The rollout API for tools (None when configured off).
     api: Server | None = None
     api_http: RolloutHttpServer | None = None
+    api_security: api_port.ApiSecurity | None = None
     elector: LeaderElector | None = None
     registered: list[str] = field(default_factory=list)
+    tls: MeshTls | None = None
     _election: asyncio.Task[None] | None = None
 
     @property
@@ -167,6 +180,8 @@ class Gateway:
         if self.api is not None:
             # Watches relayed to rollout replicas end here; tools resume on another gateway.
             await self.api.stop(grace=1)
+        if self.api_security is not None:
+            await self.api_security.close()
         if self.discovery is not None:
             await self.discovery.stop()
         await self.grpc.stop(grace=3)
@@ -174,6 +189,8 @@ class Gateway:
         await self.forwarder.close()
         await self.ops.stop()
         await self.kube.close()
+        if self.tls is not None:
+            await self.tls.stop()
 
 
 async def _ensure_namespace(kube: KubeClient, namespace: str) -> None:
@@ -191,6 +208,7 @@ async def _serving_cert(kube: KubeClient, config: GatewayConfig) -> certs.Servin
     local_host = urlsplit(config.local_webhooks).hostname if config.local_webhooks else None
     if local_host and local_host not in hosts:
         hosts.append(local_host)
+    hosts += [h for h in api_port.api_hosts(config.namespace) if h not in hosts]
     if config.local_webhooks or config.kubeconfig:
         return certs.local_serving_cert(Path(config.cert_dir), hosts=hosts)
     work = Path(tempfile.mkdtemp(prefix="webhook-certs-"))
@@ -215,6 +233,35 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
         raise
 
 
+# Who may call the gateway's mesh port: the services' cluster writes, and the CloneSet
+# controller's budget question (it spends budget: nobody else).
+MESH_POLICY: Policy = {
+    CLUSTER_SERVICE: frozenset({"placement", "rollout", "budget"}),
+    budget_route.SERVICE_NAME: frozenset({"rollout"}),
+}
+
+
+async def mesh_tls(config: GatewayConfig, *, ca: CertPair | None = None) -> MeshTls | None:
+    """The gateway's mesh certificate (started), from its directory or its CA; None, with a
+    warning, when the mesh runs on plain TCP."""
+    if ca is not None:
+        tls = MeshTls("gateway", CaSource(ca, "gateway"))
+    elif config.mesh_tls_dir:
+        tls = MeshTls("gateway", FileSource(Path(config.mesh_tls_dir)))
+    elif config.mesh_ca_dir:
+        ca_dir = Path(config.mesh_ca_dir)
+        ca = CertPair((ca_dir / "ca.crt").read_bytes(), (ca_dir / "ca.key").read_bytes())
+        tls = MeshTls("gateway", CaSource(ca, "gateway"))
+    else:
+        log.warning(
+            "mesh TLS is off: the gateway's mesh port takes calls from anyone who reaches it "
+            "(set --mesh-tls-dir or --mesh-ca-dir; plain TCP is for loopback only)"
+        )
+        return None
+    await tls.start()
+    return tls
+
+
 async def _start(kube: KubeClient, config: GatewayConfig) -> Gateway:
     if config.install_crds:
         installed = await register.install_crds(kube, Path(config.install_crds))
@@ -222,6 +269,7 @@ async def _start(kube: KubeClient, config: GatewayConfig) -> Gateway:
     if config.local_webhooks:
         await _ensure_namespace(kube, config.namespace)
 
+    api_port.check_config(config)
     router = Router(config.static_services)
     discovery = None
     if config.service_names:
@@ -230,9 +278,22 @@ async def _start(kube: KubeClient, config: GatewayConfig) -> Gateway:
         )
         await discovery.start()
 
+    ca = None
+    if config.mesh_ca_secret:
+        ca = await mesh_certs.ensure_ca(
+            kube, namespace=config.namespace, name=config.mesh_ca_secret
+        )
+    tls = await mesh_tls(config, ca=ca)
     route = router.owner if config.review_routing == "owner" else router.any_member
-    forwarder = AdmissionForwarder(route=route, mode=config.review_mode)
-    cluster_api = ClusterApi(kube, owner=router.owner)
+    forwarder = AdmissionForwarder(route=route, mode=config.review_mode, tls=tls)
+    # With mesh TLS every caller proves its component; without it (loopback only) the
+    # services' permissions are checked as one union (services.gateway.permissions).
+    cluster_api = ClusterApi(
+        kube,
+        owner=router.owner,
+        require_identity=tls is not None,
+        mesh_namespace=config.namespace,
+    )
     budgets = budget_route.BudgetRoute(router=router, links=forwarder)
     server = await create_server(
         register=[
@@ -242,6 +303,8 @@ async def _start(kube: KubeClient, config: GatewayConfig) -> Gateway:
         service_names=[CLUSTER_SERVICE, budget_route.SERVICE_NAME],
         host=config.host,
         port=config.grpc_port,
+        tls=tls,
+        policy=MESH_POLICY,
     )
     served = await _serving_cert(kube, config)
     webhook = await start_webhook_server(
@@ -250,8 +313,11 @@ async def _start(kube: KubeClient, config: GatewayConfig) -> Gateway:
         cert_file=str(served.cert_file),
         key_file=str(served.key_file),
         forwarder=forwarder,
+        client_ca_file=config.webhook_client_ca or None,
     )
-    leading = Leading(kube=kube, router=router, config=config)
+    leading = Leading(kube=kube, router=router, config=config, tls=tls)
+    if ca is not None:
+        leading.issuer = mesh_certs.MeshCertIssuer(kube, ca=ca, namespace=config.namespace)
 
     def ready() -> bool:
         # Serving webhooks needs a replica to send each review to; leadership does not matter.
@@ -260,18 +326,28 @@ async def _start(kube: KubeClient, config: GatewayConfig) -> Gateway:
 
     ops = await start_ops_server(host=config.host, port=config.ops_port, ready=ready)
     rollouts = rollout_route.RolloutRoute(router=router, links=forwarder)
+    # Tools' ports: TLS and each caller's token and rights checked (api_port, callers).
+    security = api_port.api_security(kube, config, served)
     api = None
     if config.api_port is not None:
-        api = await create_server(
-            register=[lambda s: rollout_route.add_to_server(s, rollouts)],
-            service_names=[rollout_route.SERVICE_NAME],
+        api = await api_port.create_api_server(
+            register=[
+                lambda s: rollout_route.add_to_server(s, rollouts),
+                lambda s: api_port.add_budget_reads(s, budgets),
+            ],
+            service_names=[rollout_route.SERVICE_NAME, budget_route.SERVICE_NAME],
             host=config.host,
             port=config.api_port,
+            security=security,
         )
     api_http = None
     if config.api_http_port is not None:
         api_http = await start_rollout_http(
-            route=rollouts, host=config.host, port=config.api_http_port
+            route=rollouts,
+            host=config.host,
+            port=config.api_http_port,
+            ssl_context=security.ssl_context,
+            middlewares=security.middlewares,
         )
     gateway = Gateway(
         config=config,
@@ -285,6 +361,8 @@ async def _start(kube: KubeClient, config: GatewayConfig) -> Gateway:
         discovery=discovery,
         api=api,
         api_http=api_http,
+        api_security=security,
+        tls=tls,
     )
     if config.leader_election:
         await _ensure_lease_namespace(kube, config.namespace)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from services.gateway.callers import check_off_allowed
 from services.gateway.routing import parse_service_names, parse_static_services
 from services.kit.config import (
     STATEFULSET_LIKE_KINDS_ENV,
@@ -32,6 +33,12 @@ class GatewayConfig:
     # line serves them on 7070 and 8080 unless told "off".
     api_port: int | None = None
     api_http_port: int | None = None
+    # Callers of the API ports: "token" (TLS, TokenReview + SubjectAccessReview, services/
+    # gateway/callers.py) or "off" (plain text, anyone: only when host is a loopback address).
+    api_auth: Literal["token", "off"] = "token"
+    # How long a token's review and an access decision are reused (refusals: the shorter).
+    api_auth_cache_ttl_s: float = 10.0
+    api_auth_negative_ttl_s: float = 2.0
     namespace: str = "kruise-mesh"
     identity: str = ""
     static_services: dict[str, frozenset[str]] = field(default_factory=dict)
@@ -40,6 +47,9 @@ class GatewayConfig:
     cert_secret: str = "kruise-mesh-webhook-certs"
     webhook_service: str = "kruise-mesh-webhook"
     local_webhooks: str = ""
+    # CA file: webhook callers must present a client certificate it issued (the API server's,
+    # configured through its AdmissionConfiguration); empty: no client certificate asked for.
+    webhook_client_ca: str = ""
     webhook_manifests: str = str(ROOT / "deploy" / "webhooks.yaml")
     install_crds: str = ""
     leader_election: bool = True
@@ -54,6 +64,15 @@ class GatewayConfig:
     statefulset_like_recheck_s: float = 30.0
     log_level: str = "INFO"
     json_logs: bool = True
+    # Mesh mutual TLS: the gateway's certificate from a directory (tls.crt, tls.key, ca.crt:
+    # cert-manager's layout), or issued by the gateway itself from the mesh CA in
+    # mesh_ca_dir (ca.crt, ca.key). Neither: plain TCP (loopback only).
+    mesh_tls_dir: str = ""
+    mesh_ca_dir: str = ""
+    # In a cluster: the mesh CA in this Secret of the gateway's namespace (made on first
+    # start); the gateway issues itself and every service a mesh certificate from it, the
+    # services' into Secrets kruise-mesh-<service>-tls (services.gateway.mesh_certs).
+    mesh_ca_secret: str = ""
 
 
 def port_or_off(text: str) -> int | None:
@@ -89,6 +108,29 @@ def parse_gateway_config(
     add("--webhook-port", "KRUISE_MESH_WEBHOOK_PORT", "9443", "HTTPS webhook port", type=int)
     add("--ops-port", "KRUISE_MESH_OPS_PORT", "9090", "/metrics /healthz /readyz port", type=int)
     add(
+        "--mesh-tls-dir",
+        "KRUISE_MESH_TLS_DIR",
+        "",
+        "the gateway's mesh certificate: tls.crt, tls.key, ca.crt (cert-manager's layout), "
+        "re-read when it changes",
+    )
+    add(
+        "--mesh-ca-secret",
+        "KRUISE_MESH_CA_SECRET",
+        "",
+        "in a cluster: the mesh CA's Secret in --namespace (made on first start); the gateway "
+        "issues its own mesh certificate from it and keeps each service's in Secret "
+        "kruise-mesh-<service>-tls",
+    )
+    add(
+        "--mesh-ca-dir",
+        "KRUISE_MESH_CA_DIR",
+        "",
+        "the mesh CA (ca.crt, ca.key): the gateway issues its own mesh certificate from it "
+        "and renews it at half its lifetime; with neither this nor --mesh-tls-dir the mesh "
+        "runs on plain TCP (loopback only)",
+    )
+    add(
         "--api-port",
         "KRUISE_MESH_API_PORT",
         "7070",
@@ -101,6 +143,29 @@ def parse_gateway_config(
         "8080",
         "rollout API for tools: HTTP/JSON port (0 picks a free port; off: none)",
         type=port_or_off,
+    )
+    add(
+        "--api-auth",
+        "KRUISE_MESH_API_AUTH",
+        "token",
+        "callers of the API ports: token (TLS with the serving certificate; each caller's "
+        "bearer token checked by TokenReview, each call by SubjectAccessReview) or off (plain "
+        "text, no checks: refused unless --host is a loopback address)",
+        choices=["token", "off"],
+    )
+    add(
+        "--api-auth-cache-ttl",
+        "KRUISE_MESH_API_AUTH_CACHE_TTL",
+        "10",
+        "seconds a token review and an access decision are reused (0: review every call)",
+        type=float,
+    )
+    add(
+        "--api-auth-negative-ttl",
+        "KRUISE_MESH_API_AUTH_NEGATIVE_TTL",
+        "2",
+        "seconds a refused token or a denied access is reused (at most --api-auth-cache-ttl)",
+        type=float,
     )
     add(
         "--namespace",
@@ -138,6 +203,13 @@ def parse_gateway_config(
         "KRUISE_MESH_LOCAL_WEBHOOKS",
         "",
         "local mode: register webhooks calling this base URL",
+    )
+    add(
+        "--webhook-client-ca",
+        "KRUISE_MESH_WEBHOOK_CLIENT_CA",
+        "",
+        "require webhook callers to present a client certificate issued by this CA (PEM file; "
+        "the API server's, from its AdmissionConfiguration kubeconfig); empty: not required",
     )
     add(
         "--webhook-manifests",
@@ -190,6 +262,14 @@ def parse_gateway_config(
     p.add_argument("--renew-seconds", type=float, default=5.0, help="leader lease renew period")
     p.add_argument("--plain-logs", action="store_true", help="human-readable logs")
     a = p.parse_args(argv)
+    if a.api_auth_cache_ttl < 0 or a.api_auth_negative_ttl < 0:
+        p.error("--api-auth-cache-ttl and --api-auth-negative-ttl must not be negative")
+    try:
+        check_off_allowed(
+            a.host, api_auth=a.api_auth, serving=(a.api_port, a.api_http_port) != (None, None)
+        )
+    except ValueError as e:
+        p.error(str(e))
     try:
         static = parse_static_services(a.services) if a.services else {}
         names = parse_service_names(a.service_names) if a.service_names else {}
@@ -203,6 +283,8 @@ def parse_gateway_config(
         p.error("name the service replicas: --services (static) or --service-names (discovery)")
     if not 0 < a.renew_seconds < a.lease_seconds:
         p.error("--renew-seconds must be positive and shorter than --lease-seconds")
+    if a.webhook_client_ca and not Path(a.webhook_client_ca).is_file():
+        p.error(f"--webhook-client-ca {a.webhook_client_ca}: no such file")
     if not a.statefulset_like_recheck > 0:
         p.error("--statefulset-like-recheck must be a positive number of seconds")
     return GatewayConfig(
@@ -213,6 +295,9 @@ def parse_gateway_config(
         ops_port=a.ops_port,
         api_port=a.api_port,
         api_http_port=a.api_http_port,
+        api_auth=a.api_auth,
+        api_auth_cache_ttl_s=a.api_auth_cache_ttl,
+        api_auth_negative_ttl_s=a.api_auth_negative_ttl,
         namespace=a.namespace,
         identity=a.identity or f"{socket.gethostname()}-{os.getpid()}",
         static_services=static,
@@ -220,6 +305,7 @@ def parse_gateway_config(
         cert_dir=a.cert_dir,
         cert_secret=a.cert_secret,
         local_webhooks=a.local_webhooks,
+        webhook_client_ca=a.webhook_client_ca,
         webhook_manifests=a.webhook_manifests,
         install_crds=a.install_crds,
         leader_election=not a.no_leader_election,
@@ -232,4 +318,7 @@ def parse_gateway_config(
         statefulset_like_recheck_s=a.statefulset_like_recheck,
         log_level=a.log_level,
         json_logs=not a.plain_logs,
+        mesh_tls_dir=a.mesh_tls_dir,
+        mesh_ca_dir=a.mesh_ca_dir,
+        mesh_ca_secret=a.mesh_ca_secret,
     )

@@ -135,7 +135,7 @@ class Relay(Generic[Stub]):
     def stub(self, address: str) -> Stub:
         """A stub over the admission forwarder's channel to ``address`` (made again when the
         forwarder replaced that link)."""
-        link = self.links.link(address)
+        link = self.links.link(address, service=self.service)
         cached = self._stubs.get(address)
         if cached is not None and cached[0] is link:
             return cached[1]

@@ -5,8 +5,10 @@ provider, curl, scripts.
     ...
     await server.stop()
 
-Plain HTTP on the gateway's ``--api-http-port``, read-only, answered from the same
-``RolloutRoute`` relay as the gRPC API (the owner replica of the namespace, one code path):
+HTTPS on the gateway's ``--api-http-port`` (plain HTTP with ``--api-auth off``, loopback only;
+each request's ``Authorization: Bearer`` token checked as the gRPC calls', ``callers``: 401 /
+403 Status answers), read-only, answered from the same ``RolloutRoute`` relay as the gRPC API
+(the owner replica of the namespace, one code path):
 
     GET /apis/rollout.kruise-mesh.io/v1/namespaces/{ns}/clonesets/{name}
         → GetRolloutStatus: {"status": {...}}            [?minResourceVersion=RV]
@@ -33,6 +35,8 @@ Errors are Kubernetes-style Status objects, never a traceback:
     gRPC code            HTTP  reason
     INVALID_ARGUMENT     400   BadRequest          (also a bad or unknown query parameter,
                                                     named in message and causes)
+    UNAUTHENTICATED      401   Unauthorized        (no or a refused bearer token: callers)
+    PERMISSION_DENIED    403   Forbidden           (RBAC says no: callers)
     NOT_FOUND            404   NotFound            (also an unknown path)
     FAILED_PRECONDITION  409   Conflict
     ABORTED              409   Conflict
@@ -49,7 +53,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping
+import ssl
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,6 +80,8 @@ INT32_MAX = 2**31 - 1
 
 HTTP_STATUS: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
     grpc.StatusCode.NOT_FOUND: 404,
     grpc.StatusCode.FAILED_PRECONDITION: 409,
     grpc.StatusCode.ABORTED: 409,
@@ -83,6 +90,8 @@ HTTP_STATUS: dict[grpc.StatusCode, int] = {
 }
 REASONS: dict[int, str] = {
     400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
     404: "NotFound",
     405: "MethodNotAllowed",
     409: "Conflict",
@@ -276,8 +285,9 @@ def _json(body: Mapping[str, Any], *, status: int = 200) -> web.Response:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def build_app(route: RolloutRoute) -> web.Application:
-    """The HTTP/JSON application over ``route``'s relay (tests serve it themselves)."""
+def build_app(route: RolloutRoute, *, middlewares: Sequence[Any] = ()) -> web.Application:
+    """The HTTP/JSON application over ``route``'s relay (tests serve it themselves);
+    ``middlewares`` run inside the counting one (the callers' check, ``callers``)."""
     relay = route.relay
 
     async def status(request: web.Request) -> web.Response:
@@ -337,7 +347,7 @@ def build_app(route: RolloutRoute) -> web.Application:
         REQUESTS.labels(label, str(response.status)).inc()
         return response
 
-    app = web.Application(middlewares=[statuses])
+    app = web.Application(middlewares=[statuses, *middlewares])
     app.router.add_get(PREFIX, status)
     app.router.add_get(f"{PREFIX}/batch", batch)
     app.router.add_get("/healthz", healthz)
@@ -354,12 +364,18 @@ class RolloutHttpServer:
 
 
 async def start_rollout_http(
-    *, route: RolloutRoute, host: str = "127.0.0.1", port: int = 0
+    *,
+    route: RolloutRoute,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    ssl_context: ssl.SSLContext | None = None,
+    middlewares: Sequence[Any] = (),
 ) -> RolloutHttpServer:
-    """Serve ``build_app(route)`` on ``host:port`` (0 picks a free port)."""
-    runner = web.AppRunner(build_app(route), access_log=None)
+    """Serve ``build_app(route)`` on ``host:port`` (0 picks a free port); HTTPS with
+    ``ssl_context``."""
+    runner = web.AppRunner(build_app(route, middlewares=middlewares), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     try:
         await site.start()
     except BaseException:

@@ -41,7 +41,8 @@ from services.gateway.hub import Backoff, Hub, HubEvent, Overflow, frame_field
 from services.gateway.routing import SERVICES, Router
 from services.kit import errors
 from services.kit.ring import HashRing
-from services.kit.rpc import insecure_channel
+from services.kit.rpc import insecure_channel, mesh_channel
+from services.kit.tls import MeshTls
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +156,7 @@ class ReplicaSync:
         router: Router,
         config: SyncConfig = SyncConfig(),
         channel_factory: ChannelFactory = insecure_channel,
+        tls: MeshTls | None = None,
     ) -> None:
         self.service = service
         self.address = address
@@ -162,6 +164,7 @@ class ReplicaSync:
         self.router = router
         self.config = config
         self.channel_factory = channel_factory
+        self.tls = tls
         self.status = ReplicaStatus(service=service, address=address)
         self._restart = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -182,7 +185,10 @@ class ReplicaSync:
 
     async def run(self) -> None:
         backoff = Backoff(initial=self.config.backoff_initial, maximum=self.config.backoff_max)
-        channel = self.channel_factory(self.address)
+        if self.tls is not None:  # mutual TLS, checking the replica is one of the service's
+            channel = mesh_channel(self.address, tls=self.tls, peer=self.service)
+        else:
+            channel = self.channel_factory(self.address)
         try:
             while True:
                 self._restart.clear()
@@ -344,12 +350,14 @@ class SyncManager:
         services: Iterable[str] = SERVICES,
         config: SyncConfig = SyncConfig(),
         channel_factory: ChannelFactory = insecure_channel,
+        tls: MeshTls | None = None,
     ) -> None:
         self.hub = hub
         self.router = router
         self.services = tuple(services)
         self.config = config
         self.channel_factory = channel_factory
+        self.tls = tls
         self.replicas: dict[tuple[str, str], ReplicaSync] = {}
         self._remove_listener: Callable[[], None] | None = None
         self._stopping: set[asyncio.Task[None]] = set()
@@ -398,6 +406,7 @@ class SyncManager:
                 router=self.router,
                 config=self.config,
                 channel_factory=self.channel_factory,
+                tls=self.tls,
             )
             self.replicas[(service, address)] = replica
             replica.start()

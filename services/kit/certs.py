@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 _VALIDITY = datetime.timedelta(days=365)
+# Certificates start this long before they are issued, for clocks a little behind.
+BACKDATE = datetime.timedelta(minutes=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,24 +93,69 @@ def _san_entries(hosts: list[str]) -> list[x509.GeneralName]:
 
 def issue_serving_cert(*, ca: CertPair, hosts: list[str]) -> CertPair:
     """A server certificate signed by ``ca`` for 127.0.0.1, localhost and ``hosts``."""
+    cn = hosts[0] if hosts else "localhost"
+    return _issue(
+        ca=ca,
+        common_name=cn,
+        sans=_san_entries(hosts),
+        usages=[ExtendedKeyUsageOID.SERVER_AUTH],
+        validity=_VALIDITY,
+    )
+
+
+def issue_mesh_cert(
+    *, ca: CertPair, uri: str, dns_names: list[str], validity: datetime.timedelta
+) -> CertPair:
+    """A mesh certificate signed by ``ca``, for both ends of a connection (server and client
+    auth): the SPIFFE ID ``uri`` says which component holds it, ``dns_names`` are the names
+    peers verify it by (``<component>.mesh.kruise-mesh``)."""
+    sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(uri)]
+    sans += [x509.DNSName(name) for name in dns_names]
+    return _issue(
+        ca=ca,
+        common_name=uri,
+        sans=sans,
+        usages=[ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+        validity=validity,
+    )
+
+
+def not_after(cert_pem: bytes) -> datetime.datetime:
+    """When the (first) certificate in ``cert_pem`` expires."""
+    return x509.load_pem_x509_certificate(cert_pem).not_valid_after_utc
+
+
+def validity(cert_pem: bytes) -> tuple[datetime.datetime, datetime.datetime]:
+    """When the (first) certificate in ``cert_pem`` starts and stops being valid."""
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    return cert.not_valid_before_utc, cert.not_valid_after_utc
+
+
+def _issue(
+    *,
+    ca: CertPair,
+    common_name: str,
+    sans: list[x509.GeneralName],
+    usages: list[x509.ObjectIdentifier],
+    validity: datetime.timedelta,
+) -> CertPair:
     ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
     ca_key = serialization.load_pem_private_key(ca.key_pem, password=None)
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
         raise TypeError("CA key must be an EC private key")
     key = ec.generate_private_key(ec.SECP256R1())
-    cn = hosts[0] if hosts else "localhost"
     now = _now()
     cert = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64])]))
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + _VALIDITY)
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + validity)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.SubjectAlternativeName(_san_entries(hosts)), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
             critical=False,

@@ -25,7 +25,8 @@ import orjson
 
 from kruise.cluster.v1 import cluster_pb2, cluster_pb2_grpc
 from services.kit import errors
-from services.kit.rpc import insecure_channel
+from services.kit.rpc import mesh_channel
+from services.kit.tls import MeshTls
 
 SERVICE = "kruise.cluster.v1.ClusterService"
 IDEMPOTENT = [(SERVICE, m) for m in ("Get", "GetScale", "UpdateStatus", "Patch", "Delete")]
@@ -136,9 +137,18 @@ class ClusterClient:
         )
 
     @classmethod
-    def connect(cls, target: str, *, component: str, timeout: float = 5.0) -> ClusterClient:
+    def connect(
+        cls,
+        target: str,
+        *,
+        component: str,
+        timeout: float = 5.0,
+        tls: MeshTls | None = None,
+    ) -> ClusterClient:
         # Round robin: a headless Service (or an ipv4:a,b target) names every gateway replica.
-        channel = insecure_channel(target, idempotent=IDEMPOTENT, round_robin=True)
+        channel = mesh_channel(
+            target, tls=tls, peer="gateway", idempotent=IDEMPOTENT, round_robin=True
+        )
         return cls(channel, component=component, timeout=timeout)
 
     async def close(self) -> None:

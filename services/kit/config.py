@@ -23,6 +23,8 @@ class ServiceConfig:
     advertise: str
     log_level: str
     json_logs: bool
+    # The replica's mesh certificate (tls.crt, tls.key, ca.crt); empty: plain TCP (local only).
+    tls_dir: str = ""
 
 
 def parse_service_config(
@@ -69,6 +71,13 @@ def parse_service_config(
         help="[KRUISE_MESH_LOG_LEVEL]",
     )
     parser.add_argument(
+        "--tls-dir",
+        default=env.get("KRUISE_MESH_TLS_DIR", ""),
+        help="directory with this replica's mesh certificate: tls.crt, tls.key and ca.crt "
+        "(a cert-manager Secret's layout), re-read when it changes; empty: plain TCP, for "
+        "loopback only [KRUISE_MESH_TLS_DIR]",
+    )
+    parser.add_argument(
         "--plain-logs", action="store_true", help="human-readable logs instead of JSON lines"
     )
     args = parser.parse_args(argv)
@@ -82,6 +91,7 @@ def parse_service_config(
         advertise=advertise,
         log_level=args.log_level,
         json_logs=not args.plain_logs,
+        tls_dir=args.tls_dir,
     )
 
 

@@ -25,6 +25,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.kit.tls import MeshChannel, MeshTls, PeerPolicy, Policy
+
 log = logging.getLogger(__name__)
 
 # Long-lived streams (events, reviews) ping every 20 s; servers allow pings that often.
@@ -79,15 +81,22 @@ async def create_server(
     host: str = "127.0.0.1",
     port: int = 0,
     serving: bool = True,
+    tls: MeshTls | None = None,
+    policy: Policy | None = None,
 ) -> Server:
-    """Build and start a server with health and reflection; port 0 picks a free port."""
+    """Build and start a server with health and reflection; port 0 picks a free port.
+
+    With ``tls`` the port takes mesh peers only (mutual TLS, certificates from the mesh CA)
+    and ``policy`` says which component may call which service (``kit.tls.allowed``).
+    """
     server = grpc.aio.server(
         options=[
             *KEEPALIVE_SERVER,
             ("grpc.max_receive_message_length", MAX_MESSAGE),
             ("grpc.max_send_message_length", MAX_MESSAGE),
             ("grpc.so_reuseport", 0),
-        ]
+        ],
+        interceptors=[PeerPolicy(policy or {})] if tls is not None else None,
     )
     for add in register:
         add(server)
@@ -98,7 +107,10 @@ async def create_server(
         [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
     )
     try:
-        bound = server.add_insecure_port(f"{host}:{port}")
+        if tls is not None:
+            bound = server.add_secure_port(f"{host}:{port}", tls.server_credentials())
+        else:
+            bound = server.add_insecure_port(f"{host}:{port}")
     except RuntimeError as e:  # grpc reports a taken port this way
         raise OSError(f"cannot bind gRPC server to {host}:{port}: the port is in use") from e
     if bound == 0:
@@ -170,6 +182,32 @@ def insecure_channel(
     round_robin: bool = False,
 ) -> grpc.aio.Channel:
     """A client channel with keepalive, large messages and retries for ``idempotent``."""
+    return grpc.aio.insecure_channel(
+        target, options=_channel_options(idempotent=idempotent, round_robin=round_robin)
+    )
+
+
+def mesh_channel(
+    target: str,
+    *,
+    tls: MeshTls | None,
+    peer: str,
+    idempotent: Sequence[tuple[str, str]] = (),
+    round_robin: bool = False,
+) -> grpc.aio.Channel:
+    """A channel to a mesh peer: mutual TLS checking that the server is ``peer`` (a
+    component) when ``tls`` is given, plain TCP otherwise (loopback only); the options of
+    ``insecure_channel`` either way."""
+    options = _channel_options(idempotent=idempotent, round_robin=round_robin)
+    if tls is None:
+        return grpc.aio.insecure_channel(target, options=options)
+    channel: grpc.aio.Channel = MeshChannel(target, tls, peer=peer, options=options)  # type: ignore[assignment]
+    return channel
+
+
+def _channel_options(
+    *, idempotent: Sequence[tuple[str, str]], round_robin: bool
+) -> list[tuple[str, int | str]]:
     options: list[tuple[str, int | str]] = [
         *KEEPALIVE_CLIENT,
         ("grpc.max_receive_message_length", MAX_MESSAGE),
@@ -180,4 +218,4 @@ def insecure_channel(
         options.append(("grpc.service_config", service_config(idempotent=idempotent)))
     if round_robin:
         options.append(("grpc.lb_policy_name", "round_robin"))
-    return grpc.aio.insecure_channel(target, options=options)
+    return options

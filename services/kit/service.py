@@ -16,6 +16,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import grpc
@@ -28,8 +29,12 @@ from services.kit.config import ServiceConfig, parse_service_config
 from services.kit.httpserver import OpsServer, start_ops_server
 from services.kit.mesh import Handler, MeshServicer
 from services.kit.rpc import Server, caught_signals, create_server
+from services.kit.tls import FileSource, MeshTls, Policy
 
 log = logging.getLogger(__name__)
+
+MESH_SERVICE = "kruise.common.v1.MeshService"
+GATEWAY_ONLY = frozenset({"gateway"})
 
 ExtraServicer = Callable[[MeshServicer, grpc.aio.Server], str]
 """Registers one more servicer on the server, given the mesh servicer; returns its full name."""
@@ -55,6 +60,8 @@ class FeatureContext:
     cluster: ClusterClient
     config: ServiceConfig
     env: Mapping[str, str]
+    # The replica's mesh certificate, for the feature's own channels to the gateway.
+    tls: MeshTls | None = None
 
 
 FeatureFactory = Callable[[FeatureContext], Feature]
@@ -86,6 +93,7 @@ class RunningService:
     ops: OpsServer
     cluster: ClusterClient
     feature: Feature | None = None
+    tls: MeshTls | None = None
 
     async def stop(self, grace: float = 5.0) -> None:
         if self.feature is not None:
@@ -93,6 +101,8 @@ class RunningService:
         await self.grpc.stop(grace)
         await self.ops.stop()
         await self.cluster.close()
+        if self.tls is not None:
+            await self.tls.stop()
 
 
 async def start_service(
@@ -101,13 +111,27 @@ async def start_service(
     mesh = MeshServicer(
         service=spec.name, replica=config.advertise, kinds=spec.kinds, handlers=spec.handlers
     )
-    names = ["kruise.common.v1.MeshService"]
+    names = [MESH_SERVICE]
+    tls = None
+    if config.tls_dir:
+        tls = MeshTls(spec.name, FileSource(Path(config.tls_dir)))
+        await tls.start()
+    else:
+        log.warning(
+            "mesh TLS is off: this replica takes calls from anyone who reaches its port "
+            "(set --tls-dir; plain TCP is for loopback only)",
+            extra={"service": spec.name},
+        )
     # The feature exists before the server serves, so its listeners see the first snapshot.
-    cluster = ClusterClient.connect(config.gateway, component=spec.name)
+    cluster = ClusterClient.connect(config.gateway, component=spec.name, tls=tls)
     feature = None
     if spec.feature is not None:
         context = FeatureContext(
-            mesh=mesh, cluster=cluster, config=config, env=os.environ if env is None else env
+            mesh=mesh,
+            cluster=cluster,
+            config=config,
+            env=os.environ if env is None else env,
+            tls=tls,
         )
         feature = spec.feature(context)
         mesh.handlers.update(feature.handlers)
@@ -127,9 +151,11 @@ async def start_service(
         service_names=names,
         host=config.host,
         port=config.port,
+        tls=tls,
+        policy=SERVICE_POLICY,
     )
     # "" is liveness (the process serves); MeshService is readiness (it has its snapshot).
-    readiness = "kruise.common.v1.MeshService"
+    readiness = MESH_SERVICE
 
     def on_synced(synced: bool) -> None:
         status = (
@@ -154,8 +180,31 @@ async def start_service(
     if feature is not None:
         await feature.start()
     return RunningService(
-        config=config, mesh=mesh, grpc=server, ops=ops, cluster=cluster, feature=feature
+        config=config, mesh=mesh, grpc=server, ops=ops, cluster=cluster, feature=feature, tls=tls
     )
+
+
+# Who may call a service replica: the gateway, for everything it serves (events, reviews,
+# the read and write APIs it relays); the mesh's tooling (``operator``: the local launcher
+# and tests, which hold the CA; no cluster component is issued it) may also read a replica's
+# sync state and its read-only APIs, never post a review, stream events or write.
+READERS = frozenset({"gateway", "operator"})
+SERVICE_POLICY: Policy = {
+    "*": GATEWAY_ONLY,
+    **{
+        f"/{method}": READERS
+        for method in (
+            f"{MESH_SERVICE}/GetReplicaStatus",
+            f"{MESH_SERVICE}/ListCachedObjects",
+            "kruise.placement.v1.PlacementService/ListPodStates",
+            "kruise.placement.v1.PlacementService/GetPodState",
+            "kruise.budget.v1.BudgetService/GetBudget",
+            "kruise.budget.v1.BudgetService/PlanDisruption",
+            "kruise.rollout.v1.RolloutService/GetRolloutStatus",
+            "kruise.rollout.v1.RolloutService/CheckBatch",
+        )
+    },
+}
 
 
 async def run_service(spec: ServiceSpec, argv: Sequence[str] | None = None) -> None:

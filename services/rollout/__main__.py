@@ -52,7 +52,7 @@ def unfenced(env: Mapping[str, str]) -> bool:
 
 class RolloutFeature:
     def __init__(self, context: FeatureContext) -> None:
-        self.budget = BudgetClient.connect(context.config.gateway)
+        self.budget = BudgetClient.connect(context.config.gateway, tls=context.tls)
         cluster = context.cluster
         if unfenced(context.env):
             log.warning("writes are not fenced (tests only)", extra={"env": UNFENCED_ENV})

@@ -46,7 +46,8 @@ import grpc
 
 from kruise.budget.v1 import budget_pb2, budget_pb2_grpc
 from services.kit import errors
-from services.kit.rpc import insecure_channel
+from services.kit.rpc import mesh_channel
+from services.kit.tls import MeshTls
 
 if TYPE_CHECKING:
     from kruise.budget.v1.budget_pb2_grpc import BudgetServiceAsyncStub
@@ -83,9 +84,13 @@ class BudgetClient:
         self._stub: BudgetServiceAsyncStub = budget_pb2_grpc.BudgetServiceStub(channel)
 
     @classmethod
-    def connect(cls, target: str, *, timeout: float = 5.0) -> BudgetClient:
+    def connect(
+        cls, target: str, *, timeout: float = 5.0, tls: MeshTls | None = None
+    ) -> BudgetClient:
         # Round robin, as the cluster client: a headless Service names every gateway replica.
-        channel = insecure_channel(target, idempotent=IDEMPOTENT, round_robin=True)
+        channel = mesh_channel(
+            target, tls=tls, peer="gateway", idempotent=IDEMPOTENT, round_robin=True
+        )
         return cls(channel, timeout=timeout)
 
     async def close(self) -> None:

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import grpc
 import orjson
 import pytest
 import pytest_asyncio
@@ -75,16 +74,16 @@ async def create_pod(kube: KubeClient, namespace: str, name: str, **labels: str)
     )
 
 
-async def cached_pods(address: str) -> set[str]:
-    async with grpc.aio.insecure_channel(address) as channel:
+async def cached_pods(mesh: LocalMesh, address: str) -> set[str]:
+    async with mesh.replica_channel(address) as channel:
         answer = await mesh_pb2_grpc.MeshServiceStub(channel).ListCachedObjects(
             mesh_pb2.ListCachedObjectsRequest(kind=mesh_pb2.KIND_POD), timeout=5
         )
     return {f"{k.namespace}/{k.name}" for k in answer.keys}
 
 
-async def replica_status(address: str) -> mesh_pb2.GetReplicaStatusResponse:
-    async with grpc.aio.insecure_channel(address) as channel:
+async def replica_status(mesh: LocalMesh, address: str) -> mesh_pb2.GetReplicaStatusResponse:
+    async with mesh.replica_channel(address) as channel:
         return await mesh_pb2_grpc.MeshServiceStub(channel).GetReplicaStatus(
             mesh_pb2.GetReplicaStatusRequest(), timeout=5
         )

@@ -105,7 +105,7 @@ async def test_a_budget_replica_killed_mid_storm_never_lets_the_budget_be_oversp
     # The survivor owns the namespace once the ring has one member; it decides from the
     # status the dead replica wrote.
     async def took_over() -> bool:
-        return list((await replica_status(survivor)).ring_members) == [survivor]
+        return list((await replica_status(mesh, survivor)).ring_members) == [survivor]
 
     await eventually("the survivor alone on the budget ring", took_over, timeout=20)
     pods = (await kube.request_json("GET", world.pods_path))["items"]

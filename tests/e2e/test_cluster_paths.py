@@ -52,7 +52,7 @@ async def test_replicas_found_from_endpoint_slices_receive_their_pods(
         (address,) = mesh.addresses[service]
 
         async def arrived(address: str = address) -> bool:
-            return "discovered/p" in await cached_pods(address)
+            return "discovered/p" in await cached_pods(mesh, address)
 
         await eventually(f"{service} replica from its EndpointSlice holds the pod", arrived)
     assert await holder(kube) in ("gateway", "gateway-1"), "one gateway holds the Lease"
@@ -72,14 +72,14 @@ async def test_a_replica_added_to_the_endpoint_slices_takes_over_its_share(
     assert added in expected.values(), "the new replica owns some of these namespaces"
 
     async def rebalanced() -> bool:
-        held = {a: await cached_pods(a) for a in members}
+        held = {a: await cached_pods(mesh, a) for a in members}
         return all(
             (key in held[want]) and all(key not in held[a] for a in members if a != want)
             for key, want in expected.items()
         )
 
     await eventually("each pod at exactly its owner on the two-member ring", rebalanced)
-    status = await replica_status(added)
+    status = await replica_status(mesh, added)
     assert sorted(status.ring_members) == sorted(members)
 
 
@@ -96,7 +96,7 @@ async def test_when_the_lease_holder_dies_the_other_gateway_takes_over_the_watch
         (address,) = mesh.addresses[service]
 
         async def arrived(address: str = address) -> bool:
-            return "after-failover/p" in await cached_pods(address)
+            return "after-failover/p" in await cached_pods(mesh, address)
 
         await eventually(f"{service} gets pods from the new leader's hub", arrived)
 

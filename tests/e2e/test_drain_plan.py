@@ -16,7 +16,6 @@ import os
 import sys
 from typing import Any
 
-import grpc
 import orjson
 import pytest
 
@@ -117,6 +116,11 @@ async def protected_workload(kube: KubeClient, ns: str) -> None:
     await eventually(f"the budget service protects {ns}/web", protected, timeout=30)
 
 
+def api_args(mesh: LocalMesh) -> list[str]:
+    """The gateway's API port and the CA of its serving certificate."""
+    return ["--server", mesh.api_target, "--ca-file", mesh.api_ca_file]
+
+
 async def drain_plan(*args: str) -> tuple[int, str, str]:
     """``python -m services.cli drain-plan ARGS`` as a user runs it: exit code, out, err."""
     proc = await asyncio.create_subprocess_exec(
@@ -157,7 +161,7 @@ async def test_drain_plan_for_a_node(mesh: LocalMesh, kube: KubeClient) -> None:
     answer: list[budget_pb2.PlanDisruptionResponse] = []
 
     async def planned() -> bool:
-        async with grpc.aio.insecure_channel(owner(mesh, "budget", first)) as channel:
+        async with mesh.replica_channel(owner(mesh, "budget", first)) as channel:
             stub = budget_pb2_grpc.BudgetServiceStub(channel)
             got = await stub.PlanDisruption(budget_pb2.PlanDisruptionRequest(pods=refs))
         answer[:] = [got]
@@ -182,17 +186,18 @@ async def test_drain_plan_for_a_node(mesh: LocalMesh, kube: KubeClient) -> None:
         "planned before it: web-0"
     )
     not_owner = next(a for a in mesh.addresses["budget"] if a != owner(mesh, "budget", first))
-    async with grpc.aio.insecure_channel(not_owner) as channel:
+    async with mesh.replica_channel(not_owner) as channel:
         other = await budget_pb2_grpc.BudgetServiceStub(channel).PlanDisruption(
             budget_pb2.PlanDisruptionRequest(pods=refs[:1])
         )
     assert other.entries[0].verdict == budget_pb2.PLAN_VERDICT_NOT_OWNED
     assert other.entries[0].owner == owner(mesh, "budget", first)
 
-    # The command a user runs: one address, the gateway's, which asks every budget replica.
+    # The command a user runs: one address, the gateway's API port, which asks every budget
+    # replica; the caller's token is the kubeconfig user's (the sandbox admin), over TLS.
     assert mesh.kubeconfig is not None
     code, out, err = await drain_plan(
-        "--node", NODE, "--kubeconfig", mesh.kubeconfig, "--server", mesh.gateway_grpc
+        "--node", NODE, "--kubeconfig", mesh.kubeconfig, *api_args(mesh)
     )
     assert code == 0, err
     assert "left out, as kubectl drain does" in out
@@ -205,32 +210,38 @@ async def test_drain_plan_for_a_node(mesh: LocalMesh, kube: KubeClient) -> None:
         assert sum(1 for line in lines if f"{ns}/web-" in line and "WAIT" in line) == 2
         assert sum(1 for line in lines if f"{ns}/web-" in line and "NOW" in line) == 1
 
-    # The deprecated way, each budget replica named, still gives the same plan.
-    replicas = ",".join(mesh.addresses["budget"])
-    code, old_out, err = await drain_plan(
-        "--node", NODE, "--kubeconfig", mesh.kubeconfig, "--budget", replicas
-    )
-    assert code == 0 and "--budget is deprecated" in err
-    assert old_out == out
-
 
 async def test_drain_plan_errors_are_one_line(mesh: LocalMesh, kube: KubeClient) -> None:
     assert mesh.kubeconfig is not None
     code, out, err = await drain_plan(
-        "--node", "node-zz", "--kubeconfig", mesh.kubeconfig, "--server", mesh.gateway_grpc
+        "--node", "node-zz", "--kubeconfig", mesh.kubeconfig, *api_args(mesh)
     )
     assert code == 1 and "error: node node-zz not found" in err
     assert "Traceback" not in err + out
 
+    # A caller whose ServiceAccount may not get the pods: refused, saying which token.
     await ensure_namespace(kube, "drain-errors")
+    await post(
+        kube, "/api/v1/namespaces/drain-errors/serviceaccounts", {"metadata": {"name": "nobody"}}
+    )
     await post(kube, "/api/v1/namespaces/drain-errors/pods", bare_pod("lonely", "node-c1"))
+    request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}}
+    issued = await kube.request_json(
+        "POST",
+        "/api/v1/namespaces/drain-errors/serviceaccounts/nobody/token",
+        body=orjson.dumps(request),
+    )
+    code, out, err = await drain_plan(
+        "--node", "node-c1", "--kubeconfig", mesh.kubeconfig, *api_args(mesh),
+        "--token", issued["status"]["token"],
+    )  # fmt: skip
+    assert code == 1 and "PERMISSION_DENIED" in err
+    assert 'cannot get resource "pods"' in " ".join(err.split())
+    assert "--token was used" in " ".join(err.split())
+    assert "Traceback" not in err + out
+
     code, out, err = await drain_plan(
         "--node", "node-c1", "--kubeconfig", mesh.kubeconfig, "--server", "127.0.0.1:1"
     )
     assert code == 1 and "the gateway 127.0.0.1:1 is unavailable" in err
-    assert "Traceback" not in err + out
-    code, out, err = await drain_plan(
-        "--node", "node-c1", "--kubeconfig", mesh.kubeconfig, "--budget", "127.0.0.1:1"
-    )
-    assert code == 1 and "budget replica 127.0.0.1:1 is unreachable" in err
     assert "Traceback" not in err + out

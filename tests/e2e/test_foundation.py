@@ -13,6 +13,7 @@ from services.cli.local import LocalMesh
 from services.gateway.kube.client import KubeClient
 from services.kit import errors
 from services.kit.cluster import ClusterClient, Ref
+from services.kit.tls import CaSource, MeshTls
 from tests.e2e.conftest import (
     cached_pods,
     create_pod,
@@ -53,11 +54,11 @@ async def test_each_pod_reaches_exactly_the_replica_that_owns_its_namespace(
         assert len(replicas) == 2
 
         async def delivered(replicas: list[str] = replicas) -> bool:
-            held = [await cached_pods(a) & expected for a in replicas]
+            held = [await cached_pods(mesh, a) & expected for a in replicas]
             return sum(len(h) for h in held) == len(expected)
 
         await eventually(f"{service} replicas hold every pod", delivered)
-        held = {a: await cached_pods(a) & expected for a in replicas}
+        held = {a: await cached_pods(mesh, a) & expected for a in replicas}
         assert not (held[replicas[0]] & held[replicas[1]]), "a pod reached two replicas"
         for ns in namespaces:
             assert f"{ns}/p" in held[owner(mesh, service, ns)], f"{ns} is at the wrong replica"
@@ -70,10 +71,10 @@ async def test_pod_create_goes_through_the_webhook_and_a_service(
     await ensure_namespace(kube, "admitted")
     placement = owner(mesh, "placement", "admitted")
     budget = owner(mesh, "budget", "admitted")
-    before = {a: (await replica_status(a)).admission_reviews for a in (placement, budget)}
+    before = {a: (await replica_status(mesh, a)).admission_reviews for a in (placement, budget)}
     created = await create_pod(kube, "admitted", "through-webhooks")
     assert created["metadata"]["name"] == "through-webhooks"
-    after = {a: (await replica_status(a)).admission_reviews for a in (placement, budget)}
+    after = {a: (await replica_status(mesh, a)).admission_reviews for a in (placement, budget)}
     # Two mutating webhooks (placement, budget) saw the CREATE, each at its namespace owner.
     assert after[placement] > before[placement]
     assert after[budget] > before[budget]
@@ -84,51 +85,49 @@ async def test_pod_create_goes_through_the_webhook_and_a_service(
 async def test_cluster_api_write_with_stale_version_is_aborted_and_fresh_one_lands(
     mesh: LocalMesh, kube: KubeClient
 ) -> None:
-    """A service's status write, decided on a resourceVersion that has moved on, is refused."""
+    """A service's write, decided on a resourceVersion that has moved on, is refused.
+
+    The write is the rollout service's (its mesh certificate, which may patch
+    ControllerRevisions), on an orphan ControllerRevision no CloneSet owns, so only this
+    test's writes race.
+    """
     await ensure_namespace(kube, "writes")
-    # A Deployment: no service of the mesh writes its status (the sandbox runs no
-    # Deployment controller), so only this test's writes race.
-    deployment = {
+    revision = {
         "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "budget", "namespace": "writes"},
-        "spec": {
-            "replicas": 0,
-            "selector": {"matchLabels": {"app": "writes"}},
-            "template": {
-                "metadata": {"labels": {"app": "writes"}},
-                "spec": {"containers": [{"name": "main", "image": "nginx:1.27"}]},
-            },
-        },
+        "kind": "ControllerRevision",
+        "metadata": {"name": "orphan", "namespace": "writes"},
+        "revision": 1,
+        "data": {},
     }
-    path = "/apis/apps/v1/namespaces/writes/deployments"
-    created = await kube.request_json("POST", path, body=orjson.dumps(deployment))
+    path = "/apis/apps/v1/namespaces/writes/controllerrevisions"
+    created = await kube.request_json("POST", path, body=orjson.dumps(revision))
     stale = created["metadata"]["resourceVersion"]
     await kube.request(
         "PATCH",
-        f"{path}/budget",
+        f"{path}/orphan",
         body=b'{"metadata":{"labels":{"touched":"yes"}}}',
         content_type="application/merge-patch+json",
     )
-    status = {"replicas": 0, "observedGeneration": 1, "availableReplicas": 0}
-    ref = Ref("apps/v1", "Deployment", "writes", "budget")
-    cluster = ClusterClient.connect(mesh.gateway_grpc, component="e2e")
+    assert mesh.mesh_ca is not None
+    rollout = MeshTls("rollout", CaSource(mesh.mesh_ca, "rollout"))
+    await rollout.start()
+    ref = Ref("apps/v1", "ControllerRevision", "writes", "orphan")
+    cluster = ClusterClient.connect(mesh.gateway_grpc, component="rollout", tls=rollout)
     try:
         with pytest.raises(errors.Conflict):
-            await cluster.update_status(ref, status=status, resource_version=stale)
-        fresh = (await cluster.get(ref)).resource_version
-        landed = await cluster.update_status(ref, status=status, resource_version=fresh)
-        assert landed.resource_version != fresh
-        with pytest.raises(errors.NotFound):
-            await cluster.get(Ref("v1", "Pod", "writes", "nope"))
+            await cluster.patch(ref, patch={"revision": 2}, resource_version=stale)
+        fresh = (await kube.request_json("GET", f"{path}/orphan"))["metadata"]["resourceVersion"]
+        landed = await cluster.patch(ref, patch={"revision": 2}, resource_version=fresh)
+        assert landed.resource_version != fresh and landed.object["revision"] == 2
         with pytest.raises(errors.Invalid):
-            await cluster.get(Ref("", "", "", ""))
+            await cluster.patch(Ref("", "", "", ""), patch={}, resource_version="1")
         with pytest.raises(errors.Invalid):
-            await cluster.get(Ref("example.com/v1", "NoSuchKind", "writes", "x"))
+            await cluster.patch(Ref("example.com/v1", "NoSuchKind", "writes", "x"), patch={})
     finally:
         await cluster.close()
-    stored = await kube.request_json("GET", f"{path}/budget")
-    assert stored["status"]["observedGeneration"] == 1
+        await rollout.stop()
+    stored = await kube.request_json("GET", f"{path}/orphan")
+    assert stored["revision"] == 2
 
 
 async def test_a_restarted_replica_gets_a_snapshot_of_everything_it_owns(
@@ -144,20 +143,20 @@ async def test_a_restarted_replica_gets_a_snapshot_of_everything_it_owns(
         await ensure_namespace(kube, ns)
         await create_pod(kube, ns, "before")
     owned = {f"{ns}/before" for ns in mine}
-    await eventually("victim holds its pods", lambda: _holds(victim, owned))
+    await eventually("victim holds its pods", lambda: _holds(mesh, victim, owned))
     await mesh.restart_replica("budget", 0, kill=True)
     # Created while the replica is down: must arrive in the snapshot as well.
     for ns in namespaces:
         await create_pod(kube, ns, "while-down")
     owned |= {f"{ns}/while-down" for ns in namespaces if owner(mesh, "budget", ns) == victim}
-    await eventually("restarted replica got a full snapshot", lambda: _holds(victim, owned))
-    status = await replica_status(victim)
+    await eventually("restarted replica got a full snapshot", lambda: _holds(mesh, victim, owned))
+    status = await replica_status(mesh, victim)
     assert status.synced
 
 
-async def _holds(address: str, keys: set[str]) -> bool:
+async def _holds(mesh: LocalMesh, address: str, keys: set[str]) -> bool:
     try:
-        return keys <= await cached_pods(address)
+        return keys <= await cached_pods(mesh, address)
     except grpc.aio.AioRpcError:
         return False
 
@@ -183,7 +182,7 @@ async def test_watches_survive_a_forced_410_without_losing_an_event(
     holder = owner(mesh, "rollout", "expiry")
 
     async def converged() -> bool:
-        return {p for p in await cached_pods(holder) if p.startswith("expiry/")} == expected
+        return {p for p in await cached_pods(mesh, holder) if p.startswith("expiry/")} == expected
 
     await eventually("the replica's view matches the API after two 410s", converged)
 
@@ -211,7 +210,7 @@ async def _sandbox_control(mesh: LocalMesh, method: str, path: str) -> None:
 async def test_bad_admission_reviews_get_400_and_the_gateway_keeps_serving(
     mesh: LocalMesh, body: bytes, mentions: str
 ) -> None:
-    ctx = ssl.create_default_context(cafile=str(mesh.workdir / "gateway-certs" / "ca.crt"))
+    ctx = mesh.webhook_ssl_context()  # as the API server: with its client certificate
     url = f"https://127.0.0.1:{mesh.webhook_port}/budget/validate-pods"
     async with aiohttp.ClientSession() as http:
         async with http.post(
@@ -298,16 +297,17 @@ async def test_webhook_down_fails_deletes_under_fail_and_passes_under_ignore(
 
 
 async def test_a_webhook_the_service_does_not_have_fails_the_call(mesh: LocalMesh) -> None:
-    """Not a silent allow: a 5xx, so the API server applies the webhook's failurePolicy."""
+    """Not a silent allow: a 404 (a path no webhook configuration names), an error for the
+    API server, which then applies the webhook's failurePolicy."""
     review = orjson.loads((FIXTURES / "pod-create-by-user.validating.json").read_bytes())[
         "admissionReview"
     ]
-    ctx = ssl.create_default_context(cafile=str(mesh.workdir / "gateway-certs" / "ca.crt"))
+    ctx = mesh.webhook_ssl_context()
     url = f"https://127.0.0.1:{mesh.webhook_port}/budget/validate-nodes"
     async with aiohttp.ClientSession() as http:
         headers = {"Content-Type": "application/json"}
         async with http.post(url, data=orjson.dumps(review), ssl=ctx, headers=headers) as r:
-            assert r.status >= 500
+            assert r.status == 404
             assert "validate-nodes" in await r.text()
 
 

@@ -56,11 +56,17 @@ async def test_local_mode_installs_registers_serves_and_cleans_up(tmp_path: Path
 
             await ensure_namespace(kube, "local-mode")
             before = sum(
-                [(await replica_status(a)).admission_reviews for a in mesh.addresses["placement"]]
+                [
+                    (await replica_status(mesh, a)).admission_reviews
+                    for a in mesh.addresses["placement"]
+                ]
             )
             await create_pod(kube, "local-mode", "through-local-webhooks")
             after = sum(
-                [(await replica_status(a)).admission_reviews for a in mesh.addresses["placement"]]
+                [
+                    (await replica_status(mesh, a)).admission_reviews
+                    for a in mesh.addresses["placement"]
+                ]
             )
             assert after > before, "the cluster called the local gateway's webhook"
 

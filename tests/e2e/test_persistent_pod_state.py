@@ -13,7 +13,6 @@ from collections import Counter
 from typing import Any
 
 import aiohttp
-import grpc
 import orjson
 import pytest
 
@@ -305,7 +304,7 @@ async def test_each_pps_is_recorded_once_by_the_replica_that_owns_its_namespace(
         await eventually(f"{ns}/db recorded", lambda ns=ns: _count(Api(kube, ns), "db", 2))
     for ns, owning in owners.items():
         for address in mesh.addresses["placement"]:
-            async with grpc.aio.insecure_channel(address) as channel:
+            async with mesh.replica_channel(address) as channel:
                 answer = await placement_pb2_grpc.PlacementServiceStub(channel).ListPodStates(
                     placement_pb2.ListPodStatesRequest(namespace=ns), timeout=5
                 )

@@ -1,9 +1,9 @@
 """The rollout API end to end (issue 9's acceptance): tools drive CloneSet batches.
 
 One mesh for the module: the sandbox and its kubelets, one gateway (its API port is the
-one address tools call, ``mesh.api_target``), two rollout replicas. Every gRPC call goes
-through the gateway with the raw generated stubs; everything else through the Kubernetes
-API.
+one address tools call, ``mesh.api_target``: TLS, each call with the sandbox admin's token,
+``mesh.api_channel()``), two rollout replicas. Every gRPC call goes through the gateway with
+the raw generated stubs; everything else through the Kubernetes API.
 
 1. **Kruise Rollout, unchanged.** Kruise Rollout's CloneSet adapter played exactly, through
    the Kubernetes API only (ECOSYSTEM 1.1): Initialize (one merge patch: the control-info
@@ -72,7 +72,8 @@ async def mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalM
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def api(mesh: LocalMesh) -> AsyncIterator[Stub]:
-    async with grpc.aio.insecure_channel(mesh.api_target) as channel:
+    # TLS and the sandbox admin's token, as a tool calls the gateway's API port
+    async with mesh.api_channel() as channel:
         yield rollout_pb2_grpc.RolloutServiceStub(channel)
 
 
@@ -493,8 +494,8 @@ async def test_concurrent_drivers_compare_and_set_one_wins_each_round(
     rounds: list[tuple[Attempt, Attempt]] = []
     try:
         async with (
-            grpc.aio.insecure_channel(mesh.api_target) as one,
-            grpc.aio.insecure_channel(mesh.api_target) as two,
+            mesh.api_channel() as one,
+            mesh.api_channel() as two,
         ):
             a = rollout_pb2_grpc.RolloutServiceStub(one)
             b = rollout_pb2_grpc.RolloutServiceStub(two)

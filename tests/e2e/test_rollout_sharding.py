@@ -250,25 +250,27 @@ async def settle(kube: KubeClient, watch: PodWatch, replicas: int, *, ready: boo
         await asyncio.sleep(0.3)
 
 
-async def ring_is(replicas: list[str], members: list[str]) -> bool:
+async def ring_is(mesh: LocalMesh, replicas: list[str], members: list[str]) -> bool:
     """Every one of ``replicas`` has its snapshot of the ring ``members``."""
     try:
-        views = [sorted((await replica_status(a)).ring_members) for a in replicas]
+        views = [sorted((await replica_status(mesh, a)).ring_members) for a in replicas]
     except Exception:  # a replica still starting
         return False
     return all(v == sorted(members) for v in views)
 
 
-async def on_ring(replicas: list[str], members: list[str]) -> None:
+async def on_ring(mesh: LocalMesh, replicas: list[str], members: list[str]) -> None:
     try:
         await eventually(
-            f"{replicas} on the ring {members}", lambda: ring_is(replicas, members), timeout=20
+            f"{replicas} on the ring {members}",
+            lambda: ring_is(mesh, replicas, members),
+            timeout=20,
         )
     except AssertionError as e:
         views = {}
         for address in replicas:
             try:
-                views[address] = sorted((await replica_status(address)).ring_members)
+                views[address] = sorted((await replica_status(mesh, address)).ring_members)
             except Exception as error:
                 views[address] = [repr(error)]
         raise AssertionError(f"{e}; the replicas' rings: {views}") from None
@@ -340,18 +342,18 @@ async def run(mesh: LocalMesh, kube: KubeClient, report: Report) -> None:
         third = await mesh.add_replica("rollout")
         gained = owned([first, second, third], third)
         step(f"rollout-2 added: gains {len(gained)} namespaces")
-        await on_ring([first, second, third], [first, second, third])
+        await on_ring(mesh, [first, second, third], [first, second, third])
         step("rollout-2 on every ring")
         await mesh.procs["rollout-0"].kill()
         await drop_slice(kube, 0)
         lost = owned([first, second, third], first)
         step(f"rollout-0 killed: {len(lost)} namespaces move")
-        await on_ring([second, third], [second, third])
+        await on_ring(mesh, [second, third], [second, third])
         step("survivors alone on the ring")
         await mesh.restart_replica("rollout", 0)
         await publish_slice(kube, 0, first)
         step("rollout-0 restarted and published")
-        await on_ring([first, second, third], [first, second, third])
+        await on_ring(mesh, [first, second, third], [first, second, third])
         step("rollout-0 back on every ring")
         await settle(kube, watch, PODS, ready=False)
         step("50 pods each")
@@ -369,7 +371,7 @@ async def run(mesh: LocalMesh, kube: KubeClient, report: Report) -> None:
         await mesh.procs["rollout-2"].stop()
         mesh.addresses["rollout"].remove(third)
         step("rollout-2 scaled away")
-        await on_ring([first, second], [first, second])
+        await on_ring(mesh, [first, second], [first, second])
         step("rollout-2 off every ring")
         await settle(kube, watch, 0, ready=False)
         step("no pod left")
@@ -385,12 +387,12 @@ async def run(mesh: LocalMesh, kube: KubeClient, report: Report) -> None:
         await mesh.procs["rollout-1"].kill()
         await drop_slice(kube, 1)
         step(f"rollout-1 killed: {len(owned([first, second], second))} namespaces move")
-        await on_ring([first], [first])
+        await on_ring(mesh, [first], [first])
         step("rollout-0 alone on the ring")
         await mesh.restart_replica("rollout", 1)
         await publish_slice(kube, 1, second)
         step("rollout-1 restarted and published")
-        await on_ring([first, second], [first, second])
+        await on_ring(mesh, [first, second], [first, second])
         step("rollout-1 back on every ring")
         await settle(kube, watch, PODS, ready=True)
         step("50 ready pods each")

@@ -228,7 +228,8 @@ CODES = [
     pytest.param(grpc.StatusCode.UNAVAILABLE, 503, "ServiceUnavailable", id="UNAVAILABLE"),
     pytest.param(grpc.StatusCode.DEADLINE_EXCEEDED, 504, "Timeout", id="DEADLINE_EXCEEDED"),
     pytest.param(grpc.StatusCode.INTERNAL, 500, "InternalError", id="INTERNAL"),
-    pytest.param(grpc.StatusCode.PERMISSION_DENIED, 500, "InternalError", id="PERMISSION_DENIED"),
+    pytest.param(grpc.StatusCode.PERMISSION_DENIED, 403, "Forbidden", id="PERMISSION_DENIED"),
+    pytest.param(grpc.StatusCode.UNAUTHENTICATED, 401, "Unauthorized", id="UNAUTHENTICATED"),
     pytest.param(grpc.StatusCode.UNIMPLEMENTED, 500, "InternalError", id="UNIMPLEMENTED"),
 ]
 

@@ -8,6 +8,7 @@ they are the far end of the relay, not the thing under test.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from prometheus_client import REGISTRY
 from kruise.budget.v1 import budget_pb2, budget_pb2_grpc
 from kruise.rollout.v1 import rollout_pb2
 from sandbox.app import Sandbox
+from services.cli.credentials import ApiCredentials, Token
 from services.cli.procs import free_port
 from services.gateway import budget_route, relay, rollout_route
 from services.gateway.app import start_gateway
@@ -369,7 +371,10 @@ async def test_the_gateway_serves_the_rollout_api_on_its_own_ports(sandbox: Sand
         api_http_port=0,
     )
     gateway = await start_gateway(config)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{gateway.api_port}")
+    # as deployed: TLS with the serving certificate, and a caller's token (the sandbox admin)
+    ca_file = str(tmp_path / "certs" / "ca.crt")
+    creds = ApiCredentials(token=Token(sandbox.token, "test"), ca_file=ca_file)
+    channel = creds.channel(f"127.0.0.1:{gateway.api_port}")
     try:
         assert gateway.api_port not in (None, gateway.grpc.port)
         stub = rollout_route.rollout_pb2_grpc.RolloutServiceStub(channel)
@@ -383,16 +388,23 @@ async def test_the_gateway_serves_the_rollout_api_on_its_own_ports(sandbox: Sand
         assert status.status == health_pb2.HealthCheckResponse.SERVING
         names = await _service_names(channel)
         assert rollout_route.SERVICE_NAME in names
-        # tools' port, not the mesh's: no cluster writes, no budget spending there
+        # tools' port, not the mesh's: no cluster writes, no budget spending there (the
+        # budget's reads only)
         assert "kruise.cluster.v1.ClusterService" not in names
-        assert budget_route.SERVICE_NAME not in names
+        assert budget_route.SERVICE_NAME in names
+        budgets = budget_pb2_grpc.BudgetServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await budgets.AuthorizePodUpdate(budget_pb2.AuthorizePodUpdateRequest(namespace="a"))
+        assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
-        url = f"http://127.0.0.1:{gateway.api_http_port}"
+        url = f"https://127.0.0.1:{gateway.api_http_port}"
+        context = ssl.create_default_context(cafile=ca_file)
+        headers = {"Authorization": f"Bearer {sandbox.token}"}
         async with aiohttp.ClientSession() as http:
-            async with http.get(f"{url}/healthz") as response:
+            async with http.get(f"{url}/healthz", ssl=context) as response:
                 assert response.status == 200
             path = "/apis/rollout.kruise-mesh.io/v1/namespaces/team-a/clonesets/web"
-            async with http.get(url + path) as response:
+            async with http.get(url + path, ssl=context, headers=headers) as response:
                 assert response.status == 200
                 body = await response.json()
         assert body["status"]["summary"] == f"served by {replica.address}"

@@ -43,7 +43,9 @@ class Run:
         out, err = io.StringIO(), io.StringIO()
         console = Console(file=out, force_terminal=tty, width=200)
         errors = Console(file=err, force_terminal=False, width=200)
-        args = rollout_cmd.parse_args([*argv, "--server", self.address])
+        # the scripted far end serves plain text (as a gateway with --api-auth off on
+        # loopback): the CLI's behaviour is under test here, not its credentials
+        args = rollout_cmd.parse_args([*argv, "--server", self.address, "--plaintext"])
         code = await rollout_cmd.run(args, console=console, errors=errors)
         self.out, self.err = out.getvalue(), err.getvalue()
         assert "Traceback" not in self.out + self.err

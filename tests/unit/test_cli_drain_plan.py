@@ -101,13 +101,12 @@ def test_the_gateways_answer_in_request_order_is_split_back_per_replica():
 
 
 def test_the_gateway_comes_from_the_flag_then_the_environment(monkeypatch):
-    monkeypatch.delenv("KRUISE_MESH_GATEWAY", raising=False)
-    assert gateway_address(None) == "127.0.0.1:7000"
-    monkeypatch.setenv(
-        "KRUISE_MESH_GATEWAY", "dns:///kruise-mesh-gateway-grpc.kruise-mesh.svc:7000"
-    )
-    assert gateway_address(None) == "dns:///kruise-mesh-gateway-grpc.kruise-mesh.svc:7000"
-    assert gateway_address("10.0.0.1:7000") == "10.0.0.1:7000"
+    # the gateway's API port for tools (7070), not its mesh port (7000: mesh certificates)
+    monkeypatch.delenv("KRUISE_MESH_API", raising=False)
+    assert gateway_address(None) == "127.0.0.1:7070"
+    monkeypatch.setenv("KRUISE_MESH_API", "kruise-mesh-rollout-api.kruise-mesh.svc:7070")
+    assert gateway_address(None) == "kruise-mesh-rollout-api.kruise-mesh.svc:7070"
+    assert gateway_address("10.0.0.1:7070") == "10.0.0.1:7070"
 
 
 @pytest.mark.parametrize(

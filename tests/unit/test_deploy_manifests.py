@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
+from services.gateway.permissions import Grant, gateway_grants
 from services.gateway.rollout_http import HTTP_TIMEOUT_S
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -573,20 +574,24 @@ def test_deployment_shape(component: str, ports: dict[str, int], command: list[s
     pdb = find("PodDisruptionBudget", f"kruise-mesh-{component}")
     assert pdb["spec"]["maxUnavailable"] == 1
     assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
+    # HTTP probes on the ops port: the gRPC ports take mesh certificates (or tokens) only.
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    secrets = {v["name"]: v["secret"] for v in spec["volumes"] if "secret" in v}
     if component == "gateway":
         assert {"KRUISE_MESH_WEBHOOK_CERT_DIR", "KRUISE_MESH_SERVICES"} <= env
-        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
-        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
-        (certs,) = [v for v in spec["volumes"] if "secret" in v]
-        assert certs["secret"]["secretName"] == "kruise-mesh-webhook-certs"
-        assert certs["secret"]["optional"] is True
+        assert "KRUISE_MESH_CA_SECRET" in env  # the gateway is the mesh CA
+        (certs,) = secrets.values()
+        assert certs["secretName"] == "kruise-mesh-webhook-certs"
+        assert certs["optional"] is True
     else:
-        assert "KRUISE_MESH_GATEWAY" in env
-        assert container["readinessProbe"]["grpc"] == {
-            "port": 7100,
-            "service": "kruise.common.v1.MeshService",
-        }
-        assert container["livenessProbe"]["grpc"] == {"port": 7100}
+        assert {"KRUISE_MESH_GATEWAY", "KRUISE_MESH_TLS_DIR"} <= env
+        # The component's mesh certificate, which the gateway keeps in this Secret.
+        assert secrets["mesh-tls"]["secretName"] == f"kruise-mesh-{component}-tls"
+        (mount,) = [m for m in container["volumeMounts"] if m["name"] == "mesh-tls"]
+        assert mount["readOnly"] is True
+        tls_dir = next(e["value"] for e in container["env"] if e["name"] == "KRUISE_MESH_TLS_DIR")
+        assert mount["mountPath"] == tls_dir
 
 
 @pytest.mark.parametrize(
@@ -740,12 +745,18 @@ def test_argo_analysis_example_gates_on_check_batch_through_the_rollout_api_serv
     doc = example("argo-analysis-cloneset-batch.yaml")
     assert (doc["apiVersion"], doc["kind"]) == ("argoproj.io/v1alpha1", "AnalysisTemplate")
     assert "namespace" not in doc["metadata"], "applied in the Rollout's namespace"
-    assert [a["name"] for a in doc["spec"]["args"]] == ["namespace", "cloneset", "batch"]
+    args = doc["spec"]["args"]
+    assert [a["name"] for a in args] == ["namespace", "cloneset", "batch", "api-token"]
     (metric,) = doc["spec"]["metrics"]
     web = metric["provider"]["web"]
+    # HTTPS with the caller's bearer token (the gateway checks it: services/gateway/callers.py),
+    # read from a Secret, and the certificate checked (no "insecure")
+    assert "secretKeyRef" in args[-1]["valueFrom"]
+    assert web["headers"] == [{"key": "Authorization", "value": "Bearer {{ args.api-token }}"}]
+    assert not web.get("insecure")
     service = find("Service", "kruise-mesh-rollout-api")
     (http,) = [p for p in service["spec"]["ports"] if p["name"] == "http"]
-    base = f"http://{service['metadata']['name']}.{NAMESPACE}.svc:{http['port']}"
+    base = f"https://{service['metadata']['name']}.{NAMESPACE}.svc:{http['port']}"
     path = (
         "/apis/rollout.kruise-mesh.io/v1/namespaces/{{args.namespace}}/clonesets/"
         "{{args.cloneset}}/batch?batch={{args.batch}}"
@@ -863,58 +874,61 @@ def test_template_keeps_unknown_fields_and_status_is_checked() -> None:
     ]
 
 
-# What the gateway does on the services' behalf (ClusterService calls in services/): the
-# sandbox does not enforce RBAC, so the gateway's ClusterRole is checked against this list.
-MESH_WRITES = [
-    pytest.param("apps.kruise.io", "persistentpodstates", "create", id="placement generates"),
-    pytest.param("apps.kruise.io", "persistentpodstates", "patch", id="placement replaces spec"),
-    pytest.param("apps.kruise.io", "persistentpodstates", "delete", id="placement un-generates"),
-    pytest.param("apps.kruise.io", "persistentpodstates/status", "patch", id="placement records"),
-    pytest.param("policy.kruise.io", "podunavailablebudgets", "get", id="budget re-reads"),
-    pytest.param("policy.kruise.io", "podunavailablebudgets/status", "patch", id="budget spends"),
-    pytest.param("", "pods", "get", id="budget reads an evicted pod"),
-    pytest.param("", "pods", "patch", id="budget back-fills related-pub"),
-    pytest.param("apps", "replicasets", "get", id="budget resolves owners off its namespaces"),
-    pytest.param("apps", "deployments", "get", id="budget resolves deployments"),
-    pytest.param("apps.example.io", "shardsets/scale", "get", id="budget reads any /scale"),
-    pytest.param("", "events", "create", id="Events"),
-    pytest.param("", "persistentvolumeclaims", "get", id="cluster API Get of a claim"),
-    pytest.param("", "persistentvolumeclaims", "list", id="hub lists claims"),
-    pytest.param("", "persistentvolumeclaims", "watch", id="hub watches claims"),
-    pytest.param("", "persistentvolumeclaims", "create", id="rollout creates a pod's claims"),
-    pytest.param("", "persistentvolumeclaims", "delete", id="rollout deletes a pod's claims"),
-    pytest.param("", "pods", "create", id="rollout creates pods"),
-    pytest.param("", "pods", "delete", id="rollout deletes pods"),
-    pytest.param(
-        "", "pods/status", "patch", id="rollout writes InPlaceUpdateReady and KruisePodReady"
-    ),
-    pytest.param("apps", "controllerrevisions", "create", id="rollout records a revision"),
-    pytest.param("apps", "controllerrevisions", "patch", id="rollout renumbers a revision"),
-    pytest.param("apps", "controllerrevisions", "delete", id="rollout prunes history"),
-    pytest.param("apps", "controllerrevisions", "watch", id="hub watches revisions"),
-    pytest.param("apps.kruise.io", "clonesets", "watch", id="hub watches clonesets"),
-    pytest.param("apps.kruise.io", "clonesets/status", "patch", id="rollout writes status"),
-]
+# --- RBAC: one table is the truth ----------------------------------------------------------------
+# The gateway's rights in deploy/rbac.yaml are exactly permissions.gateway_grants():
+# what the services' tables let them ask the ClusterService for (and the reads those writes
+# imply), and what the gateway does on its own account (GATEWAY_OWN). A rule nobody needs fails
+# one test, a need no rule grants another, each naming the grant and who needs it.
+
+GATEWAY_ROLES = (
+    ("ClusterRole", "kruise-mesh-gateway", "cluster"),
+    ("Role", "kruise-mesh-gateway", "mesh-namespace"),
+)
 
 
-def _grants(rules: list[Doc], group: str, resource: str, verb: str) -> bool:
-    for rule in rules:
-        groups = rule.get("apiGroups") or []
-        resources = rule.get("resources") or []
-        if "resourceNames" in rule:
-            continue
-        group_ok = group in groups or "*" in groups
-        sub = resource.split("/", 1)[1] if "/" in resource else None
-        resource_ok = resource in resources or (sub is not None and f"*/{sub}" in resources)
-        if group_ok and resource_ok and (verb in rule.get("verbs", []) or "*" in rule["verbs"]):
-            return True
-    return False
+def gateway_rbac() -> dict[Grant, str]:
+    """Every single permission deploy/ grants the gateway, with the role granting it."""
+    out: dict[Grant, str] = {}
+    for kind, name, scope in GATEWAY_ROLES:
+        for rule in find(kind, name)["rules"]:
+            assert "nonResourceURLs" not in rule, f"{kind} {name}: nonResourceURLs {rule}"
+            for group in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    for verb in rule["verbs"]:
+                        for object_name in rule.get("resourceNames") or [""]:
+                            grant = Grant(verb, group, resource, object_name, scope)  # type: ignore[arg-type]
+                            out[grant] = f"{kind} {name}"
+    return out
 
 
-@pytest.mark.parametrize(("group", "resource", "verb"), MESH_WRITES)
-def test_gateway_role_grants_what_the_services_ask_for(group: str, resource: str, verb: str):
-    role = find("ClusterRole", "kruise-mesh-gateway")
-    assert _grants(role["rules"], group, resource, verb), f"{verb} {resource}.{group}"
+NEEDED = gateway_grants()
+GRANTED = gateway_rbac()
+
+
+@pytest.mark.parametrize("grant", sorted(NEEDED), ids=str)
+def test_gateway_rbac_grants_what_the_mesh_needs(grant: Grant) -> None:
+    assert grant in GRANTED, (
+        f"deploy/rbac.yaml lacks {grant}, needed by: {'; '.join(NEEDED[grant])}"
+    )
+
+
+@pytest.mark.parametrize("grant", sorted(GRANTED), ids=str)
+def test_gateway_rbac_grants_nothing_nobody_needs(grant: Grant) -> None:
+    assert grant in NEEDED, (
+        f"deploy/rbac.yaml grants {grant} ({GRANTED[grant]}), which no table in "
+        "services/gateway/permissions.py needs: remove it, or add the row that needs it"
+    )
+
+
+def test_only_the_gateway_is_granted_anything() -> None:
+    roles = {(kind, name) for kind, name, _ in GATEWAY_ROLES}
+    aggregated = ("ClusterRole", "kruise-mesh-gateway-workloads")
+    for doc in all_docs():
+        if doc["kind"] in {"Role", "ClusterRole"}:
+            key = (doc["kind"], doc["metadata"]["name"])
+            assert key in roles | {aggregated}, f"unexpected {key}"
+    # Custom workload kinds are aggregated into this one by the operator; it grants nothing itself.
+    assert find(*aggregated)["rules"] == []
 
 
 # --- monitoring (optional, Prometheus Operator) ---------------------------------------------
@@ -1007,3 +1021,204 @@ def test_kubectl_kustomize_renders_the_monitoring() -> None:
     assert rendered.returncode == 0, rendered.stderr
     kinds = sorted(d["kind"] for d in yaml.safe_load_all(rendered.stdout) if d)
     assert kinds == ["PodMonitor", "PrometheusRule"]
+
+
+# --- pod security and network policies (issue 10) -----------------------------------------------
+
+DOCKERFILE = DEPLOY.parent / "Dockerfile"
+MESH_LABELS = {"app.kubernetes.io/name": "kruise-mesh"}
+
+
+def deployments() -> list[Doc]:
+    return [d for d in all_docs() if d["kind"] == "Deployment"]
+
+
+def test_namespace_enforces_the_restricted_pod_security_standard() -> None:
+    labels = find("Namespace", NAMESPACE)["metadata"]["labels"]
+    for mode in ("enforce", "audit", "warn"):
+        assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
+        assert labels[f"pod-security.kubernetes.io/{mode}-version"]
+    assert labels["pod-security.kubernetes.io/enforce-version"].startswith("v1.")
+
+
+@pytest.mark.parametrize("component", ["gateway", *SERVICES])
+def test_every_container_is_restricted_and_writes_only_to_empty_dirs(component: str) -> None:
+    spec = pod_spec(component)
+    (user,) = [
+        line.split()[1] for line in DOCKERFILE.read_text().splitlines() if line.startswith("USER ")
+    ]
+    assert user.split(":")[0].isdigit() and int(user.split(":")[0]) != 0, "image: numeric non-root"
+    assert not {"hostNetwork", "hostPID", "hostIPC"} & {k for k, v in spec.items() if v}
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    allowed_volumes = {"emptyDir", "secret", "configMap", "projected"}
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    assert all(set(v) - {"name"} <= allowed_volumes for v in volumes.values()), volumes
+    for container in [*spec.get("initContainers", []), *spec["containers"]]:
+        context = container["securityContext"]
+        assert context["runAsNonRoot"] is True, container["name"]
+        assert context["runAsUser"] == int(user.split(":")[0]), container["name"]
+        assert context["readOnlyRootFilesystem"] is True
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["capabilities"] == {"drop": ["ALL"]}
+        assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert not any(p.get("hostPort") for p in container.get("ports", []))
+        for mount in container.get("volumeMounts", []):
+            if not mount.get("readOnly"):
+                assert "emptyDir" in volumes[mount["name"]], f"{mount} is writable"
+        assert any(m["mountPath"] == "/tmp" for m in container["volumeMounts"])
+
+
+def test_gateway_webhook_client_ca_is_off_until_configured() -> None:
+    config = find("ConfigMap", "kruise-mesh-config")["data"]
+    assert config["webhook-client-ca"] == ""
+    spec = pod_spec("gateway")
+    (container,) = spec["containers"]
+    (env,) = [e for e in container["env"] if e["name"] == "KRUISE_MESH_WEBHOOK_CLIENT_CA"]
+    assert env["valueFrom"]["configMapKeyRef"] == {
+        "name": "kruise-mesh-config",
+        "key": "webhook-client-ca",
+        "optional": True,
+    }
+    (volume,) = [v for v in spec["volumes"] if v["name"] == "webhook-client-ca"]
+    assert volume["configMap"] == {"name": "kruise-mesh-webhook-client-ca", "optional": True}
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "webhook-client-ca"]
+    assert mount["mountPath"] == "/etc/kruise-mesh/webhook-client-ca"
+
+
+def _selects(selector: Doc | None, labels: dict[str, str]) -> bool:
+    """A LabelSelector (matchLabels, matchExpressions In/NotIn/Exists/DoesNotExist)."""
+    selector = selector or {}
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for e in selector.get("matchExpressions") or []:
+        value, op = labels.get(e["key"]), e["operator"]
+        ok = {
+            "In": value in e.get("values", []),
+            "NotIn": value not in e.get("values", []),
+            "Exists": value is not None,
+            "DoesNotExist": value is None,
+        }[op]
+        if not ok:
+            return False
+    return True
+
+
+# Who might connect: (namespace, namespace labels, pod labels); None is a caller that is no pod
+# (kube-apiserver on a host network or outside the cluster, a node).
+PEERS: dict[str, tuple[str, dict[str, str], dict[str, str]] | None] = {
+    "gateway": (NAMESPACE, {}, {**MESH_LABELS, "app.kubernetes.io/component": "gateway"}),
+    **{s: (NAMESPACE, {}, {**MESH_LABELS, "app.kubernetes.io/component": s}) for s in SERVICES},
+    "mesh-namespace-pod": (NAMESPACE, {}, {"app": "other"}),
+    "user-pod": ("shop", {}, {"app": "web"}),
+    # pods elsewhere wearing the mesh's labels: a label is not an identity across namespaces
+    "impostor-gateway": ("shop", {}, {**MESH_LABELS, "app.kubernetes.io/component": "gateway"}),
+    "impostor-budget": ("shop", {}, {**MESH_LABELS, "app.kubernetes.io/component": "budget"}),
+    "prometheus": ("monitoring", {}, {"app": "prometheus"}),
+    "outside": None,
+}
+
+
+def _reaches(peer: str, component: str, port: int) -> bool:
+    target = find("Deployment", f"kruise-mesh-{component}")
+    labels = target["spec"]["template"]["metadata"]["labels"]
+    policies = [
+        d
+        for d in all_docs()
+        if d["kind"] == "NetworkPolicy"
+        and "Ingress" in d["spec"]["policyTypes"]
+        and _selects(d["spec"]["podSelector"], labels)
+    ]
+    if not policies:
+        return True
+    source = PEERS[peer]
+    for policy in policies:
+        for rule in policy["spec"].get("ingress") or []:
+            if rule.get("ports") and port not in [p["port"] for p in rule["ports"]]:
+                continue
+            if not rule.get("from"):
+                return True
+            for entry in rule["from"]:
+                if source is None:
+                    continue  # no selector names a caller that is not a pod
+                namespace, ns_labels, pod_labels = source
+                ns_labels = {"kubernetes.io/metadata.name": namespace, **ns_labels}
+                if "namespaceSelector" in entry:
+                    ns_ok = _selects(entry["namespaceSelector"], ns_labels)
+                else:
+                    ns_ok = namespace == policy["metadata"]["namespace"]
+                pod_ok = _selects(entry.get("podSelector"), pod_labels)
+                if "ipBlock" not in entry and ns_ok and pod_ok:
+                    return True
+    return False
+
+
+EVERYONE = set(PEERS)
+CLUSTER_PODS = EVERYONE - {"outside"}
+REACH = [
+    # (component, port, who may connect)
+    ("gateway", 7000, set(SERVICES)),
+    ("gateway", 9443, EVERYONE),
+    ("gateway", 7070, CLUSTER_PODS),
+    ("gateway", 8080, CLUSTER_PODS),
+    ("gateway", 9090, {"prometheus"}),
+    ("gateway", 22, set()),
+    *[(s, 7100, {"gateway"}) for s in SERVICES],
+    *[(s, 9090, {"prometheus"}) for s in SERVICES],
+    *[(s, 7000, set()) for s in SERVICES],
+]
+
+
+@pytest.mark.parametrize(("component", "port", "peers"), REACH, ids=lambda v: str(v))
+def test_network_policies_let_in_exactly(component: str, port: int, peers: set[str]) -> None:
+    assert {p for p in PEERS if _reaches(p, component, port)} == peers
+
+
+def test_every_mesh_pod_is_fenced_by_a_default_deny() -> None:
+    policy = find("NetworkPolicy", "kruise-mesh-default-deny")["spec"]
+    assert policy == {"podSelector": {}, "policyTypes": ["Ingress"]}
+
+
+@pytest.mark.skipif(not Path("/usr/bin/kubectl").exists(), reason="kubectl is not installed")
+def test_the_metrics_namespace_is_one_overlay_patch_away(tmp_path: Path) -> None:
+    import os
+
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "resources": [os.path.relpath(DEPLOY, tmp_path)],
+                "patches": [
+                    {
+                        "target": {"kind": "NetworkPolicy", "name": "kruise-mesh-metrics"},
+                        "patch": yaml.safe_dump(
+                            [
+                                {
+                                    "op": "replace",
+                                    "path": "/spec/ingress/0/from/0/namespaceSelector/matchLabels/"
+                                    "kubernetes.io~1metadata.name",
+                                    "value": "prometheus",
+                                }
+                            ]
+                        ),
+                    }
+                ],
+            }
+        )
+    )
+    kubectl = shutil.which("kubectl") or "/usr/bin/kubectl"
+    rendered = subprocess.run(
+        [kubectl, "kustomize", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    (policy,) = [
+        d
+        for d in yaml.safe_load_all(rendered.stdout)
+        if d and d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == "kruise-mesh-metrics"
+    ]
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "prometheus"}}}
+    ]
