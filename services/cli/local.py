@@ -35,9 +35,18 @@ from typing import Any
 
 import grpc
 import orjson
+import yaml
 
 from kruise.common.v1 import mesh_pb2, mesh_pb2_grpc
 from services.cli import credentials, procs
+from services.gateway.certs import local_serving_cert
+from services.gateway.kube.client import KubeClient
+from services.gateway.register import (
+    load_documents,
+    register_webhooks,
+    unregister_webhooks,
+    yaml_files,
+)
 from services.kit import certs, errors
 from services.kit.config import (
     ROLLOUT_HANDOVER_ENV,
@@ -50,6 +59,7 @@ from services.kit.tls import CaSource, MeshTls, write_material
 
 SERVICES = ("placement", "rollout", "budget")
 MESH_NAMESPACE = "kruise-mesh"
+GATEWAY_ACCOUNT = "kruise-mesh-gateway"
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -82,6 +92,15 @@ class LocalMesh:
     mesh_cert_validity: datetime.timedelta = datetime.timedelta(hours=24)
     # Tests: KRUISE_MESH_TLS_POLL_S, KRUISE_MESH_CERT_VALIDITY_S for every component.
     mesh_tls_env: dict[str, str] = field(default_factory=dict)
+    # On the embedded sandbox, which enforces RBAC: run the gateways as the ServiceAccount
+    # kruise-mesh-gateway with exactly deploy/rbac.yaml's permissions (as in a cluster, where
+    # they are all it has), and register the webhook configurations as the administrator
+    # (kubectl apply does that in a cluster). Off: the gateways run as the sandbox's
+    # administrator and register the webhooks themselves, as in local mode.
+    gateway_rbac: bool = True
+    # More RBAC objects an operator applies beside deploy/rbac.yaml, e.g. a ClusterRole
+    # aggregated into kruise-mesh-gateway-workloads for a custom StatefulSet-like kind.
+    gateway_roles: Sequence[dict[str, Any]] = ()
     # The gateways' API ports: "token" (TLS; callers' tokens reviewed: ``api_token``,
     # ``api_ca_file``, ``api_channel()``) or "off" (plain text on loopback, anyone).
     api_auth: str = "token"
@@ -107,6 +126,9 @@ class LocalMesh:
         self._external_kubeconfig = self.kubeconfig is not None
         self.mesh_ca: certs.CertPair | None = None
         self.operator_tls: MeshTls | None = None
+        # The gateways' kubeconfig (their ServiceAccount's token, with gateway_rbac).
+        self.gateway_kubeconfig: str | None = None
+        self.registered: list[str] = []
 
     def _kinds_env(self, component: str) -> dict[str, str] | None:
         """The environment of a component: the custom workload kinds for those that read
@@ -146,6 +168,8 @@ class LocalMesh:
             await self._make_mesh_ca()
         if not self._external_kubeconfig:
             await self.start_sandbox()
+            if self.gateway_rbac:
+                await self._grant_gateway()
         self.gateway_ports = [procs.free_port() for _ in range(self.gateways)]
         for index in range(self.gateways):
             self._api_ports(index)
@@ -290,6 +314,71 @@ class LocalMesh:
             context.load_cert_chain(self.webhook_client["cert"], self.webhook_client["key"])
         return context
 
+    # ---- the gateway's ServiceAccount -----------------------------------------------------------
+    @property
+    def _as_service_account(self) -> bool:
+        return self.gateway_rbac and not self._external_kubeconfig
+
+    async def _grant_gateway(self) -> None:
+        """As the administrator: the mesh's namespace, deploy/rbac.yaml as it is (the
+        ServiceAccount, its ClusterRole, Role and bindings), and a kubeconfig with a token
+        of that ServiceAccount for the gateways."""
+        assert self.kubeconfig is not None
+        kube = await KubeClient.connect(kubeconfig=self.kubeconfig)
+        try:
+            await _ensure(kube, "/api/v1/namespaces", _namespace(MESH_NAMESPACE))
+            documents = load_documents(yaml_files(ROOT / "deploy" / "rbac.yaml"))
+            for doc in [*self.gateway_roles, *documents]:
+                res = await kube.resolve(api_version=doc["apiVersion"], kind=doc["kind"])
+                namespace = doc["metadata"].get("namespace")
+                await _ensure(kube, kube.path(res, namespace=namespace), doc)
+            answer = await kube.request_json(
+                "POST",
+                f"/api/v1/namespaces/{MESH_NAMESPACE}/serviceaccounts/{GATEWAY_ACCOUNT}/token",
+                body=orjson.dumps(
+                    {
+                        "apiVersion": "authentication.k8s.io/v1",
+                        "kind": "TokenRequest",
+                        "spec": {"expirationSeconds": 7 * 86400},
+                    }
+                ),
+            )
+        finally:
+            await kube.close()
+        config = yaml.safe_load(Path(self.kubeconfig).read_text())
+        for user in config.get("users") or []:
+            user["user"] = {"token": answer["status"]["token"]}
+        path = self.workdir / "gateway.kubeconfig"
+        path.write_text(yaml.safe_dump(config))
+        path.chmod(0o600)
+        self.gateway_kubeconfig = str(path)
+
+    async def _register_webhooks(self) -> None:
+        """As the administrator, what ``kubectl apply -f deploy/webhooks.yaml`` does in a
+        cluster: the webhook configurations, calling gateway 0 with its CA."""
+        assert self.kubeconfig is not None
+        served = local_serving_cert(self.workdir / "gateway-certs", hosts=[self.webhook_host])
+        kube = await KubeClient.connect(kubeconfig=self.kubeconfig)
+        try:
+            self.registered = await register_webhooks(
+                kube,
+                manifests=ROOT / "deploy" / "webhooks.yaml",
+                base_url=f"https://{self.webhook_host}:{self.webhook_port}",
+                ca_pem=served.ca_pem,
+            )
+        finally:
+            await kube.close()
+
+    async def _unregister_webhooks(self) -> None:
+        if not self.registered or self.kubeconfig is None:
+            return
+        kube = await KubeClient.connect(kubeconfig=self.kubeconfig)
+        try:
+            await unregister_webhooks(kube, self.registered)
+        finally:
+            await kube.close()
+        self.registered = []
+
     # ---- mesh TLS -----------------------------------------------------------------------------
     async def _make_mesh_ca(self) -> None:
         self.mesh_ca = certs.generate_ca(common_name="kruise-mesh local mesh CA")
@@ -367,9 +456,10 @@ class LocalMesh:
         assert self.kubeconfig is not None
         name = "gateway" if index == 0 else f"gateway-{index}"
         api_port, api_http_port = self._api_ports(index)
+        kubeconfig = self.gateway_kubeconfig if self._as_service_account else None
         args = [
             "--kubeconfig",
-            self.kubeconfig,
+            kubeconfig or self.kubeconfig,
             "--host",
             "127.0.0.1" if self.webhook_host == "127.0.0.1" else "0.0.0.0",
             "--grpc-port",
@@ -405,12 +495,9 @@ class LocalMesh:
             args += ["--services", services]
         if index == 0:
             self.webhook_port = self.webhook_port or procs.free_port()
-            args += [
-                "--webhook-port",
-                str(self.webhook_port),
-                "--local-webhooks",
-                f"https://{self.webhook_host}:{self.webhook_port}",
-            ]
+            args += ["--webhook-port", str(self.webhook_port)]
+            if not self._as_service_account:
+                args += ["--local-webhooks", f"https://{self.webhook_host}:{self.webhook_port}"]
             if self._external_kubeconfig:
                 args += ["--install-crds", str(ROOT / "deploy" / "crds")]
         else:
@@ -424,9 +511,14 @@ class LocalMesh:
             timeout=60,
         )
         self.procs[name] = proc
+        if index == 0 and self._as_service_account and not self.registered:
+            await self._register_webhooks()
         return proc
 
     async def stop(self) -> None:
+        # The webhooks first, so the API server stops calling a gateway that is going away.
+        with contextlib.suppress(Exception):
+            await self._unregister_webhooks()
         # The gateway first, so it removes its webhook registrations while the API is up.
         gateways = [n for n in self.procs if n.startswith("gateway")]
         order = [*gateways, *(n for n in self.procs if n not in gateways and n != "sandbox")]

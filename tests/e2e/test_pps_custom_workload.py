@@ -38,6 +38,25 @@ async def mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalM
         replicas=1,
         sandbox_args=["--crds", str(crds)],
         statefulset_like=["apps.example.io/v1/ShardSet"],
+        # What deploy/rbac.yaml tells an operator to apply for a custom kind: the gateway
+        # (running as its ServiceAccount) may then watch ShardSets.
+        gateway_roles=[
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRole",
+                "metadata": {
+                    "name": "kruise-mesh-gateway-shardsets",
+                    "labels": {"kruise-mesh.io/aggregate-to-gateway": "true"},
+                },
+                "rules": [
+                    {
+                        "apiGroups": ["apps.example.io"],
+                        "resources": ["shardsets"],
+                        "verbs": ["get", "list", "watch"],
+                    }
+                ],
+            }
+        ],
     ) as running:
         yield running
 
