@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
+import orjson
 import pytest
 import pytest_asyncio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -25,7 +26,8 @@ from kruise.budget.v1 import budget_pb2, budget_pb2_grpc
 from kruise.common.v1 import mesh_pb2, mesh_pb2_grpc
 from services.cli.local import LocalMesh
 from services.gateway.kube.client import KubeClient
-from services.kit import certs
+from services.kit import certs, errors
+from services.kit.cluster import ClusterClient, Ref
 from services.kit.tls import (
     POLL_ENV,
     VALIDITY_ENV,
@@ -35,7 +37,7 @@ from services.kit.tls import (
     peer_name,
 )
 from tests.e2e.budget_world import World
-from tests.e2e.conftest import eventually
+from tests.e2e.conftest import create_pod, ensure_namespace, eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -213,3 +215,95 @@ async def test_certificates_rotate_while_evictions_flow(mesh: LocalMesh, kube: K
         )
 
     await eventually("both ends rotated at least twice", rotated, timeout=10)
+
+
+async def test_placement_cannot_delete_a_pod_through_the_gateway(
+    mesh: LocalMesh, kube: KubeClient
+) -> None:
+    await ensure_namespace(kube, "tls-victim")
+    await create_pod(kube, "tls-victim", "victim")
+    ref = Ref("v1", "Pod", "tls-victim", "victim")
+    for component in ("placement", "budget"):
+        tls = await as_component(mesh, component)
+        cluster = ClusterClient.connect(mesh.gateway_grpc, component=component, tls=tls)
+        try:
+            with pytest.raises(errors.Forbidden, match=f"{component} may not delete pods"):
+                await cluster.delete(ref)
+        finally:
+            await cluster.close()
+            await tls.stop()
+    pod = await kube.request_json("GET", "/api/v1/namespaces/tls-victim/pods/victim")
+    assert pod["metadata"]["name"] == "victim" and not pod["metadata"].get("deletionTimestamp")
+
+
+async def test_an_outside_caller_needs_a_token_and_the_right(
+    mesh: LocalMesh, kube: KubeClient
+) -> None:
+    """GetBudget on the API port: no token, a ServiceAccount without the right, then the
+    same ServiceAccount after a RoleBinding grants ``get podunavailablebudgets``."""
+    ns = "tls-caller"
+    await ensure_namespace(kube, ns)
+    accounts = f"/api/v1/namespaces/{ns}/serviceaccounts"
+    await kube.request(
+        "POST",
+        accounts,
+        body=orjson.dumps(
+            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "tool"}}
+        ),
+    )
+    answer = await kube.request_json(
+        "POST",
+        f"{accounts}/tool/token",
+        body=orjson.dumps(
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}}
+        ),
+    )
+    token = answer["status"]["token"]
+    request = budget_pb2.GetBudgetRequest(namespace=ns, name="none")
+
+    async def code_with(token: str | None) -> grpc.StatusCode:
+        credentials = mesh.api_credentials(token) if token else None
+        if credentials is None:  # TLS, but no token
+            channel = grpc.aio.secure_channel(
+                mesh.api_target, grpc.ssl_channel_credentials(Path(mesh.api_ca_file).read_bytes())
+            )
+        else:
+            channel = credentials.channel(mesh.api_target)
+        async with channel:
+            stub = budget_pb2_grpc.BudgetServiceStub(channel)
+            return await code_of(stub.GetBudget(request, timeout=5))
+
+    assert await code_with(None) == grpc.StatusCode.UNAUTHENTICATED
+    assert await code_with(token) == grpc.StatusCode.PERMISSION_DENIED
+    rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}"
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "read-budgets"},
+        "rules": [
+            {
+                "apiGroups": ["policy.kruise.io"],
+                "resources": ["podunavailablebudgets"],
+                "verbs": ["get"],
+            }
+        ],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "tool-reads-budgets"},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": "read-budgets",
+        },
+        "subjects": [{"kind": "ServiceAccount", "name": "tool", "namespace": ns}],
+    }
+    await kube.request("POST", f"{rbac}/roles", body=orjson.dumps(role))
+    await kube.request("POST", f"{rbac}/rolebindings", body=orjson.dumps(binding))
+
+    async def granted() -> bool:  # a refusal is cached for 2 s
+        # Authorized now: the budget does not exist, which the replica answers.
+        return await code_with(token) == grpc.StatusCode.NOT_FOUND
+
+    await eventually("the RoleBinding lets the same token read budgets", granted, timeout=10)
