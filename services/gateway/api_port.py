@@ -30,8 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from kruise.budget.v1 import budget_pb2, budget_pb2_grpc
 from services.gateway import callers, certs
@@ -40,7 +38,7 @@ from services.gateway.certs import ServingCert
 from services.gateway.config import GatewayConfig
 from services.gateway.kube.client import KubeClient
 from services.gateway.webhook.server import server_ssl_context
-from services.kit.rpc import KEEPALIVE_SERVER, MAX_MESSAGE, Register, Server
+from services.kit.rpc import Register, Server, create_server
 
 log = logging.getLogger(__name__)
 
@@ -179,34 +177,11 @@ async def create_api_server(
 ) -> Server:
     """``kit.rpc.create_server`` for the API port: TLS and the callers' interceptor when
     ``security`` has them; health and reflection (open to anyone reaching the port)."""
-    server = grpc.aio.server(
-        options=[
-            *KEEPALIVE_SERVER,
-            ("grpc.max_receive_message_length", MAX_MESSAGE),
-            ("grpc.max_send_message_length", MAX_MESSAGE),
-            ("grpc.so_reuseport", 0),
-        ],
-        interceptors=security.interceptors or None,
+    return await create_server(
+        register=register,
+        service_names=service_names,
+        host=host,
+        port=port,
+        credentials=security.grpc_credentials,
+        interceptors=security.interceptors,
     )
-    for add in register:
-        add(server)
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    names = list(service_names)
-    reflection.enable_server_reflection(
-        [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
-    )
-    address = f"{host}:{port}"
-    try:
-        if security.grpc_credentials is not None:
-            bound = server.add_secure_port(address, security.grpc_credentials)
-        else:
-            bound = server.add_insecure_port(address)
-    except RuntimeError as e:  # grpc reports a taken port this way
-        raise OSError(f"cannot bind the API port to {address}: the port is in use") from e
-    if bound == 0:
-        raise OSError(f"cannot bind the API port to {address}")
-    await server.start()
-    built = Server(server=server, port=bound, health=health_servicer, service_names=names)
-    built.set_serving(True)
-    return built

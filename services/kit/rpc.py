@@ -83,12 +83,17 @@ async def create_server(
     serving: bool = True,
     tls: MeshTls | None = None,
     policy: Policy | None = None,
+    credentials: grpc.ServerCredentials | None = None,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> Server:
     """Build and start a server with health and reflection; port 0 picks a free port.
 
     With ``tls`` the port takes mesh peers only (mutual TLS, certificates from the mesh CA)
     and ``policy`` says which component may call which service (``kit.tls.allowed``).
+    Otherwise ``credentials`` (e.g. server-only TLS) and ``interceptors`` (e.g. callers'
+    tokens) secure it; with neither, plain TCP.
     """
+    chain = [PeerPolicy(policy or {})] if tls is not None else list(interceptors)
     server = grpc.aio.server(
         options=[
             *KEEPALIVE_SERVER,
@@ -96,7 +101,7 @@ async def create_server(
             ("grpc.max_send_message_length", MAX_MESSAGE),
             ("grpc.so_reuseport", 0),
         ],
-        interceptors=[PeerPolicy(policy or {})] if tls is not None else None,
+        interceptors=chain or None,
     )
     for add in register:
         add(server)
@@ -108,7 +113,9 @@ async def create_server(
     )
     try:
         if tls is not None:
-            bound = server.add_secure_port(f"{host}:{port}", tls.server_credentials())
+            credentials = tls.server_credentials()
+        if credentials is not None:
+            bound = server.add_secure_port(f"{host}:{port}", credentials)
         else:
             bound = server.add_insecure_port(f"{host}:{port}")
     except RuntimeError as e:  # grpc reports a taken port this way
