@@ -261,11 +261,16 @@ class StatusFeed:
 
     # ---- the log ------------------------------------------------------------------------
     async def _run(self) -> None:
+        forgot = time.monotonic()
         while True:
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=10.0)
             except TimeoutError:
+                pass
+            if time.monotonic() - forgot >= 10.0:  # also on a feed that is never quiet
+                forgot = time.monotonic()
                 self._forget_idle()
+            if not self._wake.is_set():
                 continue
             self._wake.clear()
             await self._indexed()
@@ -357,6 +362,8 @@ class StatusFeed:
         left this replica), before or during the stream.
         """
         namespace_log = await self.open(namespace)
+        if self.logs.get(namespace) is not namespace_log:
+            raise Moved(f"namespace {namespace} moved to another rollout replica")
         watcher = Watcher(max_queue=self.max_queue)
         # Registered before anything is sent: an entry logged meanwhile is queued, not lost.
         namespace_log.watchers.add(watcher)
