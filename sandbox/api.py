@@ -978,6 +978,10 @@ class ApiCore:
         self._schemas[key] = found if isinstance(found, dict) and found else None
         return self._schemas[key]
 
+    def schema_of(self, rt: ResourceType, version: str) -> dict[str, Any] | None:
+        """The ``openAPIV3Schema`` of a custom resource version (None without one)."""
+        return self._schema_of(rt, version)
+
     def _prune_custom(self, rt: ResourceType, version: str, obj: dict[str, Any]) -> dict[str, Any]:
         s = self._schema_of(rt, version)
         return obj if s is None else schema.prune(obj, s)

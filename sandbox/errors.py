@@ -112,3 +112,7 @@ def gone(message: str) -> ApiError:
 
 def too_many_requests(message: str, *, details: dict[str, Any] | None = None) -> ApiError:
     return ApiError.status(code=429, reason="TooManyRequests", message=message, details=details)
+
+
+def unsupported_media_type(message: str) -> ApiError:
+    return ApiError.status(code=415, reason="UnsupportedMediaType", message=message)

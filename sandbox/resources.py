@@ -152,6 +152,7 @@ BUILTINS: tuple[ResourceType, ...] = (
     _t("apps", "replicasets", "ReplicaSet", short=("rs",), status=True, scale=_APPS_SCALE),
     _t("apps", "daemonsets", "DaemonSet", short=("ds",), status=True),
     _t("apps", "controllerrevisions", "ControllerRevision"),
+    _t("batch", "jobs", "Job", status=True),
     _t("coordination.k8s.io", "leases", "Lease"),
     _t("discovery.k8s.io", "endpointslices", "EndpointSlice"),
     _t("events.k8s.io", "events", "Event", short=("ev",)),

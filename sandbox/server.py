@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from sandbox import discovery, errors, table
+from sandbox import discovery, errors, openapi, protobuf, table
 from sandbox.admission import begin_request, warning_header
 from sandbox.api import ApiCore, ConflictFault, Ctx
 from sandbox.auth import Auth, build_auth
@@ -56,6 +56,7 @@ class ServerState:
     auth: Auth
     watchers: set[Watcher] = field(default_factory=set)
     started: float = field(default_factory=time.monotonic)
+    openapi: openapi.OpenAPI | None = None
 
 
 STATE_KEY = web.AppKey("sandbox_state", ServerState)
@@ -155,6 +156,14 @@ async def _body(request: web.Request, rt_kind: str) -> Any:
     raw = await request.read()
     if not raw:
         return None
+    if request.content_type == protobuf.MEDIA_TYPE:
+        try:
+            return protobuf.decode(raw, expected_kind=rt_kind)
+        except protobuf.Undecodable as e:
+            raise errors.unsupported_media_type(
+                f"the sandbox cannot decode {e.kind} sent as {protobuf.MEDIA_TYPE} ({e.why}); "
+                "send it as application/json"
+            ) from e
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as e:
@@ -268,9 +277,9 @@ async def _handle_resource(
             return _json(body)
         ctx = _ctx(state, request, caller)
         if method == "POST":
-            obj = await core.create(
-                ctx, rt, version=t.version, namespace=ns, body=await _body(request, rt.kind)
-            )
+            body = await _body(request, rt.kind)
+            _strict_check(state, request, t, body)
+            obj = await core.create(ctx, rt, version=t.version, namespace=ns, body=body)
             return _json(obj, 201, ctx.warnings)
         if method == "DELETE" and "deletecollection" in rt.verbs:
             labels = parse_label_selector(q.get("labelSelector"))
@@ -334,14 +343,11 @@ async def _handle_resource(
             return _json(_as_table(state, request, t, tv, [obj], meta))
         return _json(obj)
     if method == "PUT":
+        body = await _body(request, rt.kind)
+        if not sub:
+            _strict_check(state, request, t, body)
         out = await core.update(
-            ctx,
-            rt,
-            version=t.version,
-            namespace=ns,
-            name=name,
-            body=await _body(request, rt.kind),
-            subresource=sub,
+            ctx, rt, version=t.version, namespace=ns, name=name, body=body, subresource=sub
         )
         return _json(_versioned(rt, t.version, out), 200, ctx.warnings)
     if method == "PATCH":
@@ -567,6 +573,51 @@ async def _handle_sandbox(
     return _not_found_page()
 
 
+def _openapi_of(state: ServerState) -> openapi.OpenAPI:
+    if state.openapi is None:
+        state.openapi = openapi.OpenAPI(state.core.registry, state.core.schema_of)
+    return state.openapi
+
+
+def _handle_openapi(state: ServerState, parts: list[str]) -> web.Response | None:
+    """``/openapi/v2``, ``/openapi/v3`` and ``/openapi/v3/<group-version path>``."""
+    if len(parts) < 2 or parts[0] != "openapi":
+        return None
+    docs = _openapi_of(state)
+    if parts == ["openapi", "v2"]:
+        return web.Response(body=docs.v2(), headers=_HEADERS, content_type="application/json")
+    if parts == ["openapi", "v3"]:
+        return _json(docs.v3_root())
+    if parts[1] == "v3":
+        body = docs.v3_document("/".join(parts[2:]))
+        if body is not None:
+            return web.Response(body=body, headers=_HEADERS, content_type="application/json")
+    return _not_found_page()
+
+
+def _strict_check(state: ServerState, request: web.Request, t: Target, body: Any) -> None:
+    """``fieldValidation=Strict`` on a JSON create or update: 400 naming the unknown fields."""
+    if request.query.get("fieldValidation") != "Strict" or not isinstance(body, dict):
+        return
+    if request.content_type == protobuf.MEDIA_TYPE:
+        return
+    rt = t.rt
+    docs = _openapi_of(state)
+    schemas = docs.v3_schemas(
+        f"api/{t.version}" if not rt.group else f"apis/{rt.group}/{t.version}"
+    )
+    kind_schema = openapi.find_kind_schema(schemas, rt.group, t.version, rt.kind)
+    if kind_schema is None:
+        return
+    unknown = openapi.unknown_fields(body, kind_schema, schemas)
+    if unknown:
+        listed = ", ".join(f'unknown field "{u}"' for u in unknown)
+        raise errors.bad_request(
+            f'{rt.kind} in version "{t.version}" cannot be handled as a {rt.kind}: '
+            f"strict decoding error: {listed}"
+        )
+
+
 def _handle_discovery(state: ServerState, parts: list[str]) -> web.Response | None:
     reg = state.core.registry
     body: dict[str, Any] | None = None
@@ -613,7 +664,11 @@ def build_app(
                 attrs = request_attributes(request.method, request.path, request.query)
                 state.auth.check(caller, attrs)
             if request.method == "GET":
-                disc = _handle_discovery(state, parts) or _handle_openid(state, parts)
+                disc = (
+                    _handle_discovery(state, parts)
+                    or _handle_openid(state, parts)
+                    or _handle_openapi(state, parts)
+                )
                 if disc is not None:
                     return disc
             if len(parts) >= 2 and parts[0] == "sandbox" and parts[1] == "v1":
