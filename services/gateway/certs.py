@@ -128,7 +128,9 @@ async def publish_ca_bundle(kube: KubeClient, *, ca_pem: bytes, names: dict[str,
         try:
             current = await kube.request_json("GET", kube.path(res, name=name))
         except errors.NotFound:
-            log.warning("webhook configuration missing", extra={"kind": kind, "name": name})
+            log.warning(
+                "webhook configuration missing", extra={"kind": kind, "configuration": name}
+            )
             continue
         webhooks = current.get("webhooks") or []
         if all((w.get("clientConfig") or {}).get("caBundle") == bundle for w in webhooks):
@@ -147,4 +149,4 @@ async def publish_ca_bundle(kube: KubeClient, *, ca_pem: bytes, names: dict[str,
             body=orjson.dumps(patch),
             content_type="application/json-patch+json",
         )
-        log.info("published the webhook CA", extra={"kind": kind, "name": name})
+        log.info("published the webhook CA", extra={"kind": kind, "configuration": name})
