@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # One image for every kruise-mesh component; each Deployment in deploy/ picks its entrypoint:
 #   python -m services.gateway | services.placement | services.rollout | services.budget
-# Build: docker build -t kruise-mesh:0.1.0 .
+# Build: make image (docker, podman or buildah; IMAGE=... to name it otherwise).
 ARG PYTHON_IMAGE=python:3.11-slim
 
 # --- build: install the project (runtime dependencies only, no dev extras) into a venv --------
@@ -10,13 +10,17 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/kruise-mesh
 WORKDIR /src
-# pyproject.toml declares readme = "README.md", so the build needs it.
-COPY pyproject.toml README.md ./
+# pyproject.toml declares readme = "README.md", so the build needs it. setup.py copies deploy/
+# into the package (services/_deploy), so every command finds the CRDs and webhook manifests.
+# constraints.txt (make lock) pins every dependency: two builds on two days install the same.
+COPY pyproject.toml setup.py README.md constraints.txt ./
+COPY deploy/ deploy/
 COPY services/ services/
 COPY sandbox/ sandbox/
 COPY bench/ bench/
 COPY gen/ gen/
-RUN /opt/kruise-mesh/bin/pip install . \
+RUN /opt/kruise-mesh/bin/pip install --constraint constraints.txt . \
+ && /opt/kruise-mesh/bin/python -m pip uninstall --yes pip setuptools \
  && /opt/kruise-mesh/bin/python -m compileall -q /opt/kruise-mesh
 
 # --- runtime: the venv only, run as a non-root user ---------------------------------------------
@@ -28,7 +32,10 @@ LABEL org.opencontainers.image.title="kruise-mesh" \
 ENV PATH=/opt/kruise-mesh/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
-RUN groupadd --system --gid 10001 kruise \
+# No installer at run time: the base image's pip, setuptools and wheel go (scanners flag them).
+RUN python -m pip uninstall --yes pip setuptools wheel \
+ && rm -f /usr/local/bin/pip /usr/local/bin/pip3* \
+ && groupadd --system --gid 10001 kruise \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin kruise
 COPY --from=build /opt/kruise-mesh /opt/kruise-mesh

@@ -30,6 +30,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from services.cli import procs
+from services.deploy_files import deploy_path
 
 TICKS = os.sysconf("SC_CLK_TCK")
 ROOT = Path(__file__).resolve().parents[1]
@@ -174,7 +175,7 @@ async def start_sandbox(
 ) -> procs.Proc:
     """``python -m sandbox`` with the CRDs and neither ``--world`` nor ``--admission``: no
     scheduler, kubelet or webhook moves or slows a pod, so every event is the bench's own."""
-    args = ["--state-dir", str(workdir / "sandbox"), "--crds", str(ROOT / "deploy" / "crds")]
+    args = ["--state-dir", str(workdir / "sandbox"), "--crds", str(deploy_path("crds"))]
     if history is not None:
         args += ["--history", str(history)]
     return await procs.start("sandbox", "sandbox", [*args, *extra], log_dir=workdir / "logs")

@@ -21,7 +21,8 @@ from rich.table import Table
 
 from kruise.common.v1 import mesh_pb2, mesh_pb2_grpc
 from services.cli import demo_budget, demo_placement, demo_rollout, demo_rollout_api
-from services.cli.local import ROOT, SERVICES, LocalMesh
+from services.cli.local import SERVICES, LocalMesh
+from services.deploy_files import deploy_path
 from services.gateway.kube.client import KubeClient
 from services.kit import errors
 
@@ -187,7 +188,7 @@ async def walk_through(kube: KubeClient, mesh: LocalMesh, console: Console) -> N
     console.print(pods)
 
     console.rule("2. OpenKruise YAML applies unchanged (deploy/examples)")
-    for path in sorted((ROOT / "deploy" / "examples").glob("*.yaml")):
+    for path in sorted(deploy_path("examples").glob("*.yaml")):
         for obj in yaml.safe_load_all(path.read_text()):
             if obj and obj["apiVersion"].startswith("argoproj.io/"):
                 console.print(f"skipped {obj['kind']} from {path.name}: it needs Argo Rollouts")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from services.deploy_files import deploy_path
 from services.gateway.callers import check_off_allowed
 from services.gateway.routing import parse_service_names, parse_static_services
 from services.kit.config import (
@@ -50,7 +51,7 @@ class GatewayConfig:
     # CA file: webhook callers must present a client certificate it issued (the API server's,
     # configured through its AdmissionConfiguration); empty: no client certificate asked for.
     webhook_client_ca: str = ""
-    webhook_manifests: str = str(ROOT / "deploy" / "webhooks.yaml")
+    webhook_manifests: str = str(deploy_path("webhooks.yaml"))
     install_crds: str = ""
     leader_election: bool = True
     lease_seconds: float = 15.0
@@ -214,7 +215,7 @@ def parse_gateway_config(
     add(
         "--webhook-manifests",
         "KRUISE_MESH_WEBHOOK_MANIFESTS",
-        str(ROOT / "deploy" / "webhooks.yaml"),
+        str(deploy_path("webhooks.yaml")),
         "webhook YAML for local mode",
     )
     add(

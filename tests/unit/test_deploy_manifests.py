@@ -483,7 +483,8 @@ def test_kustomization_lists_every_manifest() -> None:
     listed = sorted(kustomization["resources"])
     assert listed == sorted(str(p.relative_to(DEPLOY)) for p in manifest_files())
     assert kustomization["namespace"] == NAMESPACE
-    assert {"name": "kruise-mesh", "newTag": "0.1.0"} in kustomization["images"]
+    image = {"name": "kruise-mesh", "newName": "localhost/kruise-mesh", "newTag": "0.1.0"}
+    assert image in kustomization["images"]  # what `make image` names it
 
 
 @pytest.mark.skipif(not Path("/usr/bin/kubectl").exists(), reason="kubectl is not installed")
@@ -501,7 +502,7 @@ def test_kubectl_kustomize_renders() -> None:
         if d["kind"] == "Deployment"
         for c in d["spec"]["template"]["spec"]["containers"]
     }
-    assert images == {"kruise-mesh:0.1.0"}
+    assert images == {"localhost/kruise-mesh:0.1.0"}
 
 
 # --- workloads -----------------------------------------------------------------------------------
