@@ -1,6 +1,7 @@
 """kruise-mesh command line.
 
 python -m services.cli demo [--kubeconfig FILE] [--replicas N] [--keep]
+python -m services.cli up [--kubeconfig FILE] [--replicas N]   (until Ctrl-C, SIGTERM, SIGHUP)
 python -m services.cli status --replica ADDRESS [--replica ...]
 python -m services.cli drain-plan --node NODE [--server ADDR] [--kubeconfig FILE] [--token T]
 python -m services.cli rollout status NS/NAME [--watch] [--timeout 10m] [--server ADDR]
@@ -30,6 +31,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--workdir", default=".run", help="state, certificates and logs")
     demo.add_argument("--keep", action="store_true", help="keep the mesh running after the walk")
     demo.add_argument(
+        "--webhook-host",
+        default="127.0.0.1",
+        help="with --kubeconfig: this machine's address as the cluster's API server reaches it",
+    )
+    up = commands.add_parser(
+        "up",
+        help="run the mesh locally (no demo) until Ctrl-C, SIGTERM or SIGHUP",
+    )
+    up.add_argument("--kubeconfig", help="run against this cluster (default: the embedded sandbox)")
+    up.add_argument("--replicas", type=int, default=2, help="replicas per service (default 2)")
+    up.add_argument("--workdir", default=".run", help="state, certificates and logs")
+    up.add_argument(
         "--webhook-host",
         default="127.0.0.1",
         help="with --kubeconfig: this machine's address as the cluster's API server reaches it",
@@ -77,20 +90,31 @@ def main(argv: Sequence[str] | None = None) -> int:
                 credentials=creds,
             )
         )
-    if args.command == "demo":
-        from services.cli.demo import run_demo
+    if args.command in ("demo", "up"):
+        # Ctrl-C, SIGTERM and SIGHUP alike: stop the children, wait, unregister (up.py).
+        from services.cli.up import run_up, until_signal
 
-        try:
-            return asyncio.run(
-                run_demo(
-                    workdir=Path(args.workdir),
-                    kubeconfig=args.kubeconfig,
-                    replicas=args.replicas,
-                    keep=args.keep,
-                    console=console,
-                    webhook_host=args.webhook_host,
-                )
+        if args.command == "demo":
+            from services.cli.demo import run_demo
+
+            walk = run_demo(
+                workdir=Path(args.workdir),
+                kubeconfig=args.kubeconfig,
+                replicas=args.replicas,
+                keep=args.keep,
+                console=console,
+                webhook_host=args.webhook_host,
             )
+        else:
+            walk = run_up(
+                workdir=Path(args.workdir),
+                kubeconfig=args.kubeconfig,
+                replicas=args.replicas,
+                console=console,
+                webhook_host=args.webhook_host,
+            )
+        try:
+            return asyncio.run(until_signal(walk, console=console))
         except KeyboardInterrupt:
             return 130
     parser.error(f"unknown command {args.command}")

@@ -39,6 +39,7 @@ import yaml
 
 from kruise.common.v1 import mesh_pb2, mesh_pb2_grpc
 from services.cli import credentials, procs
+from services.deploy_files import deploy_path
 from services.gateway.certs import local_serving_cert
 from services.gateway.kube.client import KubeClient
 from services.gateway.register import (
@@ -285,7 +286,7 @@ class LocalMesh:
 
     async def start_sandbox(self) -> None:
         state = self.workdir / "sandbox"
-        args = ["--state-dir", str(state), "--crds", str(ROOT / "deploy" / "crds")]
+        args = ["--state-dir", str(state), "--crds", str(deploy_path("crds"))]
         if self.world:
             args.append("--world")
         args.append("--admission")
@@ -327,7 +328,7 @@ class LocalMesh:
         kube = await KubeClient.connect(kubeconfig=self.kubeconfig)
         try:
             await _ensure(kube, "/api/v1/namespaces", _namespace(MESH_NAMESPACE))
-            documents = load_documents(yaml_files(ROOT / "deploy" / "rbac.yaml"))
+            documents = load_documents(yaml_files(deploy_path("rbac.yaml")))
             for doc in [*self.gateway_roles, *documents]:
                 res = await kube.resolve(api_version=doc["apiVersion"], kind=doc["kind"])
                 namespace = doc["metadata"].get("namespace")
@@ -362,7 +363,7 @@ class LocalMesh:
         try:
             self.registered = await register_webhooks(
                 kube,
-                manifests=ROOT / "deploy" / "webhooks.yaml",
+                manifests=deploy_path("webhooks.yaml"),
                 base_url=f"https://{self.webhook_host}:{self.webhook_port}",
                 ca_pem=served.ca_pem,
             )
@@ -499,7 +500,7 @@ class LocalMesh:
             if not self._as_service_account:
                 args += ["--local-webhooks", f"https://{self.webhook_host}:{self.webhook_port}"]
             if self._external_kubeconfig:
-                args += ["--install-crds", str(ROOT / "deploy" / "crds")]
+                args += ["--install-crds", str(deploy_path("crds"))]
         else:
             args += ["--webhook-port", str(procs.free_port())]
         proc = await procs.start(

@@ -1,4 +1,5 @@
-"""``python -m services.gateway``: run the gateway until SIGTERM/SIGINT.
+"""``python -m services.gateway``: run the gateway until SIGTERM, SIGINT or SIGHUP (or its
+supervisor's death: ``caught_signals``), then stop: local webhook configurations removed.
 
 Prints one JSON line with its ports once it serves, for supervisors and tests
 (``api_port`` and ``api_http_port``, the rollout API for tools, are null when off).

@@ -166,9 +166,15 @@ class Gateway:
     async def stop(self) -> None:
         if self.registered:
             # First, so the API server stops calling a webhook that is going away.
-            with contextlib.suppress(Exception):
+            try:
                 await register.unregister_webhooks(self.kube, self.registered)
-            log.info("removed local webhook configurations", extra={"names": self.registered})
+            except Exception:  # the stop goes on; say what is left behind
+                log.exception(
+                    "could not remove the local webhook configurations; delete them by hand",
+                    extra={"names": self.registered},
+                )
+            else:
+                log.info("removed local webhook configurations", extra={"names": self.registered})
         if self.elector is not None:
             await self.elector.stop()
         if self._election is not None:

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import logging
+import os
 import signal
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -128,9 +131,17 @@ async def create_server(
     return built
 
 
+# Set by a supervisor (services/cli/procs.py) to its own pid: the child stops when its
+# parent is gone (reparented), even when the parent was killed without a chance to stop it.
+PARENT_PID_ENV = "KRUISE_MESH_PARENT_PID"
+PARENT_POLL_S = 1.0
+_PR_SET_PDEATHSIG = 1
+
+
 @contextlib.contextmanager
 def caught_signals(*signals: signal.Signals) -> Iterator[asyncio.Future[signal.Signals]]:
-    """Catch ``signals`` (default SIGTERM, SIGINT) from now on; the future is the first one.
+    """Catch ``signals`` (default SIGTERM, SIGINT, SIGHUP) from now on; the future is the
+    first one.
 
     Enter it before announcing readiness: a supervisor may signal as soon as it reads
     the ready line, and a signal arriving before the handler exists kills the process
@@ -139,10 +150,16 @@ def caught_signals(*signals: signal.Signals) -> Iterator[asyncio.Future[signal.S
         with caught_signals() as stop:
             print(ready_line, flush=True)
             received = await stop
+
+    With ``$KRUISE_MESH_PARENT_PID`` set (the supervisor's pid), the future also completes
+    (as SIGTERM) once this process's parent is no longer that process: the supervisor died
+    without stopping it (SIGKILL). On Linux the supervisor also asks the kernel for a
+    SIGTERM on its death (``procs``); this watcher covers other systems and the window
+    before that request.
     """
     loop = asyncio.get_running_loop()
     received: asyncio.Future[signal.Signals] = loop.create_future()
-    wanted = signals or (signal.SIGTERM, signal.SIGINT)
+    wanted = signals or (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
     def deliver(sig: signal.Signals) -> None:
         if not received.done():
@@ -150,11 +167,43 @@ def caught_signals(*signals: signal.Signals) -> Iterator[asyncio.Future[signal.S
 
     for sig in wanted:
         loop.add_signal_handler(sig, deliver, sig)
+    watcher = _watch_parent(deliver)
     try:
         yield received
     finally:
+        if watcher is not None:
+            watcher.cancel()
+            _no_more_parent_death_signal()
         for sig in wanted:
             loop.remove_signal_handler(sig)
+
+
+def _no_more_parent_death_signal() -> None:
+    """Stopping: clear the SIGTERM asked for on the parent's death (``procs``). The kernel
+    sends it again each time a thread of the dying parent that this process was handed to
+    exits; once the handlers are gone, a second one would kill the stop halfway (leaving
+    the gateway's webhook configurations registered)."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, 0, 0, 0, 0)
+
+
+def _watch_parent(deliver: Callable[[signal.Signals], None]) -> asyncio.Task[None] | None:
+    """A task that delivers SIGTERM once the parent named by ``$KRUISE_MESH_PARENT_PID``
+    is gone; None when the variable is unset (a process run by hand or by a kubelet)."""
+    try:
+        parent = int(os.environ.get(PARENT_PID_ENV, ""))
+    except ValueError:
+        return None
+
+    async def watch() -> None:
+        while os.getppid() == parent:
+            await asyncio.sleep(PARENT_POLL_S)
+        log.warning("parent process %d is gone: stopping", parent)
+        deliver(signal.SIGTERM)
+
+    return asyncio.get_running_loop().create_task(watch(), name="watch-parent")
 
 
 def service_config(*, idempotent: Sequence[tuple[str, str]], timeout_s: float = 5.0) -> str:
