@@ -69,12 +69,15 @@ lock: ## pin every dependency (constraints.txt, used by install and the image) t
 
 IMAGE ?= localhost/kruise-mesh:0.1.0
 .PHONY: image
-image: constraints.txt ## build the image (IMAGE=localhost/kruise-mesh:0.1.0) with docker, podman or buildah, whichever is installed
-	@if command -v docker >/dev/null 2>&1; then tool="docker build"; \
-	elif command -v podman >/dev/null 2>&1; then tool="podman build"; \
-	elif command -v buildah >/dev/null 2>&1; then tool="buildah bud"; \
-	else echo "make image: none of docker, podman or buildah is installed; install one of them" >&2; exit 1; fi; \
+image: constraints.txt ## build the image (IMAGE=localhost/kruise-mesh:0.1.0) with docker (if its engine answers), podman or buildah
+	@if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then tool="docker build"; \
+	elif command -v podman >/dev/null 2>&1; then tool="podman build $(BUILD_FLAGS)"; \
+	elif command -v buildah >/dev/null 2>&1; then tool="buildah bud $(BUILD_FLAGS)"; \
+	else echo "make image: no docker engine, podman or buildah here; install one (Debian: apt-get install podman buildah)" >&2; exit 1; fi; \
 	echo "$$tool -t $(IMAGE) ."; $$tool -t $(IMAGE) .
+
+# podman/buildah on VMs without a bridge network or with low default limits: BUILD_FLAGS.
+BUILD_FLAGS ?= --network host --ulimit nofile=65536:65536
 
 .PHONY: fmt
 fmt: $(STAMP) ## format and autofix
