@@ -58,11 +58,12 @@ from typing import Literal, TypeVar
 
 import grpc
 from google.protobuf import message as pb_message
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import status_pb2
 from grpc_status import rpc_status
 
 from kruise.rollout.v1 import rollout_pb2, rollout_pb2_grpc
 from services.cli.credentials import ApiCredentials, Token
+from services.kit import rich
 
 log = logging.getLogger(__name__)
 
@@ -238,23 +239,13 @@ def error_from_status(
     code: grpc.StatusCode, message: str, status: status_pb2.Status | None
 ) -> RolloutError:
     """The typed error for a status code and its rich details. Pure."""
-    reason = ""
-    metadata: dict[str, str] = {}
-    violations: list[FieldViolation] = []
-    preconditions: list[PreconditionViolation] = []
-    for detail in status.details if status is not None else ():
-        info = error_details_pb2.ErrorInfo()
-        bad = error_details_pb2.BadRequest()
-        failed = error_details_pb2.PreconditionFailure()
-        if detail.Unpack(info):
-            reason = reason or info.reason
-            metadata.update(info.metadata)
-        elif detail.Unpack(bad):
-            violations += [FieldViolation(v.field, v.description) for v in bad.field_violations]
-        elif detail.Unpack(failed):
-            preconditions += [
-                PreconditionViolation(v.type, v.subject, v.description) for v in failed.violations
-            ]
+    details = rich.details_of(status)
+    reason = details.info.reason if details.info is not None else ""
+    metadata = dict(details.info.metadata) if details.info is not None else {}
+    violations = [FieldViolation(v.field, v.description) for v in details.fields]
+    preconditions = [
+        PreconditionViolation(v.type, v.subject, v.description) for v in details.preconditions
+    ]
     cls = _BY_CODE.get(code, RolloutError)
     if cls is Conflict and reason == RESOURCE_VERSION_EXPIRED:
         cls = VersionExpired

@@ -63,13 +63,14 @@ import orjson
 from aiohttp import web
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import status_pb2
 from multidict import MultiMapping
 from prometheus_client import Counter
 
 from kruise.rollout.v1 import rollout_pb2
 from services.gateway.relay import RelayError
 from services.gateway.rollout_route import RolloutRoute
+from services.kit import rich
 
 log = logging.getLogger(__name__)
 
@@ -221,27 +222,18 @@ def _rich_details(error: RelayError) -> dict[str, Any]:
         status = status_pb2.Status.FromString(raw)
     except DecodeError:
         return {}
+    details = rich.details_of(status)
     found: dict[str, Any] = {}
-    causes: list[dict[str, str]] = []
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            found["errorInfo"] = json_format.MessageToDict(info)
-        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            causes += [
-                {"reason": "FieldValueInvalid", "field": v.field, "message": v.description}
-                for v in bad.field_violations
-            ]
-        elif detail.Is(error_details_pb2.PreconditionFailure.DESCRIPTOR):
-            failure = error_details_pb2.PreconditionFailure()
-            detail.Unpack(failure)
-            causes += [
-                {"reason": v.type, "field": v.subject, "message": v.description}
-                for v in failure.violations
-            ]
+    if details.info is not None:
+        found["errorInfo"] = json_format.MessageToDict(details.info)
+    causes = [
+        {"reason": "FieldValueInvalid", "field": v.field, "message": v.description}
+        for v in details.fields
+    ]
+    causes += [
+        {"reason": v.type, "field": v.subject, "message": v.description}
+        for v in details.preconditions
+    ]
     if causes:
         found["causes"] = causes
     return found

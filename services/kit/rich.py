@@ -81,13 +81,37 @@ async def abort(context: grpc.aio.ServicerContext[Any, Any], problem: Problem) -
     raise AssertionError("unreachable")  # abort_with_status always raises
 
 
+@dataclass(frozen=True)
+class Details:
+    """What a ``google.rpc.Status`` says to programs, unpacked once: its ErrorInfo (the
+    first), BadRequest field violations and PreconditionFailure violations, in order."""
+
+    info: error_details_pb2.ErrorInfo | None = None
+    fields: tuple[error_details_pb2.BadRequest.FieldViolation, ...] = ()
+    preconditions: tuple[error_details_pb2.PreconditionFailure.Violation, ...] = ()
+
+
+def details_of(status: status_pb2.Status | None) -> Details:
+    """The details of ``status`` (none for None); kinds other than the three are skipped."""
+    info = None
+    fields: list[error_details_pb2.BadRequest.FieldViolation] = []
+    preconditions: list[error_details_pb2.PreconditionFailure.Violation] = []
+    for detail in status.details if status is not None else ():
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            found = error_details_pb2.ErrorInfo()
+            detail.Unpack(found)
+            info = info or found
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            fields += bad.field_violations
+        elif detail.Is(error_details_pb2.PreconditionFailure.DESCRIPTOR):
+            failure = error_details_pb2.PreconditionFailure()
+            detail.Unpack(failure)
+            preconditions += failure.violations
+    return Details(info, tuple(fields), tuple(preconditions))
+
+
 def error_info(status: status_pb2.Status | None) -> error_details_pb2.ErrorInfo | None:
     """The ErrorInfo among a status's details, if any (for clients and tests)."""
-    if status is None:
-        return None
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            return info
-    return None
+    return details_of(status).info

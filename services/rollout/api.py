@@ -61,39 +61,6 @@ _CODES = {
 }
 
 
-def at_least(resource_version: str, wanted: str) -> bool:
-    """Whether ``resource_version`` is ``wanted`` or newer. Kubernetes resourceVersions are
-    etcd revisions (integers) in practice; others compare only for equality."""
-    if resource_version.isdigit() and wanted.isdigit():
-        return int(resource_version) >= int(wanted)
-    return resource_version == wanted
-
-
-def preview(view: views_pb2.CloneSetView, patch: dict[str, Any]) -> views_pb2.CloneSetView:
-    """The CloneSet as it would be after ``patch`` (a plan's merge patch of annotations,
-    partition and paused): what a dry run answers. Pure."""
-    after = views_pb2.CloneSetView()
-    after.CopyFrom(view)
-    annotations = patch.get("metadata", {}).get("annotations", {})
-    for key, value in annotations.items():
-        if value is None:
-            after.meta.annotations.pop(key, None)
-        else:
-            after.meta.annotations[key] = value
-    strategy = patch.get("spec", {}).get("updateStrategy", {})
-    if "partition" in strategy:
-        value = strategy["partition"]
-        if value is None:
-            after.update_strategy.ClearField("partition")
-        elif isinstance(value, int):
-            after.update_strategy.partition.int_value = value
-        else:
-            after.update_strategy.partition.str_value = value
-    if "paused" in strategy:
-        after.update_strategy.paused = bool(strategy["paused"])
-    return after
-
-
 class RolloutApi(rollout_pb2_grpc.RolloutServiceServicer):
     def __init__(
         self,
@@ -247,7 +214,7 @@ class RolloutApi(rollout_pb2_grpc.RolloutServiceServicer):
             patch_json = orjson.dumps(change.patch).decode()
             if dry_run:
                 return answer(
-                    status=self._status(preview(view, change.patch)),
+                    status=self._status(steering.preview(view, change.patch)),
                     applied=False,
                     patch_json=patch_json,
                     message=f"dry run: {change.message}",
@@ -329,7 +296,7 @@ class RolloutApi(rollout_pb2_grpc.RolloutServiceServicer):
         view: views_pb2.CloneSetView | None = self.mesh.cache.get(CLONESET, ref.namespace, ref.name)
         if min_rv:
             deadline = time.monotonic() + CATCH_UP_S
-            while view is None or not at_least(view.meta.resource_version, min_rv):
+            while view is None or not steering.at_least(view.meta.resource_version, min_rv):
                 if time.monotonic() > deadline:
                     await self._abort(
                         context,

@@ -87,6 +87,8 @@ class Entry:
     name: str
     labels: Mapping[str, str]
     status: rollout_pb2.RolloutStatus
+    # The status serialized deterministically, what the next status is compared with.
+    digest: bytes = b""
 
 
 def format_version(epoch: str, seq: int) -> str:
@@ -124,7 +126,8 @@ class NamespaceLog:
         self, type_: EventType, name: str, labels: Labels, status: rollout_pb2.RolloutStatus
     ) -> Entry:
         self.seq += 1
-        entry = Entry(self.seq, type_, name, dict(labels), status)
+        digest = status.SerializeToString(deterministic=True)
+        entry = Entry(self.seq, type_, name, dict(labels), status, digest)
         self.entries.append(entry)
         if type_ == DELETED:
             self.current.pop(name, None)
@@ -294,7 +297,7 @@ class StatusFeed:
                 self._publish(namespace_log, DELETED, name, last.labels, last.status)
             return
         status = self.report(view, self.pods_of(view))
-        if last is not None and _same(last.status, status):
+        if last is not None and last.digest == status.SerializeToString(deterministic=True):
             return
         type_ = ADDED if last is None else MODIFIED
         self._publish(namespace_log, type_, name, view.meta.labels, status)
@@ -422,10 +425,6 @@ class StatusFeed:
             namespace_log.watchers.discard(watcher)
             if not namespace_log.watchers:
                 namespace_log.idle_since = time.monotonic()
-
-
-def _same(a: rollout_pb2.RolloutStatus, b: rollout_pb2.RolloutStatus) -> bool:
-    return a.SerializeToString(deterministic=True) == b.SerializeToString(deterministic=True)
 
 
 def _response(

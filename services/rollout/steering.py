@@ -573,3 +573,36 @@ def _name(clone_set: views_pb2.CloneSetView) -> str:
 
 def _shown(partition: IntOrStr | None) -> str:
     return "unset" if partition is None else str(partition)
+
+
+def at_least(resource_version: str, wanted: str) -> bool:
+    """Whether ``resource_version`` is ``wanted`` or newer. Kubernetes resourceVersions are
+    etcd revisions (integers) in practice; others compare only for equality."""
+    if resource_version.isdigit() and wanted.isdigit():
+        return int(resource_version) >= int(wanted)
+    return resource_version == wanted
+
+
+def preview(view: views_pb2.CloneSetView, patch: dict[str, Any]) -> views_pb2.CloneSetView:
+    """The CloneSet as it would be after ``patch`` (a plan's merge patch of annotations,
+    partition and paused): what a dry run answers. Pure."""
+    after = views_pb2.CloneSetView()
+    after.CopyFrom(view)
+    annotations = patch.get("metadata", {}).get("annotations", {})
+    for key, value in annotations.items():
+        if value is None:
+            after.meta.annotations.pop(key, None)
+        else:
+            after.meta.annotations[key] = value
+    strategy = patch.get("spec", {}).get("updateStrategy", {})
+    if "partition" in strategy:
+        value = strategy["partition"]
+        if value is None:
+            after.update_strategy.ClearField("partition")
+        elif isinstance(value, int):
+            after.update_strategy.partition.int_value = value
+        else:
+            after.update_strategy.partition.str_value = value
+    if "paused" in strategy:
+        after.update_strategy.paused = bool(strategy["paused"])
+    return after

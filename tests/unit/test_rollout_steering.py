@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
+from kruise.common.v1 import views_pb2
 from kruise.rollout.v1 import rollout_pb2
+from services.rollout import steering
 from services.rollout.report import (
     CONTROL_INFO_ANNOTATION,
     REQUEST_ID_ANNOTATION,
@@ -516,3 +518,37 @@ def test_plan_release_refuses(
     cs: Any, request_: rollout_pb2.ReleaseRequest, expected: object
 ) -> None:
     assert shape(plan_release(cs, request_)) == expected
+
+
+@pytest.mark.parametrize(
+    ("current", "wanted", "expected"),
+    [
+        pytest.param("12", "10", True, id="newer etcd revision"),
+        pytest.param("10", "10", True, id="the same one"),
+        pytest.param("9", "10", False, id="an older one"),
+        pytest.param("abc", "abc", True, id="opaque versions: only equal"),
+        pytest.param("abd", "abc", False, id="opaque versions: different"),
+    ],
+)
+def test_at_least(current: str, wanted: str, expected: bool) -> None:
+    assert steering.at_least(current, wanted) is expected
+
+
+def test_preview_applies_a_plans_patch_to_a_copy() -> None:
+    view = views_pb2.CloneSetView()
+    view.update_strategy.partition.str_value = "100%"
+    view.meta.annotations["drop-me"] = "x"
+    after = steering.preview(
+        view,
+        {
+            "metadata": {
+                "annotations": {"drop-me": None, "rollout.kruise-mesh.io/rollout-id": "r"}
+            },
+            "spec": {"updateStrategy": {"partition": 3, "paused": True}},
+        },
+    )
+    assert after.update_strategy.partition.int_value == 3 and after.update_strategy.paused
+    assert dict(after.meta.annotations) == {ROLLOUT_ID_ANNOTATION: "r"}
+    assert view.update_strategy.partition.str_value == "100%"  # the cached view is untouched
+    cleared = steering.preview(view, {"spec": {"updateStrategy": {"partition": None}}})
+    assert not cleared.update_strategy.HasField("partition")
