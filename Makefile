@@ -68,16 +68,24 @@ lock: ## pin every dependency (constraints.txt, used by install and the image) t
 	@echo "wrote constraints.txt ($$(grep -vc '^#' constraints.txt) pins)"
 
 IMAGE ?= localhost/kruise-mesh:0.1.0
+# Empty: python:3.11-slim if it can be pulled, else BASE_IMAGE (built from Debian packages).
+PYTHON_IMAGE ?=
+BASE_IMAGE ?= localhost/kruise-mesh-base:py3.11-bookworm
 .PHONY: image
-image: constraints.txt ## build the image (IMAGE=localhost/kruise-mesh:0.1.0) with docker (if its engine answers), podman or buildah
-	@if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then tool="docker build"; \
-	elif command -v podman >/dev/null 2>&1; then tool="podman build $(BUILD_FLAGS)"; \
-	elif command -v buildah >/dev/null 2>&1; then tool="buildah bud $(BUILD_FLAGS)"; \
-	else echo "make image: no docker engine, podman or buildah here; install one (Debian: apt-get install podman buildah)" >&2; exit 1; fi; \
-	echo "$$tool -t $(IMAGE) ."; $$tool -t $(IMAGE) .
+image: constraints.txt ## build the image (IMAGE=localhost/kruise-mesh:0.1.0) with docker (if its engine answers), podman or buildah; on python:3.11-slim, or the Debian base when that cannot be pulled
+	@IMAGE='$(IMAGE)' PYTHON_IMAGE='$(PYTHON_IMAGE)' BASE_IMAGE='$(BASE_IMAGE)' BUILD_FLAGS='$(BUILD_FLAGS)' scripts/build_image.sh
 
-# podman/buildah on VMs without a bridge network or with low default limits: BUILD_FLAGS.
-BUILD_FLAGS ?= --network host --ulimit nofile=65536:65536
+.PHONY: base-image
+base-image: ## (re)build BASE_IMAGE: Debian bookworm's python3 via debootstrap, for machines with no registry access (root)
+	scripts/base_image.sh '$(BASE_IMAGE)'
+
+.PHONY: image-smoke
+image-smoke: ## run the built IMAGE as deploy/ does (read-only, uid 10001): every --help, sandbox, gateway and services up to /readyz, a CloneSet's pods (~30 s; not in make test)
+	IMAGE='$(IMAGE)' RUN_FLAGS='$(BUILD_FLAGS)' scripts/image_smoke.sh
+
+# podman/buildah flags; empty: what scripts/container_flags.sh prints for this host (host
+# network, file/process limits it may set, runc on hybrid cgroups). Used by image and image-smoke.
+BUILD_FLAGS ?=
 
 .PHONY: fmt
 fmt: $(STAMP) ## format and autofix
