@@ -22,6 +22,7 @@ MODULES: list[str] = [
     "bench.rollout_api",
     "bench.api_auth",
     "bench.mesh_tls",
+    "bench.idle",
 ]
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -185,6 +184,8 @@ def _no_more_parent_death_signal() -> None:
     the gateway's webhook configurations registered)."""
     if not sys.platform.startswith("linux"):
         return
+    import ctypes  # here: only a supervised process that is stopping needs it
+
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, 0, 0, 0, 0)
 

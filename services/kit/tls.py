@@ -35,12 +35,15 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 from prometheus_client import Counter, Gauge
 
-from services.kit import certs, identity
+from services.kit import identity, x509time
+
+if TYPE_CHECKING:  # issuing (CaSource) imports it when it runs: replicas never load cryptography
+    from services.kit import certs
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +83,7 @@ class Material:
 
     @property
     def expires(self) -> datetime.datetime:
-        return certs.not_after(self.cert_pem)
+        return x509time.not_after(self.cert_pem)
 
 
 class Source(Protocol):
@@ -102,6 +105,8 @@ class CaSource:
     )
 
     async def fetch(self) -> Material:
+        from services.kit import certs  # only the gateway and the CLI issue (see the import above)
+
         pair = certs.issue_mesh_cert(
             ca=self.ca,
             uri=identity.spiffe_id(self.component),
