@@ -5,17 +5,18 @@ JSON line on stdout once it listens; ``start`` waits for that line and returns
 it. Logs go to ``<log_dir>/<name>.log``. ``stop`` sends SIGTERM and waits for a
 graceful exit before it kills. Used by ``make run`` and by the e2e tests.
 
-A child never outlives this process: on Linux the kernel sends it SIGTERM when this
-process dies (``PR_SET_PDEATHSIG``, even after a SIGKILL), and everywhere the child's
-``caught_signals`` watches its parent (``$KRUISE_MESH_PARENT_PID``) and stops, through its
-normal stop path, once the parent is gone.
+A child never outlives this process: its ``caught_signals`` reads this process's pid from
+``$KRUISE_MESH_PARENT_PID``, asks the kernel for a SIGTERM when it dies
+(``PR_SET_PDEATHSIG`` on Linux, even after a SIGKILL), and watches it too; either way the
+child stops through its normal stop path once the parent is gone. Nothing runs in the
+child between fork and exec (no ``preexec_fn``), so Python can vfork: forking a process
+whose gRPC threads are busy can crash the child inside gRPC's fork handlers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
 import random
@@ -63,37 +64,6 @@ def free_port() -> int:
         _handed_out.add(port)
         return port
     raise OSError(f"no free port between {bottom} and {top} on 127.0.0.1")
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _libc() -> Any:
-    """libc, loaded before any fork (the child only calls into it); None off Linux."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        return None
-
-
-_LIBC = _libc()
-
-
-def _die_with(parent: int) -> Any:
-    """A ``preexec_fn``: in the child, right after fork, ask for SIGTERM when the parent
-    dies; if it died already (before the request), stop now. None where unsupported."""
-    if _LIBC is None:
-        return None
-    prctl = _LIBC.prctl
-
-    def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-        if os.getppid() != parent:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return preexec
 
 
 @dataclass
@@ -161,7 +131,6 @@ async def start(
         stderr=log,
         env={**os.environ, **(env or {}), PARENT_PID_ENV: str(os.getpid())},
         start_new_session=True,
-        preexec_fn=_die_with(os.getpid()),
     )
     log.close()
     assert process.stdout is not None

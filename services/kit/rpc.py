@@ -152,9 +152,12 @@ def caught_signals(*signals: signal.Signals) -> Iterator[asyncio.Future[signal.S
 
     With ``$KRUISE_MESH_PARENT_PID`` set (the supervisor's pid), the future also completes
     (as SIGTERM) once this process's parent is no longer that process: the supervisor died
-    without stopping it (SIGKILL). On Linux the supervisor also asks the kernel for a
-    SIGTERM on its death (``procs``); this watcher covers other systems and the window
-    before that request.
+    without stopping it (SIGKILL). On Linux the process also asks the kernel for a SIGTERM on
+    its parent's death (``PR_SET_PDEATHSIG``), here rather than in the supervisor between
+    fork and exec: a ``preexec_fn`` makes Python fork instead of vfork, and a fork of a
+    process whose gRPC threads are busy can crash the child inside gRPC's fork handlers
+    (seen: ``Check failed: next_worker->state == KICKED``). The watcher covers other systems
+    and a parent that died before the request (checked right after it).
     """
     loop = asyncio.get_running_loop()
     received: asyncio.Future[signal.Signals] = loop.create_future()
@@ -167,6 +170,8 @@ def caught_signals(*signals: signal.Signals) -> Iterator[asyncio.Future[signal.S
     for sig in wanted:
         loop.add_signal_handler(sig, deliver, sig)
     watcher = _watch_parent(deliver)
+    if watcher is not None:
+        _parent_death_signal(signal.SIGTERM)
     try:
         yield received
     finally:
@@ -177,17 +182,22 @@ def caught_signals(*signals: signal.Signals) -> Iterator[asyncio.Future[signal.S
             loop.remove_signal_handler(sig)
 
 
-def _no_more_parent_death_signal() -> None:
-    """Stopping: clear the SIGTERM asked for on the parent's death (``procs``). The kernel
-    sends it again each time a thread of the dying parent that this process was handed to
-    exits; once the handlers are gone, a second one would kill the stop halfway (leaving
-    the gateway's webhook configurations registered)."""
+def _parent_death_signal(sig: int) -> None:
+    """Ask the kernel for ``sig`` when the parent dies (0: no more); Linux only."""
     if not sys.platform.startswith("linux"):
         return
-    import ctypes  # here: only a supervised process that is stopping needs it
+    import ctypes  # here: only a supervised process needs it
 
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, 0, 0, 0, 0)
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+
+
+def _no_more_parent_death_signal() -> None:
+    """Stopping: clear the SIGTERM asked for on the parent's death. The kernel sends it
+    again each time a thread of the dying parent that this process was handed to exits;
+    once the handlers are gone, a second one would kill the stop halfway (leaving the
+    gateway's webhook configurations registered)."""
+    _parent_death_signal(0)
 
 
 def _watch_parent(deliver: Callable[[signal.Signals], None]) -> asyncio.Task[None] | None:
