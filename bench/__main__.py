@@ -23,6 +23,7 @@ MODULES: list[str] = [
     "bench.api_auth",
     "bench.mesh_tls",
     "bench.idle",
+    "bench.stalls",
 ]
 
 

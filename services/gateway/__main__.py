@@ -17,6 +17,7 @@ import orjson
 from services.gateway.app import start_gateway
 from services.gateway.config import parse_gateway_config
 from services.kit import errors, logs
+from services.kit.heap import freeze_startup_heap
 from services.kit.rpc import caught_signals
 
 log = logging.getLogger("services.gateway")
@@ -25,6 +26,7 @@ log = logging.getLogger("services.gateway")
 async def run(argv: Sequence[str] | None = None) -> None:
     config = parse_gateway_config(argv)
     logs.setup(component="gateway", level=config.log_level, json_format=config.json_logs)
+    freeze_startup_heap()
     try:
         gateway = await start_gateway(config)
     except errors.MeshError as e:

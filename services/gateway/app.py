@@ -330,7 +330,9 @@ async def _start(kube: KubeClient, config: GatewayConfig) -> Gateway:
         expected = set(config.static_services) | set(config.service_names)
         return all(router.ring(s).members for s in expected)
 
-    ops = await start_ops_server(host=config.host, port=config.ops_port, ready=ready)
+    ops = await start_ops_server(
+        host=config.host, port=config.ops_port, ready=ready, component="gateway"
+    )
     rollouts = rollout_route.RolloutRoute(router=router, links=forwarder)
     # Tools' ports: TLS and each caller's token and rights checked (api_port, callers).
     security = api_port.api_security(kube, config, served)

@@ -103,7 +103,7 @@ class EndpointSliceDiscovery:
 
     def _on_changes(self, changes: list[Change[SliceEndpoints]]) -> None:
         del changes  # recompute from the whole cache: a handful of slices
-        slices = [entry.value for _, _, entry in self.reflector.items()]
+        slices = [value for _, _, (_, value) in self.reflector.items()]
         for service, members in members_by_service(slices, services=self.services).items():
             self.router.set_members(service, members)
 

@@ -301,14 +301,9 @@ class ReplicaSync:
                 ),
                 0,
             )
-            for start in range(0, len(snapshot), batch_size):
-                chunk = snapshot[start : start + batch_size]
-                await send(
-                    encode_sync_message(
-                        sequence=window.sent + 1, events=[e.event_bytes for e in chunk]
-                    ),
-                    len(chunk),
-                )
+            # Encoded a batch at a time, between sends: the event loop is never held long.
+            for batch in snapshot.batches(batch_size):
+                await send(encode_sync_message(sequence=window.sent + 1, events=batch), len(batch))
             del snapshot
             await send(encode_sync_message(sequence=window.sent + 1, snapshot_end=True), 0)
             self._snapshot_end = window.sent

@@ -127,7 +127,7 @@ async def visit_in_slices(
     kind: int,
     visit: Callable[[Any], None],
     *,
-    slice_size: int = 2000,
+    slice_size: int = 500,
 ) -> None:
     """Call ``visit`` with every object of ``kind``, yielding to the event loop between
     slices: rebuilding an index over tens of thousands of pods in one go would hold every

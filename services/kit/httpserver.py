@@ -4,7 +4,8 @@
 
 ``/healthz`` answers 200 while the event loop runs; ``/readyz`` answers 200 only
 while ``ready()`` is true, so Kubernetes takes a replica out of rotation until it
-can answer.
+can answer. The server also runs the process's event-loop lag monitor
+(``services.kit.looplag``), so every component exports how long its loop was held.
 """
 
 from __future__ import annotations
@@ -15,13 +16,17 @@ from dataclasses import dataclass
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
+from services.kit.looplag import LoopLagMonitor
+
 
 @dataclass
 class OpsServer:
     runner: web.AppRunner
     port: int
+    lag: LoopLagMonitor
 
     async def stop(self) -> None:
+        await self.lag.stop()
         await self.runner.cleanup()
 
 
@@ -31,6 +36,7 @@ async def start_ops_server(
     port: int = 0,
     ready: Callable[[], bool] = lambda: True,
     registry: CollectorRegistry = REGISTRY,
+    component: str = "",
 ) -> OpsServer:
     async def metrics(_: web.Request) -> web.Response:
         body = generate_latest(registry)
@@ -55,4 +61,6 @@ async def start_ops_server(
     server = site._server
     sockets = getattr(server, "sockets", None) or []
     bound = sockets[0].getsockname()[1] if sockets else port
-    return OpsServer(runner=runner, port=int(bound))
+    lag = LoopLagMonitor(component=component)
+    lag.start()
+    return OpsServer(runner=runner, port=int(bound), lag=lag)

@@ -145,6 +145,10 @@ class MeshServicer(mesh_pb2_grpc.MeshServiceServicer):
             self.last_sequence = message.sequence
             CACHED.labels(self.service).set(self._total())
             yield mesh_pb2.SyncAck(sequence=message.sequence)
+            # gRPC hands over messages already received without suspending; with eight in
+            # flight a snapshot would be applied thousands of events at a time, holding every
+            # review and probe behind it. One message (≤500 events) per turn of the loop.
+            await asyncio.sleep(0)
 
     def _total(self) -> int:
         return sum(self.cache.count(kind) for kind in self.cache.kinds())

@@ -26,6 +26,7 @@ from kruise.common.v1 import mesh_pb2_grpc
 from services.kit import logs
 from services.kit.cluster import ClusterClient
 from services.kit.config import ServiceConfig, parse_service_config
+from services.kit.heap import freeze_startup_heap
 from services.kit.httpserver import OpsServer, start_ops_server
 from services.kit.mesh import Handler, MeshServicer
 from services.kit.rpc import Server, caught_signals, create_server
@@ -167,7 +168,9 @@ async def start_service(
 
     mesh.on_synced = on_synced
     on_synced(False)
-    ops = await start_ops_server(host=config.host, port=config.ops_port, ready=lambda: mesh.synced)
+    ops = await start_ops_server(
+        host=config.host, port=config.ops_port, ready=lambda: mesh.synced, component=spec.name
+    )
     log.info(
         "service started",
         extra={
@@ -210,6 +213,7 @@ SERVICE_POLICY: Policy = {
 async def run_service(spec: ServiceSpec, argv: Sequence[str] | None = None) -> None:
     config = parse_service_config(spec.name, argv)
     logs.setup(component=spec.name, level=config.log_level, json_format=config.json_logs)
+    freeze_startup_heap()
     try:
         running = await start_service(spec, config)
     except (OSError, ValueError) as e:  # a port in use, a bad feature setting
