@@ -72,6 +72,9 @@ class Ctx:
     user: dict[str, Any] = field(default_factory=lambda: dict(ADMIN_USER))
     dry_run: bool = False
     field_manager: str | None = None
+    # ``fieldValidation`` of a request (``Strict``, ``Warn``, ``Ignore``); "" for the sandbox's
+    # own writes, which are not checked
+    field_validation: str = ""
     warnings: list[str] = field(default_factory=list)
     # the authenticated caller (``sandbox.auth.tokens.Authenticated``) when a request made it
     caller: Any = None
@@ -80,6 +83,13 @@ class Ctx:
 # ``ApiCore.write_check(ctx, rt, namespace, obj)``: a last check of an object about to be
 # written by a request (RBAC's escalation check); raises ApiError to refuse it.
 WriteCheck = Callable[["Ctx", ResourceType, str, dict[str, Any]], None]
+
+# ``ApiCore.field_check(ctx, rt, version, old, patched, apply)``: field validation of a patched
+# object against the stored one (``old``; None when an apply creates); raises ApiError to refuse
+# it, or adds warnings to ``ctx``. ``apply``: the patch was a server-side apply.
+FieldCheck = Callable[
+    ["Ctx", ResourceType, str, "dict[str, Any] | None", dict[str, Any], bool], None
+]
 
 
 @dataclass(slots=True)
@@ -167,6 +177,9 @@ class ApiCore:
         self.auto_namespaces = auto_namespaces
         self.faults: list[ConflictFault] = []
         self.write_check: WriteCheck | None = None
+        self.field_check: FieldCheck | None = None
+        # the CA bundle published in each namespace's ``kube-root-ca.crt`` (None: not published)
+        self.root_ca_pem: str | None = None
         self._gc_tasks: set[asyncio.Task[None]] = set()
         # (group, resource, version) → that version's openAPIV3Schema; reset on CRD writes
         self._schemas: dict[tuple[str, str, str], dict[str, Any] | None] = {}
@@ -324,7 +337,20 @@ class ApiCore:
             creating=True,
         )
         self.store.stamp_new(obj, generation=False)
-        return self.store.put(ns_rt, obj)
+        stored = self.store.put(ns_rt, obj)
+        self._populate_namespace(name)
+        return stored
+
+    def _populate_namespace(self, namespace: str) -> None:
+        """What kube-controller-manager makes in a new namespace (``defaults.namespace_objects``):
+        stored at once here, where a real cluster takes a moment."""
+        for key, obj in defaults.namespace_objects(namespace, ca_pem=self.root_ca_pem):
+            rt = self.registry.get(*key)
+            if rt is None or self.store.get(key, namespace, obj["metadata"]["name"]) is not None:
+                continue
+            obj = defaults.default_object(rt, obj, creating=True)
+            self.store.stamp_new(obj, generation=rt.generation)
+            self.store.put(rt, obj)
 
     def _generate_name(self, prefix: str) -> str:
         return prefix + "".join(secrets.choice(_NAME_CHARS) for _ in range(5))
@@ -429,6 +455,8 @@ class ApiCore:
         stored = self.store.put(rt, obj)
         if rt.key == _CRD_KEY:
             self._register_crd(stored)
+        elif rt.key == _NS_KEY:
+            self._populate_namespace(meta["name"])
         return stored
 
     # --- update -----------------------------------------------------------------------
@@ -634,6 +662,8 @@ class ApiCore:
                         content_type=content_type, original={}, raw=raw, strategic_ok=not rt.custom
                     )
                     patched.setdefault("metadata", {})["name"] = name
+                    if self.field_check is not None:
+                        self.field_check(ctx, rt, version, None, patched, True)
                     return 201, await self.create(
                         ctx, rt, version=version, namespace=namespace, body=patched
                     )
@@ -641,6 +671,8 @@ class ApiCore:
             patched = apply_patch(
                 content_type=content_type, original=old, raw=raw, strategic_ok=not rt.custom
             )
+            if self.field_check is not None and subresource in ("", "status"):
+                self.field_check(ctx, rt, version, old, patched, is_apply)
             # a patch carries the stored resourceVersion unless it names one explicitly
             try:
                 return 200, await self._update_once(

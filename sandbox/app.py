@@ -11,7 +11,8 @@ are authorized by RBAC (``sandbox.auth``). ``service_account_kubeconfig`` writes
 holding such a token.
 
 On entry it writes a CA and serving certificate into ``state_dir``, writes a kubeconfig
-(bearer token, CA data), creates the boot namespaces, registers every
+(bearer token, CA data), creates the boot namespaces (each, like every later one, with
+ServiceAccount ``default`` and ConfigMap ``kube-root-ca.crt`` holding the CA), registers every
 CustomResourceDefinition found in the YAML files of ``crd_dirs``, starts HTTPS on
 127.0.0.1, then starts the optional world components. The optional admission dispatcher is
 built by ``dispatcher_factory(store)`` (the store is its ``ObjectSource``).
@@ -125,6 +126,7 @@ class Sandbox:
         ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_ctx.load_cert_chain(cert_file, key_file)
 
+        self.core.root_ca_pem = ca.cert_pem.decode()
         for ns in BOOT_NAMESPACES:
             self.core.ensure_namespace(ns)
         install_bootstrap_policy(self.store)

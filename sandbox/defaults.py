@@ -6,7 +6,8 @@ restartPolicy, dnsPolicy, tolerations, per-container pull policy and so on; work
 ``Pending``); ``validate_create`` / ``validate_update`` raise ``ApiError`` 422 for the
 few rules the project relies on (pod containers need name and image; a pod's spec may change
 only in images, activeDeadlineSeconds, added tolerations and terminationGracePeriodSeconds).
-``spec_changed`` decides generation bumps.
+``spec_changed`` decides generation bumps. ``namespace_objects`` lists what kube-controller-manager
+puts in every namespace.
 """
 
 from __future__ import annotations
@@ -132,6 +133,53 @@ def default_object(rt: ResourceType, obj: dict[str, Any], *, creating: bool) -> 
         out["metadata"] = meta
         return out
     return obj
+
+
+ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
+ROOT_CA_DESCRIPTION = (
+    "Contains a CA bundle that can be used to verify the kube-apiserver when using internal "
+    "endpoints such as the internal service IP or kubernetes.default.svc. No other usage is "
+    "guaranteed across distributions of Kubernetes clusters."
+)
+
+
+def namespace_objects(
+    namespace: str, *, ca_pem: str | None
+) -> list[tuple[tuple[str, str], dict[str, Any]]]:
+    """The objects kube-controller-manager makes in each namespace, as (type key, object).
+
+    Pure. The ServiceAccount controller makes ServiceAccount ``default``; the root-CA publisher
+    makes ConfigMap ``kube-root-ca.crt`` whose ``ca.crt`` is the API server's CA bundle
+    (none when ``ca_pem`` is None). ``sandbox.api.ApiCore`` stores them when a namespace is
+    made; a real cluster does so asynchronously, a moment later.
+    """
+    out: list[tuple[tuple[str, str], dict[str, Any]]] = [
+        (
+            ("", "serviceaccounts"),
+            {
+                "kind": "ServiceAccount",
+                "apiVersion": "v1",
+                "metadata": {"name": "default", "namespace": namespace},
+            },
+        )
+    ]
+    if ca_pem is not None:
+        out.append(
+            (
+                ("", "configmaps"),
+                {
+                    "kind": "ConfigMap",
+                    "apiVersion": "v1",
+                    "metadata": {
+                        "name": ROOT_CA_CONFIGMAP,
+                        "namespace": namespace,
+                        "annotations": {"kubernetes.io/description": ROOT_CA_DESCRIPTION},
+                    },
+                    "data": {"ca.crt": ca_pem},
+                },
+            )
+        )
+    return out
 
 
 def _cause(ctype: str, message: str, field: str) -> dict[str, str]:

@@ -5,9 +5,11 @@ with the custom resources' groups removed); those of custom resources are genera
 CRDs' schemas the way the API server generates them: the kind's schema is the CRD's
 ``openAPIV3Schema`` with ``metadata`` referring to ObjectMeta and an
 ``x-kubernetes-group-version-kind``, a ``<Kind>List`` beside it, and the resource's paths (whose
-``fieldValidation`` query parameter tells kubectl to let the server validate).
+``fieldValidation`` query parameter tells kubectl to let the server validate). ``/openapi/v2`` is
+also served as gnostic protobuf (``sandbox.gnostic``), the only form kubectl reads it in.
 
-:func:`unknown_fields` walks an object against a document's schema for ``fieldValidation=Strict``.
+:func:`unknown_field_paths` walks an object against a document's schema for ``fieldValidation``
+(``Strict``: 400, ``Warn``: a warning per field) and server-side apply.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ import gzip
 import hashlib
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from sandbox import gnostic
 from sandbox.resources import ResourceType
 
 DATA = Path(__file__).with_name("openapi_data")
@@ -481,6 +485,7 @@ class OpenAPI:
     def __init__(self, registry: Iterable[ResourceType], schema_of: SchemaOf) -> None:
         self._registry = registry
         self._schema_of = schema_of
+        self._v2_protobuf: tuple[bytes, bytes] | None = None  # (JSON, its protobuf)
 
     def _custom(self) -> list[ResourceType]:
         return [rt for rt in self._registry if rt.custom]
@@ -533,6 +538,14 @@ class OpenAPI:
                 defs[name + "List"] = _list_schema(rt, v, v2=True)
         return orjson.dumps({**base, "definitions": dict(sorted(defs.items()))})
 
+    def v2_protobuf(self) -> bytes:
+        """The v2 document as gnostic protobuf (``sandbox.gnostic``), encoded again only when
+        the JSON document changed (a CRD came or went)."""
+        doc = self.v2()
+        if self._v2_protobuf is None or self._v2_protobuf[0] != doc:
+            self._v2_protobuf = (doc, gnostic.encode_document(orjson.loads(doc)))
+        return self._v2_protobuf[1]
+
 
 # ---- strict field validation ------------------------------------------------------------------
 
@@ -554,11 +567,29 @@ def _resolve(s: Any, schemas: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def unknown_fields(obj: Any, schema: Any, schemas: dict[str, Any], path: str = "") -> list[str]:
-    """The paths (``spec.containers[0].imagePullPolicyy``) of ``obj``'s fields that ``schema``
-    does not declare, in document order, as the API server's strict decoder names them."""
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One element of a list in a field path: its index, and for a list of
+    ``x-kubernetes-list-type: map`` the values of its ``x-kubernetes-list-map-keys``."""
+
+    index: int
+    keys: tuple[tuple[str, Any], ...] = ()
+
+
+FieldPath = tuple["str | Item", ...]
+
+
+def unknown_field_paths(
+    obj: Any, schema: Any, schemas: dict[str, Any], path: FieldPath = ()
+) -> list[FieldPath]:
+    """The paths of ``obj``'s fields that ``schema`` does not declare, in document order.
+
+    Pure. :func:`strict_path` spells a path as the strict decoder names it
+    (``spec.containers[0].imagePullPolicyy``), :func:`apply_path` as server-side apply does
+    (``.spec.containers[name="app"].imagePullPolicyy``).
+    """
     s = _resolve(schema, schemas)
-    out: list[str] = []
+    out: list[FieldPath] = []
     if isinstance(obj, dict):
         if s.get("x-kubernetes-preserve-unknown-fields") and not s.get("properties"):
             return out
@@ -568,21 +599,58 @@ def unknown_fields(obj: Any, schema: Any, schemas: dict[str, Any], path: str = "
             return out  # an untyped object (for example a RawExtension)
         embedded = bool(s.get("x-kubernetes-embedded-resource"))
         for k, v in obj.items():
-            sub = f"{path}.{k}" if path else k
+            sub = (*path, k)
             if props is not None and k in props:
-                out += unknown_fields(v, props[k], schemas, sub)
+                out += unknown_field_paths(v, props[k], schemas, sub)
             elif isinstance(extra, dict):
-                out += unknown_fields(v, extra, schemas, sub)
+                out += unknown_field_paths(v, extra, schemas, sub)
             elif embedded and k in ("apiVersion", "kind", "metadata"):
                 continue
             elif not s.get("x-kubernetes-preserve-unknown-fields") and extra is not True:
                 out.append(sub)
     elif isinstance(obj, list):
         items = s.get("items")
+        map_keys = (
+            s.get("x-kubernetes-list-map-keys") or []
+            if s.get("x-kubernetes-list-type") == "map"
+            else []
+        )
         if items is not None:
             for i, v in enumerate(obj):
-                out += unknown_fields(v, items, schemas, f"{path}[{i}]")
+                keys = tuple((k, v[k]) for k in sorted(map_keys) if isinstance(v, dict) and k in v)
+                out += unknown_field_paths(v, items, schemas, (*path, Item(i, keys)))
     return out
+
+
+def strict_path(path: FieldPath) -> str:
+    """``spec.containers[0].imagePullPolicyy``: the strict decoder's spelling."""
+    out = ""
+    for seg in path:
+        if isinstance(seg, Item):
+            out += f"[{seg.index}]"
+        else:
+            out += f".{seg}" if out else seg
+    return out
+
+
+def apply_path(path: FieldPath) -> str:
+    """``.spec.containers[name="app"].imagePullPolicyy``: server-side apply's spelling
+    (elements of map lists named by their keys, other elements by index)."""
+    out = ""
+    for seg in path:
+        if isinstance(seg, Item) and seg.keys:
+            out += "[" + ",".join(f"{k}={orjson.dumps(v).decode()}" for k, v in seg.keys) + "]"
+        elif isinstance(seg, Item):
+            out += f"[{seg.index}]"
+        else:
+            out += f".{seg}"
+    return out
+
+
+def unknown_fields(obj: Any, schema: Any, schemas: dict[str, Any]) -> list[str]:
+    """The strict decoder's names of ``obj``'s undeclared fields (see
+    :func:`unknown_field_paths`)."""
+    return [strict_path(p) for p in unknown_field_paths(obj, schema, schemas)]
 
 
 def find_kind_schema(schemas: dict[str, Any], group: str, version: str, kind: str) -> Any:

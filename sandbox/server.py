@@ -21,9 +21,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from sandbox import discovery, errors, openapi, protobuf, table
+from sandbox import discovery, errors, gnostic, openapi, protobuf, table
 from sandbox.admission import begin_request, warning_header
-from sandbox.api import ApiCore, ConflictFault, Ctx
+from sandbox.api import ApiCore, ConflictFault, Ctx, FieldCheck
 from sandbox.auth import Auth, build_auth
 from sandbox.auth.attributes import request_attributes
 from sandbox.auth.service import REVIEW_KINDS
@@ -147,6 +147,7 @@ def _ctx(state: ServerState, request: web.Request, caller: Authenticated) -> Ctx
         user=caller.user.to_json(),
         dry_run=dry,
         field_manager=q.get("fieldManager"),
+        field_validation=q.get("fieldValidation") or "Warn",
         warnings=begin_request(),
         caller=caller,
     )
@@ -278,7 +279,7 @@ async def _handle_resource(
         ctx = _ctx(state, request, caller)
         if method == "POST":
             body = await _body(request, rt.kind)
-            _strict_check(state, request, t, body)
+            _check_fields(state, request, ctx, t, body)
             obj = await core.create(ctx, rt, version=t.version, namespace=ns, body=body)
             return _json(obj, 201, ctx.warnings)
         if method == "DELETE" and "deletecollection" in rt.verbs:
@@ -344,8 +345,9 @@ async def _handle_resource(
         return _json(obj)
     if method == "PUT":
         body = await _body(request, rt.kind)
-        if not sub:
-            _strict_check(state, request, t, body)
+        if sub in ("", "status"):
+            stored = core.store.get(rt.key, ns, name)
+            _check_fields(state, request, ctx, t, body, old=stored)
         out = await core.update(
             ctx, rt, version=t.version, namespace=ns, name=name, body=body, subresource=sub
         )
@@ -579,12 +581,18 @@ def _openapi_of(state: ServerState) -> openapi.OpenAPI:
     return state.openapi
 
 
-def _handle_openapi(state: ServerState, parts: list[str]) -> web.Response | None:
-    """``/openapi/v2``, ``/openapi/v3`` and ``/openapi/v3/<group-version path>``."""
+def _handle_openapi(state: ServerState, parts: list[str], accept: str = "") -> web.Response | None:
+    """``/openapi/v2`` (JSON, or gnostic protobuf when asked), ``/openapi/v3`` and
+    ``/openapi/v3/<group-version path>``."""
     if len(parts) < 2 or parts[0] != "openapi":
         return None
     docs = _openapi_of(state)
     if parts == ["openapi", "v2"]:
+        if gnostic.wants_protobuf(accept):
+            return web.Response(
+                body=docs.v2_protobuf(),
+                headers={**_HEADERS, "Content-Type": gnostic.CONTENT_TYPE},
+            )
         return web.Response(body=docs.v2(), headers=_HEADERS, content_type="application/json")
     if parts == ["openapi", "v3"]:
         return _json(docs.v3_root())
@@ -595,27 +603,115 @@ def _handle_openapi(state: ServerState, parts: list[str]) -> web.Response | None
     return _not_found_page()
 
 
-def _strict_check(state: ServerState, request: web.Request, t: Target, body: Any) -> None:
-    """``fieldValidation=Strict`` on a JSON create or update: 400 naming the unknown fields."""
-    if request.query.get("fieldValidation") != "Strict" or not isinstance(body, dict):
+def _unknown_paths(
+    state: ServerState, rt: ResourceType, version: str, obj: Any
+) -> list[openapi.FieldPath]:
+    """The fields of ``obj`` its kind's schema (in the served v3 document) does not declare."""
+    if not isinstance(obj, dict):
+        return []
+    schemas = _openapi_of(state).v3_schemas(
+        f"api/{version}" if not rt.group else f"apis/{rt.group}/{version}"
+    )
+    kind_schema = openapi.find_kind_schema(schemas, rt.group, version, rt.kind)
+    if kind_schema is None:
+        return []
+    return openapi.unknown_field_paths(obj, kind_schema, schemas)
+
+
+def _new_unknown(
+    state: ServerState, rt: ResourceType, version: str, obj: Any, old: Any
+) -> list[openapi.FieldPath]:
+    """Unknown fields of ``obj`` that ``old`` (the stored object, if any) did not carry.
+
+    The real server never stores an unknown field; the sandbox keeps what was created with
+    ``Warn`` or ``Ignore``, and must not blame a later write for it.
+    """
+    unknown = _unknown_paths(state, rt, version, obj)
+    if unknown and isinstance(old, dict):
+        before = set(_unknown_paths(state, rt, version, old))
+        unknown = [p for p in unknown if p not in before]
+    return unknown
+
+
+def _validate_fields(
+    ctx: Ctx, unknown: list[openapi.FieldPath], *, rt: ResourceType, version: str, prefix: bool
+) -> None:
+    """The ``fieldValidation`` directive: ``Strict`` answers 400 naming the unknown fields,
+    ``Warn`` (the server's default) sends one ``Warning`` per field, ``Ignore`` neither.
+
+    ``prefix``: a create or update names the kind first (``Pod in version "v1" cannot be
+    handled as a Pod: ...``); a patch does not.
+    """
+    if not unknown or ctx.field_validation in ("", "Ignore"):
         return
+    texts = [f'unknown field "{openapi.strict_path(p)}"' for p in unknown]
+    if ctx.field_validation == "Strict":
+        head = (
+            f'{rt.kind} in version "{version}" cannot be handled as a {rt.kind}: ' if prefix else ""
+        )
+        raise errors.bad_request(f"{head}strict decoding error: {', '.join(texts)}")
+    for text in texts:
+        if text not in ctx.warnings:
+            ctx.warnings.append(text)
+
+
+def _check_fields(
+    state: ServerState,
+    request: web.Request,
+    ctx: Ctx,
+    t: Target,
+    body: Any,
+    *,
+    old: Any = None,
+) -> None:
+    """Field validation of a JSON create or update body (protobuf bodies have no unknowns)."""
     if request.content_type == protobuf.MEDIA_TYPE:
         return
-    rt = t.rt
-    docs = _openapi_of(state)
-    schemas = docs.v3_schemas(
-        f"api/{t.version}" if not rt.group else f"apis/{rt.group}/{t.version}"
+    unknown = _new_unknown(state, t.rt, t.version, body, old)
+    _validate_fields(ctx, unknown, rt=t.rt, version=t.version, prefix=True)
+
+
+def _apply_schema_error(
+    rt: ResourceType, version: str, obj: dict[str, Any], unknown: list[openapi.FieldPath]
+) -> ApiError:
+    """Server-side apply of undeclared fields: the structured-merge converter's plain error,
+    which kube-apiserver serves as a 500 Status with no reason (whatever fieldValidation)."""
+    meta = obj.get("metadata") or {}
+    gvk = f"{rt.group}/{version}, Kind={rt.kind}"
+    where = f"{meta.get('namespace') or ''}/{meta.get('name') or ''}; {gvk}"
+    lines = [f"{openapi.apply_path(p)}: field not declared in schema" for p in unknown]
+    detail = lines[0] if len(lines) == 1 else "errors:\n  " + "\n  ".join(lines)
+    return ApiError(
+        {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": f"failed to create typed patch object ({where}): {detail}",
+            "code": 500,
+        }
     )
-    kind_schema = openapi.find_kind_schema(schemas, rt.group, t.version, rt.kind)
-    if kind_schema is None:
-        return
-    unknown = openapi.unknown_fields(body, kind_schema, schemas)
-    if unknown:
-        listed = ", ".join(f'unknown field "{u}"' for u in unknown)
-        raise errors.bad_request(
-            f'{rt.kind} in version "{t.version}" cannot be handled as a {rt.kind}: '
-            f"strict decoding error: {listed}"
-        )
+
+
+def _patch_field_check(state: ServerState) -> FieldCheck:
+    """``ApiCore.field_check``: field validation of a patched object (see ``ApiCore.patch``)."""
+
+    def check(
+        ctx: Ctx,
+        rt: ResourceType,
+        version: str,
+        old: dict[str, Any] | None,
+        new: dict[str, Any],
+        apply: bool,
+    ) -> None:
+        if not ctx.field_validation:
+            return
+        unknown = _new_unknown(state, rt, version, new, old)
+        if apply and unknown:
+            raise _apply_schema_error(rt, version, new, unknown)
+        _validate_fields(ctx, unknown, rt=rt, version=version, prefix=False)
+
+    return check
 
 
 def _handle_discovery(state: ServerState, parts: list[str]) -> web.Response | None:
@@ -655,6 +751,8 @@ def build_app(
     if core.write_check is None:
         core.write_check = _escalation_check(auth)
     state = ServerState(core=core, tokens=tokens, options=options or ServerOptions(), auth=auth)
+    if core.field_check is None:
+        core.field_check = _patch_field_check(state)
 
     async def handle(request: web.Request) -> web.StreamResponse:
         parts = [p for p in request.path.split("/") if p]
@@ -667,7 +765,7 @@ def build_app(
                 disc = (
                     _handle_discovery(state, parts)
                     or _handle_openid(state, parts)
-                    or _handle_openapi(state, parts)
+                    or _handle_openapi(state, parts, request.headers.get("Accept", ""))
                 )
                 if disc is not None:
                     return disc

@@ -184,3 +184,66 @@ def test_newcomer_session(kubectl: Kubectl) -> None:
         assert all(ln.endswith(" deleted") for ln in out.strip().splitlines())
     out = kubectl("delete", "namespace", "x").stdout
     assert out.strip() == 'namespace "x" deleted'
+
+
+def _run(kubectl: Kubectl, *args: str, env: dict[str, str] | None = None) -> Any:
+    return subprocess.run(
+        [KUBECTL or "kubectl", *args],
+        env={**kubectl.env, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_fresh_namespace_has_its_default_service_account(kubectl: Kubectl) -> None:
+    assert kubectl("create", "namespace", "fresh").returncode == 0
+    token = kubectl("create", "token", "default", "-n", "fresh").stdout.strip()
+    assert token.count(".") == 2  # a JWT
+    cm = kubectl.json("get", "configmap", "kube-root-ca.crt", "-n", "fresh")
+    assert cm["data"]["ca.crt"].startswith("-----BEGIN CERTIFICATE-----")
+    assert kubectl("run", "p", "-n", "fresh", "--image=nginx").stdout.strip() == "pod/p created"
+    assert kubectl.json("get", "pod", "p", "-n", "fresh")["spec"]["serviceAccountName"] == "default"
+
+
+EDITOR = """#!{python}
+import pathlib, sys
+marker = pathlib.Path(sys.argv[0] + ".done")
+if not marker.exists():
+    marker.touch()
+    path = pathlib.Path(sys.argv[-1])
+    path.write_text(path.read_text().replace("\\nspec:\\n", "\\nspec:\\n  bogus: 1\\n", 1))
+"""
+
+
+def test_patch_warns_and_edit_is_strict(kubectl: Kubectl, tmp_path: Path) -> None:
+    kubectl("create", "namespace", "fields")
+    kubectl("create", "deployment", "web", "-n", "fields", "--image=nginx")
+    # kubectl patch sends no fieldValidation: the server's default, Warn
+    done = kubectl("patch", "deployment", "web", "-n", "fields", "-p", '{"spec":{"foo":1}}')
+    assert 'Warning: unknown field "spec.foo"' in done.stderr
+    # kubectl edit patches with fieldValidation=Strict
+    editor = tmp_path / "editor.py"
+    editor.write_text(EDITOR.format(python=sys.executable))
+    editor.chmod(0o755)
+    done = _run(kubectl, "edit", "deployment", "web", "-n", "fields", env={"EDITOR": str(editor)})
+    assert done.returncode == 1, done.stdout
+    assert (
+        'error: deployments.apps "web" could not be patched: strict decoding error: '
+        'unknown field "spec.bogus"' in done.stderr
+    )
+
+
+def test_kinds_the_server_does_not_serve(kubectl: Kubectl, tmp_path: Path) -> None:
+    """kubectl validates these against /openapi/v2, which it reads only as protobuf."""
+    foo = tmp_path / "foo.yaml"
+    foo.write_text(
+        "apiVersion: example.com/v1\nkind: Foo\nmetadata: {name: f, namespace: default}\n"
+    )
+    done = _run(kubectl, "apply", "-f", str(foo))
+    assert done.returncode == 1
+    assert 'no matches for kind "Foo" in version "example.com/v1"' in done.stderr
+    assert "ensure CRDs are installed first" in done.stderr
+    out = kubectl("explain", "pods.spec.containers.name", "--output=plaintext-openapiv2").stdout
+    assert "FIELD:    name <string>" in out
