@@ -147,6 +147,8 @@ class Gateway:
     elector: LeaderElector | None = None
     registered: list[str] = field(default_factory=list)
     tls: MeshTls | None = None
+    # Renews the webhook certificate and rotates its CA (in a cluster; every replica).
+    webhook_certs: certs.WebhookCerts | None = None
     _election: asyncio.Task[None] | None = None
 
     @property
@@ -180,6 +182,8 @@ class Gateway:
         if self._election is not None:
             await self._election
         await self.leading.stop()
+        if self.webhook_certs is not None:
+            await self.webhook_certs.stop()
         await self.webhook.stop()
         if self.api_http is not None:
             await self.api_http.stop()
@@ -209,12 +213,22 @@ async def _ensure_namespace(kube: KubeClient, namespace: str) -> None:
         await kube.request("POST", "/api/v1/namespaces", body=orjson.dumps(body))
 
 
-async def _serving_cert(kube: KubeClient, config: GatewayConfig) -> certs.ServingCert:
+def _serving_hosts(config: GatewayConfig) -> list[str]:
     hosts = certs.webhook_hosts(service=config.webhook_service, namespace=config.namespace)
     local_host = urlsplit(config.local_webhooks).hostname if config.local_webhooks else None
     if local_host and local_host not in hosts:
         hosts.append(local_host)
     hosts += [h for h in api_port.api_hosts(config.namespace) if h not in hosts]
+    return hosts
+
+
+def _in_cluster_certs(config: GatewayConfig) -> bool:
+    """Whether the webhook certificate lives in the Secret (and is renewed there)."""
+    return not (config.local_webhooks or config.kubeconfig)
+
+
+async def _serving_cert(kube: KubeClient, config: GatewayConfig) -> certs.ServingCert:
+    hosts = _serving_hosts(config)
     if config.local_webhooks or config.kubeconfig:
         return certs.local_serving_cert(Path(config.cert_dir), hosts=hosts)
     work = Path(tempfile.mkdtemp(prefix="webhook-certs-"))
@@ -357,6 +371,28 @@ async def _start(kube: KubeClient, config: GatewayConfig) -> Gateway:
             ssl_context=security.ssl_context,
             middlewares=security.middlewares,
         )
+    webhook_certs = None
+    if _in_cluster_certs(config):
+
+        def reload(renewed: certs.ServingCert) -> None:
+            # The API port's gRPC credentials re-read the files themselves.
+            cert_file, key_file = str(renewed.cert_file), str(renewed.key_file)
+            webhook.reload_certs(cert_file=cert_file, key_file=key_file)
+            if security.ssl_context is not None:
+                security.ssl_context.load_cert_chain(cert_file, key_file)
+
+        webhook_certs = certs.WebhookCerts(
+            kube,
+            namespace=config.namespace,
+            secret_name=config.cert_secret,
+            hosts=_serving_hosts(config),
+            work_dir=served.cert_file.parent,
+            configurations=WEBHOOK_CONFIGS,
+            on_change=reload,
+            served=served,
+            check_s=config.webhook_cert_check_s,
+        )
+        await webhook_certs.start()
     gateway = Gateway(
         config=config,
         kube=kube,
@@ -371,6 +407,7 @@ async def _start(kube: KubeClient, config: GatewayConfig) -> Gateway:
         api_http=api_http,
         api_security=security,
         tls=tls,
+        webhook_certs=webhook_certs,
     )
     if config.leader_election:
         await _ensure_lease_namespace(kube, config.namespace)

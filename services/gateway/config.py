@@ -46,6 +46,9 @@ class GatewayConfig:
     service_names: dict[str, str] = field(default_factory=dict)
     cert_dir: str = "/etc/kruise-mesh/webhook-certs"
     cert_secret: str = "kruise-mesh-webhook-certs"
+    # How often every replica looks at that Secret: renews the certificate past 2/3 of its
+    # life, rotates the CA past 2/3 of its (services.gateway.certs), follows what others wrote.
+    webhook_cert_check_s: float = 3600.0
     webhook_service: str = "kruise-mesh-webhook"
     local_webhooks: str = ""
     # CA file: webhook callers must present a client certificate it issued (the API server's,
@@ -259,6 +262,14 @@ def parse_gateway_config(
         help="seconds between look-ups of a configured statefulset-like kind not watched yet "
         "(its CRD not installed, or without /scale)",
     )
+    p.add_argument(
+        "--webhook-cert-check",
+        type=float,
+        default=float(env.get("KRUISE_MESH_WEBHOOK_CERT_CHECK_S", "3600")),
+        help="seconds between looks at the webhook certificate Secret: renewal, CA rotation "
+        "(each step waits three of these), following another replica's write "
+        "[KRUISE_MESH_WEBHOOK_CERT_CHECK_S]",
+    )
     p.add_argument("--lease-seconds", type=float, default=15.0, help="leader lease duration")
     p.add_argument("--renew-seconds", type=float, default=5.0, help="leader lease renew period")
     p.add_argument("--plain-logs", action="store_true", help="human-readable logs")
@@ -286,6 +297,8 @@ def parse_gateway_config(
         p.error("--renew-seconds must be positive and shorter than --lease-seconds")
     if a.webhook_client_ca and not Path(a.webhook_client_ca).is_file():
         p.error(f"--webhook-client-ca {a.webhook_client_ca}: no such file")
+    if not a.webhook_cert_check > 0:
+        p.error("--webhook-cert-check must be a positive number of seconds")
     if not a.statefulset_like_recheck > 0:
         p.error("--statefulset-like-recheck must be a positive number of seconds")
     return GatewayConfig(
@@ -305,6 +318,7 @@ def parse_gateway_config(
         service_names=names,
         cert_dir=a.cert_dir,
         cert_secret=a.cert_secret,
+        webhook_cert_check_s=a.webhook_cert_check,
         local_webhooks=a.local_webhooks,
         webhook_client_ca=a.webhook_client_ca,
         webhook_manifests=a.webhook_manifests,

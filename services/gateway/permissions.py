@@ -74,7 +74,8 @@ file that makes the request (a test greps the gateway for its requests to keep i
                   named kruise-mesh-{mutating,validating}   certs.py          cluster
     create        tokenreviews, subjectaccessreviews        callers.py        cluster
     create        secrets                                   certs, mesh_certs mesh namespace
-    get           secrets kruise-mesh-webhook-certs, kruise-mesh-ca           mesh namespace
+    get, update   secrets kruise-mesh-webhook-certs         certs.py          mesh namespace
+    get           secrets kruise-mesh-ca                    mesh_certs.py     mesh namespace
     get, update   secrets kruise-mesh-<service>-tls         mesh_certs.py     mesh namespace
     create        leases                                    leader.py         mesh namespace
     get, update   leases kruise-mesh-gateway                leader.py         mesh namespace
@@ -423,11 +424,11 @@ GATEWAY_OWN: tuple[Own, ...] = (
         scope="mesh-namespace",
     ),
     Own(
-        ("get",),
+        ("get", "update"),
         "",
         "secrets",
         "services/gateway/certs.py",
-        "reads the webhook certificate the replicas share",
+        "reads the webhook certificate the replicas share; renews it and rotates its CA",
         names=("kruise-mesh-webhook-certs",),
         scope="mesh-namespace",
     ),

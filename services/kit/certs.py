@@ -1,8 +1,10 @@
 """Self-signed TLS material for loopback servers: a CA and serving certs issued by it.
 
 Used by the sandbox API server for its HTTPS endpoint and by the gateway for its webhook
-server. ECDSA P-256 keys, PEM encoded; serving certs carry SANs for 127.0.0.1, localhost
-and any extra DNS names or IPs. Depends only on ``cryptography``.
+server and the mesh. ``ca.cert_pem`` may be a trust bundle (old and new CA during a
+rotation, ``services.gateway.rotation``): the certificate that signs is the one matching
+``ca.key_pem`` (``signing_cert``). ECDSA P-256 keys, PEM encoded; serving certs carry SANs
+for 127.0.0.1, localhost and any extra DNS names or IPs. Depends only on ``cryptography``.
 """
 
 from __future__ import annotations
@@ -43,8 +45,8 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-def generate_ca(*, common_name: str) -> CertPair:
-    """A fresh self-signed CA valid for one year."""
+def generate_ca(*, common_name: str, validity: datetime.timedelta = _VALIDITY) -> CertPair:
+    """A fresh self-signed CA valid for ``validity`` (one year unless told)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = _now()
@@ -54,8 +56,8 @@ def generate_ca(*, common_name: str) -> CertPair:
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + _VALIDITY)
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + validity)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -91,15 +93,18 @@ def _san_entries(hosts: list[str]) -> list[x509.GeneralName]:
     return entries
 
 
-def issue_serving_cert(*, ca: CertPair, hosts: list[str]) -> CertPair:
-    """A server certificate signed by ``ca`` for 127.0.0.1, localhost and ``hosts``."""
+def issue_serving_cert(
+    *, ca: CertPair, hosts: list[str], validity: datetime.timedelta = _VALIDITY
+) -> CertPair:
+    """A server certificate signed by ``ca`` for 127.0.0.1, localhost and ``hosts``, valid for
+    ``validity`` (one year unless told) or until the CA expires, whichever comes first."""
     cn = hosts[0] if hosts else "localhost"
     return _issue(
         ca=ca,
         common_name=cn,
         sans=_san_entries(hosts),
         usages=[ExtendedKeyUsageOID.SERVER_AUTH],
-        validity=_VALIDITY,
+        validity=validity,
     )
 
 
@@ -108,7 +113,8 @@ def issue_mesh_cert(
 ) -> CertPair:
     """A mesh certificate signed by ``ca``, for both ends of a connection (server and client
     auth): the SPIFFE ID ``uri`` says which component holds it, ``dns_names`` are the names
-    peers verify it by (``<component>.mesh.kruise-mesh``)."""
+    peers verify it by (``<component>.mesh.kruise-mesh``). Valid for ``validity``, or until
+    the CA expires if that comes first."""
     sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(uri)]
     sans += [x509.DNSName(name) for name in dns_names]
     return _issue(
@@ -139,12 +145,14 @@ def _issue(
     usages: list[x509.ObjectIdentifier],
     validity: datetime.timedelta,
 ) -> CertPair:
-    ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
+    # ca.cert_pem may be a trust bundle: the signing certificate is the one matching the key.
     ca_key = serialization.load_pem_private_key(ca.key_pem, password=None)
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
         raise TypeError("CA key must be an EC private key")
+    ca_cert = signing_cert(ca)
     key = ec.generate_private_key(ec.SECP256R1())
     now = _now()
+    # A certificate outliving its CA is no use: it ends when the CA does.
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64])]))
@@ -152,7 +160,7 @@ def _issue(
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + validity)
+        .not_valid_after(min(now + validity, ca_cert.not_valid_after_utc))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
@@ -163,6 +171,22 @@ def _issue(
         .sign(ca_key, hashes.SHA256())
     )
     return CertPair(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+
+
+def signing_cert(ca: CertPair) -> x509.Certificate:
+    """The certificate in ``ca.cert_pem`` (one, or a bundle during a CA rotation) whose public
+    key matches ``ca.key_pem``; ValueError when none does."""
+    key = serialization.load_pem_private_key(ca.key_pem, password=None)
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    for cert in x509.load_pem_x509_certificates(ca.cert_pem):
+        spki = cert.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        if spki == public:
+            return cert
+    raise ValueError("no certificate in the CA bundle matches the CA key")
 
 
 def write_pair(directory: str | os.PathLike[str], name: str, pair: CertPair) -> tuple[Path, Path]:

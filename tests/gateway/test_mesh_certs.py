@@ -102,3 +102,85 @@ async def test_when_a_certificate_is_renewed(what: str, expected: str | None) ->
         if what == "old":
             now += datetime.timedelta(hours=13)  # of 24
     assert mesh_certs.renewal_reason(found, ca=ca, now=now) == expected
+
+
+# ---- the mesh across a CA rotation (the order rotation.plan prescribes) ----------------------
+
+
+async def _call(port: int, tls: Any) -> None:
+    """One call over a new connection (a new handshake: both ends' certificates checked)."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from services.kit.tls import MeshChannel
+
+    async with MeshChannel(f"127.0.0.1:{port}", tls, peer="gateway") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        answer = await stub.Check(health_pb2.HealthCheckRequest(), timeout=3)
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_a_grpc_call_between_components_works_at_every_step_of_a_ca_rotation() -> None:
+    """Both ends hold a MeshTls whose CaSource is the CA Secret's content at each step:
+    ``ca.crt`` a bundle (one or two CAs; grpc takes both as roots) and one CA key, the leaf
+    issued from the CA matching that key. The server takes each step before the client, then
+    the client before the server: a call over a new connection succeeds in every state the
+    two can be in. (Skipping add-ca, a leaf from B meets a peer trusting A alone: refused.)"""
+    import grpc
+    from grpc_health.v1 import health_pb2_grpc
+
+    from services.gateway import rotation
+    from services.kit.tls import MeshTls
+    from tests.unit.test_kit_tls import Ticker
+
+    old, new = (certs.generate_ca(common_name=n) for n in ("mesh CA A", "mesh CA B"))
+    hour = datetime.timedelta(hours=1)
+    steps = [  # (ca.crt, the key the leaves are issued with) as the CA Secret goes
+        (old.cert_pem, old.key_pem),  # [A], leaves from A
+        (old.cert_pem + new.cert_pem, old.key_pem),  # add-ca: both trusted, leaves from A
+        (old.cert_pem + new.cert_pem, new.key_pem),  # switch: leaves from B
+        (new.cert_pem, new.key_pem),  # drop-old-ca
+    ]
+    server_tls = MeshTls("gateway", CaSource(certs.CertPair(*steps[0]), "gateway", validity=hour))
+    client_tls = MeshTls("rollout", CaSource(certs.CertPair(*steps[0]), "rollout", validity=hour))
+    await server_tls.start()
+    await client_tls.start()
+    server = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(Ticker(), server)
+    port = server.add_secure_port("127.0.0.1:0", server_tls.server_credentials())
+    await server.start()
+
+    async def move(tls: MeshTls, step: tuple[bytes, bytes]) -> None:
+        assert isinstance(tls.source, CaSource)
+        tls.source.ca = certs.CertPair(*step)
+        tls._take(await tls.source.fetch())
+
+    try:
+        await _call(port, client_tls)
+        for i, step in enumerate(steps[1:], start=1):
+            first, second = (server_tls, client_tls) if i % 2 else (client_tls, server_tls)
+            await move(first, step)
+            await _call(port, client_tls)  # one end a step ahead of the other
+            await move(second, step)
+            await _call(port, client_tls)
+            issuer = rotation.read_pki(
+                rotation.Pki(
+                    rotation.split_bundle(step[0]),
+                    step[1],
+                    {
+                        "leaf": certs.CertPair(
+                            server_tls.material.cert_pem, server_tls.material.key_pem
+                        )
+                    },
+                )
+            ).leaves["leaf"]
+            assert isinstance(issuer, rotation.Leaf)
+            assert issuer.issuer == rotation.ca_id(old.cert_pem if i < 2 else new.cert_pem)
+        assert rotation.bundle_ids(client_tls.material.ca_pem) == {rotation.ca_id(new.cert_pem)}
+
+        await move(server_tls, steps[0])  # the control: a peer that only trusts A
+        with pytest.raises(grpc.aio.AioRpcError):
+            await _call(port, client_tls)
+    finally:
+        await server.stop(0)
+        await server_tls.stop()
+        await client_tls.stop()
