@@ -522,6 +522,9 @@ def fill_clone_set(view: views_pb2.CloneSetView, obj: Json) -> None:
     st.current_revision = _str(status.get("currentRevision"))
     st.collision_count = _int(status.get("collisionCount"))
     st.label_selector = _str(status.get("labelSelector"))
+    conditions = _list(status.get("conditions"))
+    if conditions:
+        st.conditions_json = orjson.dumps(conditions)
 
 
 def project_controller_revision(obj: Json) -> views_pb2.ControllerRevisionView:

@@ -466,15 +466,17 @@ class RolloutController:
         RECONCILES.labels(acted.phase).inc()
         for note in acted.notes:
             log.info(note, extra={"cloneset": str(key)})
-        if acted.actions:
-            await self._run(key, cs, acted, by_name, plan)
+        failure = await self._run(key, cs, acted, by_name, plan) if acted.actions else None
         if acted.requeue_ms is not None:
             self.queue.add_after(key, acted.requeue_ms / 1000)
         # The freshest view: a long scale-out wrote the status between batches already. The
         # pods are read again only when this round wrote some (most rounds write none).
         cs = self.freshest(key.namespace, key.name) or cs
         pods = self.owned_pods(cs) if acted.actions else all_pods
-        await self._write_status(key, cs, plan, pods, now_ms)
+        scale_error, update_error = status.round_errors(acted.phase, failure)
+        await self._write_status(
+            key, cs, plan, pods, now_ms, scale_error=scale_error, update_error=update_error
+        )
         for old in plan.delete:
             try:
                 await self.cluster.delete(
@@ -542,12 +544,15 @@ class RolloutController:
         acted: Round,
         by_name: Mapping[str, views_pb2.PodView],
         plan: revision.RevisionPlan,
-    ) -> None:
+    ) -> str | None:
         """Execute the round's actions in order; stop at a refusal or a failure.
 
         New pods go in slow-start batches, each with its claims first (``_create_pods``).
         A deleted pod's claims follow it, unless the pod was already gone (NotFound):
         whoever deleted it left its claims to be reused.
+
+        Returns the failure's message (for FailedScale/FailedUpdate), or None: done, or
+        stopped by a budget's refusal or a Conflict (a moved pod, decided again soon).
         """
         now_ms = self.clock_ms()
         created = [a for a in acted.actions if isinstance(a, CreatePod)]
@@ -555,8 +560,9 @@ class RolloutController:
         for a in acted.actions:
             if isinstance(a, CreatePvc):
                 claims.setdefault(a.pod, []).append(a)
-        if created:
-            await self._create_pods(key, cs, created, claims, now_ms, plan)
+        failed_create = (
+            await self._create_pods(key, cs, created, claims, now_ms, plan) if created else None
+        )
         not_deleted: set[str] = set()
         versions = {name: pod.meta.resource_version for name, pod in by_name.items()}
         for action in acted.actions:
@@ -593,8 +599,10 @@ class RolloutController:
                         raise
                     POD_WRITES.labels("pvc-delete", "ok").inc()
                 elif isinstance(action, PatchPod | PatchPodStatus):
-                    if action.budget and not await self._authorized(key, cs, action):
-                        return
+                    if action.budget:
+                        held = await self._held(key, cs, action)
+                        if held is not None:
+                            return held or None
                     status_write = isinstance(action, PatchPodStatus)
                     # Each write names the version the previous one of this pod returned (or
                     # the one the decision saw): a pod that moved meanwhile answers ABORTED.
@@ -625,7 +633,7 @@ class RolloutController:
                 POD_WRITES.labels(type(action).__name__, "conflict").inc()
                 self.expectations.forget_update(key, action.name)
                 self.queue.add_after(key, self.retry_s)
-                return
+                return None
             except errors.NotFound:
                 POD_WRITES.labels(type(action).__name__, "gone").inc()
                 self.expectations.forget_update(key, action.name)
@@ -649,8 +657,10 @@ class RolloutController:
                         error=str(e),
                     )
                 self.queue.add_after(key, self.backoff.next(key))
-                return
-        self.backoff.reset(key)
+                return str(e) or type(e).__name__
+        if failed_create is None:  # a failed create's backoff must grow, not start over
+            self.backoff.reset(key)
+        return failed_create
 
     async def _create_pods(
         self,
@@ -660,10 +670,11 @@ class RolloutController:
         claims: Mapping[str, list[CreatePvc]],
         now_ms: int,
         plan: revision.RevisionPlan,
-    ) -> None:
+    ) -> str | None:
         """Create pods in slow-start batches (1, 2, 4, ...) as Kubernetes controllers do: a
         failing create (a webhook, a quota) stops after few tries, not hundreds. Each pod's
-        claims are created just before it, in the same task (OpenKruise's ``createOnePod``)."""
+        claims are created just before it, in the same task (OpenKruise's ``createOnePod``).
+        Returns the first failure's message of the batch that failed, or None."""
         for action in created:
             self.expectations.expect_create(key, action.name, now_ms=now_ms)
         batch, index = 1, 0
@@ -675,7 +686,7 @@ class RolloutController:
                 # that no longer counts these pods. The next round decides again.
                 for rest in created[index:]:
                     self.expectations.forget_create(key, rest.name)
-                return
+                return None
             if time.monotonic() - status_at >= STATUS_EVERY_S:
                 await self.shell.wait_indexed()
                 status_at = time.monotonic()
@@ -690,12 +701,14 @@ class RolloutController:
                 *(self._create_one(key, cs, a, claims.get(a.name, ()), now_ms) for a in chunk),
                 return_exceptions=False,
             )
-            if not all(results):
+            failures = [r for r in results if r is not None]
+            if failures:
                 for rest in created[index:]:
                     self.expectations.forget_create(key, rest.name)
                 self.queue.add_after(key, self.backoff.next(key))
-                return
+                return failures[0]
             batch = min(batch * 2, CREATE_BATCH_MAX)
+        return None
 
     async def _create_one(
         self,
@@ -704,7 +717,8 @@ class RolloutController:
         action: CreatePod,
         claims: Sequence[CreatePvc],
         now_ms: int,
-    ) -> bool:
+    ) -> str | None:
+        """Create one pod after its claims; None when done, else the failure's message."""
         for claim in claims:
             self.claim_expectations.expect_create(key, claim.name, now_ms=now_ms)
             try:
@@ -731,7 +745,7 @@ class RolloutController:
                     pod=action.name,
                     error=str(e),
                 )
-                return False
+                return str(e) or type(e).__name__
             POD_WRITES.labels("pvc-create", "ok").inc()
         try:
             await self.cluster.create(pod_ref(key.namespace, action.name), action.body)
@@ -743,18 +757,20 @@ class RolloutController:
                 extra={"cloneset": str(key), "pod": action.name, "error": str(e)},
             )
             self._event(cs, "FailedCreate", warning=True, pod=action.name, error=str(e))
-            return False
+            return str(e) or type(e).__name__
         POD_WRITES.labels("create", "ok").inc()
         self._event(cs, "SuccessfulCreate", pod=action.name)
-        return True
+        return None
 
-    async def _authorized(
+    async def _held(
         self, key: CloneSetKey, cs: views_pb2.CloneSetView, action: PatchPod | PatchPodStatus
-    ) -> bool:
+    ) -> str | None:
         """Ask the pod's budget before updating it (SPEC 4.11); refused or unreachable → stop
-        the round and come back in ``budget_retry_s``."""
+        the round and come back in ``budget_retry_s``. None: go ahead; "": refused (not a
+        failure, as OpenKruise's PUB check); else why the budget service could not answer
+        (a failure: OpenKruise's ``Update`` returns the PUB check's error)."""
         if self.budget is None:
-            return True
+            return None
         try:
             answer = await self.budget.authorize_update(
                 namespace=key.namespace,
@@ -769,10 +785,10 @@ class RolloutController:
                 extra={"cloneset": str(key), "pod": action.name, "error": str(e)},
             )
             self.queue.add_after(key, self.budget_retry_s)
-            return False
+            return f"the budget service could not be asked about pod {action.name}: {e}"
         if answer.allowed:
             self._refused.pop((key.namespace, action.name), None)
-            return True
+            return None
         BUDGET_REFUSALS.labels("refused").inc()
         log.info(
             "pod update refused by its budget",
@@ -794,7 +810,7 @@ class RolloutController:
                 error=answer.message,
             )
         self.queue.add_after(key, self.budget_retry_s)
-        return False
+        return ""
 
     async def _write_status(
         self,
@@ -803,7 +819,14 @@ class RolloutController:
         plan: revision.RevisionPlan,
         pods: list[views_pb2.PodView],
         now_ms: int,
+        *,
+        scale_error: str | None = None,
+        update_error: str | None = None,
     ) -> None:
+        """Write the status (SPEC 2.3) when a tracked field moved or a failure condition came
+        or went; the conditions merge this round's outcome (``round_errors``) into the stored
+        ones, so a user's or another controller's conditions are written back unchanged.
+        Without errors (a status written between create batches) both conditions stay."""
         active = [p for p in pods if pod_active(p)]
         computed = status.compute_status(
             clone_set=cs,
@@ -814,12 +837,22 @@ class RolloutController:
             label_selector=status.label_selector_string(cs.selector),
             now_ms=now_ms,
         )
-        if not status.status_changed(cs.status, computed):
+        existing = status.conditions_of(cs.status)
+        conditions = status.next_conditions(
+            existing,
+            scale_error=scale_error,
+            update_error=update_error,
+            now=readiness.rfc3339(now_ms),
+        )
+        if not (
+            status.status_changed(cs.status, computed)
+            or status.failures_changed(existing, conditions)
+        ):
             return
         try:
             written = await self.cluster.update_status(
                 clone_set_ref(key.namespace, key.name),
-                status=status.status_body(computed),
+                status=status.status_body(computed, conditions),
                 resource_version=cs.meta.resource_version,
                 uid=cs.meta.uid,
             )

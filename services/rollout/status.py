@@ -7,6 +7,10 @@ says so, and renders the selector once with ``label_selector_string``.
     compute_status(...)             the counters over the CloneSet's active pods, the
                                     revisions, expectedUpdatedReplicas
     status_changed(old, new)        whether the write is needed (OpenKruise's tracked fields)
+    next_conditions(existing, ...)  ``status.conditions`` after a round: FailedScale and
+                                    FailedUpdate set or cleared, everyone else's kept
+    round_errors(phase, failure)    which of the two a round's outcome speaks for
+    failures_changed(old, new)      whether the conditions alone call for a write
     status_body(status, conditions) the JSON ``status`` object, camelCase, Go's omitempty
     label_selector_string(selector) ``metav1.FormatLabelSelector``
 """
@@ -18,15 +22,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from kruise.common.v1 import views_pb2
 from services.kit.intstr import from_view
 from services.rollout.partition import expected_updated_replicas
 from services.rollout.pods import available, counts_ready, is_updated
 
 __all__ = [
+    "FAILED_SCALE",
+    "FAILED_UPDATE",
     "CloneSetStatus",
     "compute_status",
+    "conditions_of",
+    "failures_changed",
     "label_selector_string",
+    "next_conditions",
+    "round_errors",
     "status_body",
     "status_changed",
 ]
@@ -137,16 +149,135 @@ def status_changed(old: views_pb2.CloneSetStatus, new: CloneSetStatus) -> bool:
     )
 
 
+# --- conditions ------------------------------------------------------------------------
+
+FAILED_SCALE = "FailedScale"
+"""The controller failed to create or delete pods or claims (``CloneSetConditionFailedScale``)."""
+FAILED_UPDATE = "FailedUpdate"
+"""The controller failed to update pods (``CloneSetConditionFailedUpdate``)."""
+_OURS = (FAILED_SCALE, FAILED_UPDATE)
+
+
+def conditions_of(status: views_pb2.CloneSetStatus) -> list[Any]:
+    """The stored ``status.conditions`` (raw JSON items, as any writer left them)."""
+    if not status.conditions_json:
+        return []
+    loaded = orjson.loads(status.conditions_json)
+    return loaded if isinstance(loaded, list) else []
+
+
+def _type_of(condition: object) -> object:
+    return condition.get("type") if isinstance(condition, Mapping) else None
+
+
+def next_conditions(
+    existing: Sequence[Any],
+    *,
+    scale_error: str | None,
+    update_error: str | None,
+    now: str,
+) -> list[Any]:
+    """``status.conditions`` after a round whose scale and update steps ended as given.
+
+    Pure; no I/O. The rollout shell writes the result with the status (``status_body``).
+
+    For each of the controller's two condition types, the step's outcome decides:
+
+        error None       the step did not run this round (a refresh round, a status written
+                         between create batches): its condition is left exactly as it is
+        error ""         the step ran and nothing failed: its condition is removed
+        error "<text>"   the step failed: ``{type, status: "True", lastTransitionTime: now,
+                         message: text}`` (no reason), in place of the one there, else
+                         appended (FailedScale before FailedUpdate)
+
+    Every other condition (a user's, another controller's) is kept as it is, in its place.
+
+    OpenKruise v1.2 (``syncCloneSet`` in ``cloneset_controller.go``) builds a fresh status
+    each reconcile: ``FailedScale`` when ``Scale`` returned an error, ``FailedUpdate`` when
+    ``Update`` did (``Update`` is skipped in a round that scaled), ``lastTransitionTime``
+    the time of that reconcile; its status update then replaces ``status.conditions``
+    whole, so anyone else's conditions are dropped at each write. Here they are kept, and a
+    step that did not run leaves its condition alone rather than dropping it.
+
+    Scenario (a quota refuses pod creates, then is raised):
+
+        []                        scale "pods ... forbidden"  → [FailedScale True]
+        [FailedScale True]        scale "pods ... forbidden"  → [FailedScale True] (new
+                                                                 message and time)
+        [FailedScale True]        scale ""                    → []
+        [user's Ready]            scale ""                    → [user's Ready]
+    """
+    out: list[Any] = list(existing)
+    for kind, error in ((FAILED_SCALE, scale_error), (FAILED_UPDATE, update_error)):
+        if error is None:
+            continue
+        at = next((i for i, c in enumerate(out) if _type_of(c) == kind), len(out))
+        out = [c for c in out if _type_of(c) != kind]  # none before ``at``: it stays put
+        if error:
+            out.insert(
+                at,
+                {"type": kind, "status": "True", "lastTransitionTime": now, "message": error},
+            )
+    return out
+
+
+def round_errors(phase: str, failure: str | None) -> tuple[str | None, str | None]:
+    """``(scale_error, update_error)`` for ``next_conditions`` after a round of ``phase``
+    (``sync.plan_round``'s) that ended with ``failure`` (a message, or None: no failure).
+
+    Pure. Where OpenKruise v1.2's steps fall (``Scale`` first; ``Update``, which refreshes
+    pod states before updating, only when ``Scale`` did nothing):
+
+        phase     scale_error      update_error
+        refresh   None             failure or ""   (states are refreshed before scaling
+                                                    here, so scaling did not run)
+        scale     failure or ""    None            (Update did not run)
+        update    ""               failure or ""
+        idle      ""               ""              (nothing to do, or paused)
+
+    >>> round_errors("scale", 'pods "web-x" is forbidden')
+    ('pods "web-x" is forbidden', None)
+    """
+    outcome = failure or ""
+    if phase == "refresh":
+        return None, outcome
+    if phase == "scale":
+        return outcome, None
+    if phase == "update":
+        return "", outcome
+    return "", ""
+
+
+def failures_changed(old: Sequence[Any], new: Sequence[Any]) -> bool:
+    """Whether ``new`` sets or clears FailedScale or FailedUpdate compared with ``old``.
+
+    The status is written for this even when no counter moved (OpenKruise v1.2 writes only
+    when a counter did, so a failure in a round that changed nothing never showed, and one
+    that ended lingered until the next counter change). A new message or time alone does
+    not call for a write: a failing create names a new pod each time, and the write's own
+    watch event would bring the CloneSet straight back to fail again.
+    """
+
+    def present(conditions: Sequence[Any]) -> set[object]:
+        return {
+            _type_of(c)
+            for c in conditions
+            if _type_of(c) in _OURS and isinstance(c, Mapping) and c.get("status") == "True"
+        }
+
+    return present(old) != present(new)
+
+
 def status_body(
-    status: CloneSetStatus, conditions: Sequence[Mapping[str, Any]] | None = None
+    status: CloneSetStatus, conditions: Sequence[Any] | None = None
 ) -> dict[str, object]:
     """The ``status`` object as OpenKruise writes it: Go's field order and omitempty.
 
     The counters and observedGeneration are always present; expectedUpdatedReplicas,
     updateRevision, currentRevision and labelSelector are left out when 0/empty;
     collisionCount is always written (the controller always sets it). A status update
-    replaces the whole object, so pass the existing ``conditions`` (raw JSON) to keep
-    them; an empty or missing list is left out.
+    replaces the whole object, so pass every condition to keep (``next_conditions``, raw
+    JSON); an empty or missing list is left out.
 
     >>> status_body(CloneSetStatus(3, 4, 4, 4, 1, 1, 0, "web-2", "web-1", 0, "app=web"))
     ... # doctest: +NORMALIZE_WHITESPACE

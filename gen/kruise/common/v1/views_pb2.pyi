@@ -884,6 +884,7 @@ class CloneSetStatus(_message.Message):
     CURRENT_REVISION_FIELD_NUMBER: _builtins.int
     COLLISION_COUNT_FIELD_NUMBER: _builtins.int
     LABEL_SELECTOR_FIELD_NUMBER: _builtins.int
+    CONDITIONS_JSON_FIELD_NUMBER: _builtins.int
     observed_generation: _builtins.int
     replicas: _builtins.int
     ready_replicas: _builtins.int
@@ -895,6 +896,10 @@ class CloneSetStatus(_message.Message):
     current_revision: _builtins.str
     collision_count: _builtins.int
     label_selector: _builtins.str
+    conditions_json: _builtins.bytes
+    """status.conditions as a JSON array, exactly as stored (every writer's, every field), when
+    not empty: the rollout service merges its own (FailedScale, FailedUpdate) into them.
+    """
     def __init__(
         self,
         *,
@@ -909,10 +914,11 @@ class CloneSetStatus(_message.Message):
         current_revision: _builtins.str = ...,
         collision_count: _builtins.int = ...,
         label_selector: _builtins.str = ...,
+        conditions_json: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["available_replicas", b"available_replicas", "collision_count", b"collision_count", "current_revision", b"current_revision", "expected_updated_replicas", b"expected_updated_replicas", "label_selector", b"label_selector", "observed_generation", b"observed_generation", "ready_replicas", b"ready_replicas", "replicas", b"replicas", "update_revision", b"update_revision", "updated_ready_replicas", b"updated_ready_replicas", "updated_replicas", b"updated_replicas"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available_replicas", b"available_replicas", "collision_count", b"collision_count", "conditions_json", b"conditions_json", "current_revision", b"current_revision", "expected_updated_replicas", b"expected_updated_replicas", "label_selector", b"label_selector", "observed_generation", b"observed_generation", "ready_replicas", b"ready_replicas", "replicas", b"replicas", "update_revision", b"update_revision", "updated_ready_replicas", b"updated_ready_replicas", "updated_replicas", b"updated_replicas"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
