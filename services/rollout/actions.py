@@ -91,9 +91,13 @@ class Round:
     ``phase`` says which step produced the actions (``refresh``, ``scale``, ``update`` or
     ``idle``); ``requeue_ms`` asks for another look (a grace period, minReadySeconds).
     ``notes`` are log lines for what was skipped (paused, partition error, ...).
+    ``error`` is the round's own update error, decided rather than met (OpenKruise's message
+    for a pod ``InPlaceOnly`` cannot update in place, or whose lifecycle state forbids an
+    in-place update): it comes after ``actions``, which are the writes before it; "" none.
     """
 
     phase: str
     actions: tuple[Action, ...] = ()
     requeue_ms: int | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    error: str = ""

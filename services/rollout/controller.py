@@ -466,7 +466,9 @@ class RolloutController:
         RECONCILES.labels(acted.phase).inc()
         for note in acted.notes:
             log.info(note, extra={"cloneset": str(key)})
-        failure = await self._run(key, cs, acted, by_name, plan) if acted.actions else None
+        failure = (
+            await self._run(key, cs, acted, by_name, plan) if acted.actions or acted.error else None
+        )
         if acted.requeue_ms is not None:
             self.queue.add_after(key, acted.requeue_ms / 1000)
         # The freshest view: a long scale-out wrote the status between batches already. The
@@ -553,6 +555,8 @@ class RolloutController:
 
         Returns the failure's message (for FailedScale/FailedUpdate), or None: done, or
         stopped by a budget's refusal or a Conflict (a moved pod, decided again soon).
+        Once every action went through, the round's own ``error`` (a pod the decision could
+        not update) is the failure, retried with backoff as a failed write is.
         """
         now_ms = self.clock_ms()
         created = [a for a in acted.actions if isinstance(a, CreatePod)]
@@ -658,6 +662,13 @@ class RolloutController:
                     )
                 self.queue.add_after(key, self.backoff.next(key))
                 return str(e) or type(e).__name__
+        if acted.error:
+            log.warning(
+                "pod update not possible; retrying",
+                extra={"cloneset": str(key), "error": acted.error},
+            )
+            self.queue.add_after(key, self.backoff.next(key))
+            return acted.error
         if failed_create is None:  # a failed create's backoff must grow, not start over
             self.backoff.reset(key)
         return failed_create

@@ -9,7 +9,8 @@ says so, and renders the selector once with ``label_selector_string``.
     status_changed(old, new)        whether the write is needed (OpenKruise's tracked fields)
     next_conditions(existing, ...)  ``status.conditions`` after a round: FailedScale and
                                     FailedUpdate set or cleared, everyone else's kept
-    round_errors(phase, failure)    which of the two a round's outcome speaks for
+    round_errors(phase, failure)    which of the two a round's outcome speaks for (a write's
+                                    failure, or the round's own update error)
     failures_changed(old, new)      whether the conditions alone call for a write
     status_body(status, conditions) the JSON ``status`` object, camelCase, Go's omitempty
     label_selector_string(selector) ``metav1.FormatLabelSelector``
@@ -225,6 +226,13 @@ def round_errors(phase: str, failure: str | None) -> tuple[str | None, str | Non
     """``(scale_error, update_error)`` for ``next_conditions`` after a round of ``phase``
     (``sync.plan_round``'s) that ended with ``failure`` (a message, or None: no failure).
 
+    ``failure`` is a write's error, or else the round's own ``Round.error`` once the writes
+    before it went through: a pod ``InPlaceOnly`` cannot update in place ("find Pod <name>
+    update strategy is InPlaceOnly but can not update in-place") or whose lifecycle state
+    forbids an in-place update ("not allowed to in-place update pod <name> in state
+    <state>"). OpenKruise v1.2's ``Update`` returns both as errors, so both are
+    ``FailedUpdate`` here too.
+
     Pure. Where OpenKruise v1.2's steps fall (``Scale`` first; ``Update``, which refreshes
     pod states before updating, only when ``Scale`` did nothing):
 
@@ -237,6 +245,9 @@ def round_errors(phase: str, failure: str | None) -> tuple[str | None, str | Non
 
     >>> round_errors("scale", 'pods "web-x" is forbidden')
     ('pods "web-x" is forbidden', None)
+    >>> round_errors("update", "find Pod web-x update strategy is InPlaceOnly but can not "
+    ...              "update in-place")
+    ('', 'find Pod web-x update strategy is InPlaceOnly but can not update in-place')
     """
     outcome = failure or ""
     if phase == "refresh":

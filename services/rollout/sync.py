@@ -19,7 +19,10 @@ returned ``Round`` lists the writes in order; ``controller`` executes them.
       3. update    unless paused: the chosen pods (``ordering``) updated in place when only
                    images and template metadata changed, else marked specified-delete
                    (re-created by the scale step); lifecycle hooks may hold either; every
-                   chosen pod's first write asks its budget
+                   chosen pod's first write asks its budget. The first pod that cannot be
+                   updated (``InPlaceOnly`` and a change beyond images and metadata, or a
+                   lifecycle state that forbids an in-place update) ends the round with
+                   OpenKruise's error as ``Round.error`` (``FailedUpdate``)
 
 Pods in ``busy`` (an update of ours the cache has not shown yet) are left alone this round.
 
@@ -145,7 +148,9 @@ def plan_round(obs: Observed) -> Round:
         )
     updated = update(obs, active, diffs)
     requeue = _earliest(refreshed.requeue_ms, updated.requeue_ms, _min_ready_requeue(obs, active))
-    return Round(updated.phase, updated.actions, requeue, (*notes, *updated.notes))
+    return Round(
+        updated.phase, updated.actions, requeue, (*notes, *updated.notes), error=updated.error
+    )
 
 
 def _earliest(*values: int | None) -> int | None:
@@ -379,10 +384,16 @@ def _scale_out(obs: Observed, diffs: ExpectationDiffs) -> Round:
 
 # ---- 3. update ----------------------------------------------------------------------------
 def update(obs: Observed, active: Sequence[views_pb2.PodView], diffs: ExpectationDiffs) -> Round:
+    """The update step: the chosen pods' writes in order (SPEC 2.5), each by ``_update_pod``.
+
+    Pure. As OpenKruise v1.2's ``Update``, the first chosen pod that cannot be updated ends
+    the round with its error (``Round.error``): the writes of the pods before it go, the
+    pods after it wait for a later round. The error is no pod write's failure but the
+    decision's own; the shell reports it as ``FailedUpdate`` and retries with backoff.
+    """
     if diffs.update_num == 0:
         return Round("idle")
     cs = obs.clone_set
-    hooks = lifecycle.Hooks.of(cs)
     ordered = ordering.update_order(
         [p for p in active if p.meta.name not in obs.busy],
         priority=ordering.parse_priority(obs.update_strategy.get("priorityStrategy")),
@@ -407,38 +418,62 @@ def update(obs: Observed, active: Sequence[views_pb2.PodView], diffs: Expectatio
         target, target_template = obs.revisions.current, obs.revisions.current_template
     kind = cs.update_strategy.type or "ReCreate"
     actions: list[Action] = []
-    notes: list[str] = []
     for pod in chosen:
-        spec = None
-        if kind != "ReCreate":
-            own = obs.stored_templates.get(_revision_name(pod, obs))
-            if own is not None:
-                spec = inplace.in_place_spec(own, target_template, revision=target)
-                if spec is not None and any(
-                    c not in {x.name for x in pod.containers} for c in spec.images
-                ):
-                    spec = None
-        if spec is None:
-            if kind == "InPlaceOnly":
-                notes.append(
-                    f"pod {pod.meta.name} cannot be updated in place, "
-                    "and InPlaceOnly forbids re-creating it"
-                )
-                continue
-            actions.append(
-                PatchPod(
-                    pod.meta.name,
-                    pod.meta.uid,
-                    pod.meta.resource_version,
-                    {"metadata": {"labels": {SPECIFIED_DELETE_LABEL: "true"}}},
-                    budget=True,
-                    event="SuccessfulUpdatePodReCreate",
-                    revision=target,
-                )
-            )
-            continue
-        actions.extend(_in_place_actions(pod, spec, obs, hooks, notes))
-    return Round("update", tuple(actions), notes=tuple(notes))
+        step = _update_pod(pod, obs=obs, kind=kind, target=target, template=target_template)
+        if isinstance(step, str):
+            return Round("update", tuple(actions), error=step)
+        actions.extend(step)
+    return Round("update", tuple(actions))
+
+
+def in_place_only_error(pod_name: str) -> str:
+    """OpenKruise v1.2's update error for a pod ``InPlaceOnly`` cannot update in place."""
+    return f"find Pod {pod_name} update strategy is InPlaceOnly but can not update in-place"
+
+
+def _update_pod(
+    pod: views_pb2.PodView,
+    *,
+    obs: Observed,
+    kind: str,
+    target: str,
+    template: Json,
+) -> list[Action] | str:
+    """The writes that move ``pod`` to revision ``target`` (OpenKruise's ``updatePod``), or
+    the update error that ends the round instead (a message, ``Round.error``).
+
+    Pure. In place (``InPlaceIfPossible``, ``InPlaceOnly``) when only images and template
+    metadata change between the pod's own stored revision and ``target`` (and every image
+    names a container of the pod); then the pod's lifecycle state decides
+    (``lifecycle.in_place_decision``), and a state that forbids it is the error "not allowed
+    to in-place update pod <name> in state <state>". Otherwise ``ReCreate`` and
+    ``InPlaceIfPossible`` mark the pod specified-delete (whatever its state), and
+    ``InPlaceOnly`` returns ``in_place_only_error``.
+    """
+    spec = None
+    if kind != "ReCreate":
+        own = obs.stored_templates.get(_revision_name(pod, obs))
+        if own is not None:
+            spec = inplace.in_place_spec(own, template, revision=target)
+            if spec is not None and any(
+                c not in {x.name for x in pod.containers} for c in spec.images
+            ):
+                spec = None
+    if spec is not None:
+        return _in_place_actions(pod, spec, obs, lifecycle.Hooks.of(obs.clone_set))
+    if kind == "InPlaceOnly":
+        return in_place_only_error(pod.meta.name)
+    return [
+        PatchPod(
+            pod.meta.name,
+            pod.meta.uid,
+            pod.meta.resource_version,
+            {"metadata": {"labels": {SPECIFIED_DELETE_LABEL: "true"}}},
+            budget=True,
+            event="SuccessfulUpdatePodReCreate",
+            revision=target,
+        )
+    ]
 
 
 def _revision_name(pod: views_pb2.PodView, obs: Observed) -> str:
@@ -456,15 +491,13 @@ def _in_place_actions(
     spec: inplace.UpdateSpec,
     obs: Observed,
     hooks: lifecycle.Hooks,
-    notes: list[str],
-) -> list[Action]:
+) -> list[Action] | str:
     decision = lifecycle.in_place_decision(pod, hooks.in_place_update)
     name, uid, rv = pod.meta.name, pod.meta.uid, pod.meta.resource_version
     if isinstance(decision, lifecycle.Wait):
         return []
     if isinstance(decision, lifecycle.NotAllowed):
-        notes.append(decision.message)
-        return []
+        return decision.message
     if isinstance(decision, lifecycle.SetState):
         actions = _state_actions(pod, decision, obs)
         return [_with_budget(actions[0]), *actions[1:]] if actions else []
