@@ -810,19 +810,3 @@ class Hub:
         """Subscribe and snapshot in one step: nothing is missed in between."""
         wanted = frozenset(kinds)
         return self.subscribe(wanted), self.snapshot(wanted, owns=owns)
-
-    def objects(self, kind: int, *, namespace: str | None = None) -> Iterator[HubEvent]:
-        """The cached objects of one mesh Kind (optionally one namespace), as ADDED events."""
-        for watched in self._by_kind.get(kind, ()):
-            cache = watched.reflector.cache
-            spaces = [namespace] if namespace is not None else list(cache)
-            for ns in spaces:
-                for name, (rv, value) in list(cache.get(ns, {}).items()):
-                    yield HubEvent(
-                        type=ADDED,
-                        kind=kind,
-                        namespace=ns,
-                        name=name,
-                        resource_version=rv,
-                        object_bytes=value,
-                    )

@@ -317,9 +317,8 @@ async def test_gateway_hub_watches_the_configured_kinds(
         ]
         async with asyncio.timeout(10):
             await leading.hub.wait_synced()  # the kinds left out hold nothing back
-        shards = [
-            e.view.workload for e in leading.hub.objects(mesh_pb2.KIND_WORKLOAD, namespace="team-a")
-        ]
+        in_team_a = leading.hub.snapshot([mesh_pb2.KIND_WORKLOAD], owns=lambda ns: ns == "team-a")
+        shards = [e.view.workload for e in in_team_a]
         assert [(w.kind, w.meta.name, w.spec_replicas) for w in shards] == [("ShardSet", "db", 4)]
         assert [w.split(" ")[2] for w in warnings(caplog)] == [
             "apps.example.io/Ledger",
