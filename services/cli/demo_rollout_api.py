@@ -64,12 +64,19 @@ async def _batch_done(
                 return status
 
 
-async def _observed(stub: Stub, ref: rollout_pb2.WorkloadRef) -> rollout_pb2.RolloutStatus:
+async def _observed(
+    stub: Stub, ref: rollout_pb2.WorkloadRef, *, generation: int
+) -> rollout_pb2.RolloutStatus:
+    """The status once the replica holds ``generation`` (the template change) or later, and
+    the controller has observed what it holds: the replica's cache may still hold the
+    CloneSet from before the change, observed too, but naming the old revision."""
     async with asyncio.timeout(30):
         while True:
             answer = await stub.GetRolloutStatus(rollout_pb2.GetRolloutStatusRequest(ref=ref))
-            if answer.status.status.observed_generation >= answer.status.generation:
-                return answer.status
+            seen = answer.status
+            caught_up = seen.status.observed_generation >= seen.generation
+            if seen.generation >= generation and caught_up:
+                return seen
             await asyncio.sleep(0.1)
 
 
@@ -113,12 +120,15 @@ async def show_rollout_api(
         console.print(f"SetPartition 100% (rollout id {ROLLOUT_ID}): {claim.message}")
         container = {"name": "main", "image": "nginx:1.28"}
         patch = {"spec": {"template": {"spec": {"containers": [container]}}}}
-        await kube.request(
-            "PATCH",
-            f"{CLONESETS}/{NAME}",
-            body=orjson.dumps(patch),
-            content_type="application/merge-patch+json",
+        changed = orjson.loads(
+            await kube.request(
+                "PATCH",
+                f"{CLONESETS}/{NAME}",
+                body=orjson.dumps(patch),
+                content_type="application/merge-patch+json",
+            )
         )
+        generation = int(changed["metadata"]["generation"])
         console.print("template changed to nginx:1.28 through the Kubernetes API")
 
         statuses: asyncio.Queue[rollout_pb2.RolloutStatus] = asyncio.Queue()
@@ -127,7 +137,7 @@ async def show_rollout_api(
             for index, kept in enumerate(("67%", "33%", "0%"), start=1):
                 # Plan on a status the controller has caught up with (Kruise Rollout's
                 # IsStable): before that, status.updateRevision may still be the old one.
-                current = await _observed(stub, ref)
+                current = await _observed(stub, ref, generation=generation)
                 revision = current.status.update_revision
                 answer = await stub.SetPartition(
                     rollout_pb2.SetPartitionRequest(
