@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from services.kit.rpc import PARENT_PID_ENV
+from services.kit.tasks import stop_task
 
 _handed_out: set[int] = set()
 
@@ -92,10 +93,7 @@ class Proc:
                 with contextlib.suppress(ProcessLookupError):
                     self.process.kill()
                 await self.process.wait()
-        if self._pump is not None:
-            self._pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pump
+        await stop_task(self._pump)
         return self.process.returncode or 0
 
     async def kill(self) -> None:

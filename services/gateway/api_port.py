@@ -39,6 +39,7 @@ from services.gateway.config import GatewayConfig
 from services.gateway.kube.client import KubeClient
 from services.gateway.webhook.server import server_ssl_context
 from services.kit.rpc import Register, Server, create_server
+from services.kit.tasks import stop_task
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ class ApiSecurity:
         return [self.callers.http_middleware()] if self.callers is not None else []
 
     async def close(self) -> None:
-        await callers.stop_task(self._warning)
+        await stop_task(self._warning)
         self._warning = None
 
 

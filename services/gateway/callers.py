@@ -52,7 +52,6 @@ and only on a loopback address; it says so at start and once a minute.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import ipaddress
 import logging
@@ -686,11 +685,3 @@ async def warn_unauthenticated(every: float = OFF_WARNING_EVERY_S) -> None:
     while True:
         log.warning(OFF_WARNING + " (--api-auth off): any local process may call them")
         await asyncio.sleep(every)
-
-
-async def stop_task(task: asyncio.Task[Any] | None) -> None:
-    if task is None:
-        return
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

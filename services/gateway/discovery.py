@@ -14,13 +14,13 @@ is a thin shell around them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from services.gateway.hub import Change, KubeApi, Reflector, ReflectorConfig
 from services.gateway.routing import Router, format_address
 from services.kit.projection import Json
+from services.kit.tasks import stop_task
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
@@ -114,8 +114,5 @@ class EndpointSliceDiscovery:
         await self.reflector.synced.wait()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None

@@ -28,7 +28,6 @@ events' pre-encoded bytes, so the per-replica cost is a byte join.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from services.gateway.routing import SERVICES, Router
 from services.kit import errors
 from services.kit.ring import HashRing
 from services.kit.rpc import insecure_channel, mesh_channel
+from services.kit.tasks import stop_task
 from services.kit.tls import MeshTls
 
 log = logging.getLogger(__name__)
@@ -173,11 +173,8 @@ class ReplicaSync:
         self._task = asyncio.create_task(self.run(), name=f"sync {self.service} {self.address}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
 
     def restart(self) -> None:
         """End the current stream and start over with a fresh snapshot (a ring change)."""

@@ -20,11 +20,12 @@ the lag (never negative).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
 from prometheus_client import Gauge, Histogram
+
+from services.kit.tasks import stop_task
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +65,8 @@ class LoopLagMonitor:
         self._task = asyncio.create_task(self._run(), name="event loop lag")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         clock = time.perf_counter

@@ -25,7 +25,6 @@ routes to the new owner, which answers ``Expired``, and the client relists there
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import time
@@ -40,6 +39,7 @@ from kruise.common.v1 import mesh_pb2, views_pb2
 from kruise.rollout.v1 import rollout_pb2
 from services.kit.cache import ObjectCache, view_of
 from services.kit.objects import controller_ref
+from services.kit.tasks import stop_task
 
 log = logging.getLogger(__name__)
 
@@ -229,10 +229,7 @@ class StatusFeed:
     async def stop(self) -> None:
         for namespace in list(self.logs):
             self._drop(namespace, "the rollout replica is stopping; resume through the gateway")
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
 
     # ---- events -------------------------------------------------------------------------
     def on_event(self, event: mesh_pb2.WatchEvent) -> None:

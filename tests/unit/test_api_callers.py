@@ -24,6 +24,7 @@ from services.gateway.callers import (
     TokenVerdict,
 )
 from services.gateway.config import parse_gateway_config
+from services.kit.tasks import stop_task
 
 ROLLOUT = "/kruise.rollout.v1.RolloutService"
 BUDGET = "/kruise.budget.v1.BudgetService"
@@ -363,6 +364,6 @@ def test_the_cache_ttls_are_flags():
 async def test_off_warns_at_start_and_every_interval(caplog):
     task = asyncio.create_task(callers.warn_unauthenticated(every=0.01))
     await asyncio.sleep(0.05)
-    await callers.stop_task(task)
+    await stop_task(task)
     warnings = [r for r in caplog.records if callers.OFF_WARNING in r.getMessage()]
     assert len(warnings) >= 2
