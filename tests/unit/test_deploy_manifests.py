@@ -28,6 +28,7 @@ from services.gateway.rollout_http import HTTP_TIMEOUT_S
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 EXAMPLES = DEPLOY / "examples"
 MONITORING = DEPLOY / "monitoring"  # optional: the Prometheus Operator's kinds
+CERT_MANAGER = DEPLOY / "cert-manager"  # optional: a Component (test_deploy_cert_manager.py)
 NAMESPACE = "kruise-mesh"
 SERVICES = ("placement", "rollout", "budget")
 
@@ -35,12 +36,14 @@ Doc = dict[str, Any]
 
 
 def manifest_files() -> list[Path]:
-    """Every YAML file of the install (deploy/ without examples/ and monitoring/), sorted."""
+    """Every YAML file of the install (deploy/ without examples/, monitoring/ and
+    cert-manager/), sorted."""
     return sorted(
         p
         for p in DEPLOY.rglob("*.yaml")
         if EXAMPLES not in p.parents
         and MONITORING not in p.parents
+        and CERT_MANAGER not in p.parents
         and p.name != "kustomization.yaml"
     )
 
