@@ -49,7 +49,8 @@ from services.kit.certs import CertPair
 from services.kit.config import WorkloadKind
 from services.kit.httpserver import OpsServer, start_ops_server
 from services.kit.rpc import Server, create_server
-from services.kit.tls import CaSource, FileSource, MeshTls, Policy
+from services.kit.tasks import stop_task
+from services.kit.tls import CaSource, FileSource, MeshTls, Policy, Source
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,8 @@ class Leading:
     router: Router
     config: GatewayConfig
     tls: MeshTls | None = None
-    # Keeps the services' mesh certificates in their Secrets (with --mesh-ca-secret).
+    # Keeps the mesh CA rotated and every component's mesh certificate in its Secret (with
+    # --mesh-ca-secret).
     issuer: MeshCertIssuer | None = None
     hub: Hub | None = None
     sync: SyncManager | None = None
@@ -116,11 +118,8 @@ class Leading:
         LEADER.set(0)
         if self.issuer is not None:
             await self.issuer.stop()
-        if self._recheck is not None:
-            self._recheck.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._recheck
-            self._recheck = None
+        await stop_task(self._recheck)
+        self._recheck = None
         if self.sync is not None:
             await self.sync.stop()
             self.sync = None
@@ -261,11 +260,12 @@ MESH_POLICY: Policy = {
 }
 
 
-async def mesh_tls(config: GatewayConfig, *, ca: CertPair | None = None) -> MeshTls | None:
-    """The gateway's mesh certificate (started), from its directory or its CA; None, with a
-    warning, when the mesh runs on plain TCP."""
-    if ca is not None:
-        tls = MeshTls("gateway", CaSource(ca, "gateway"))
+async def mesh_tls(config: GatewayConfig, *, source: Source | None = None) -> MeshTls | None:
+    """The gateway's mesh certificate (started): from ``source`` (in a cluster, the CA
+    Secret, ``mesh_certs.SecretSource``), its directory or its CA; None, with a warning, when
+    the mesh runs on plain TCP."""
+    if source is not None:
+        tls = MeshTls("gateway", source)
     elif config.mesh_tls_dir:
         tls = MeshTls("gateway", FileSource(Path(config.mesh_tls_dir)))
     elif config.mesh_ca_dir:
@@ -298,12 +298,15 @@ async def _start(kube: KubeClient, config: GatewayConfig) -> Gateway:
         )
         await discovery.start()
 
-    ca = None
+    issuer = None
     if config.mesh_ca_secret:
-        ca = await mesh_certs.ensure_ca(
-            kube, namespace=config.namespace, name=config.mesh_ca_secret
+        await mesh_certs.ensure_ca(kube, namespace=config.namespace, name=config.mesh_ca_secret)
+        issuer = mesh_certs.MeshCertIssuer(
+            kube, namespace=config.namespace, ca_secret=config.mesh_ca_secret
         )
-    tls = await mesh_tls(config, ca=ca)
+        # Every gateway, leader or not: what is missing is made before anything waits on it.
+        await issuer.prepare()
+    tls = await mesh_tls(config, source=issuer.gateway_source() if issuer else None)
     route = router.owner if config.review_routing == "owner" else router.any_member
     forwarder = AdmissionForwarder(route=route, mode=config.review_mode, tls=tls)
     # With mesh TLS every caller proves its component; without it (loopback only) the
@@ -335,9 +338,7 @@ async def _start(kube: KubeClient, config: GatewayConfig) -> Gateway:
         forwarder=forwarder,
         client_ca_file=config.webhook_client_ca or None,
     )
-    leading = Leading(kube=kube, router=router, config=config, tls=tls)
-    if ca is not None:
-        leading.issuer = mesh_certs.MeshCertIssuer(kube, ca=ca, namespace=config.namespace)
+    leading = Leading(kube=kube, router=router, config=config, tls=tls, issuer=issuer)
 
     def ready() -> bool:
         # Serving webhooks needs a replica to send each review to; leadership does not matter.

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import datetime
 import logging
 from collections.abc import Callable, Mapping
@@ -41,12 +40,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from services.gateway import rotation
 from services.gateway.kube.client import KubeClient
 from services.kit import errors
 from services.kit.certs import CertPair, generate_ca, issue_serving_cert
+from services.kit.tasks import stop_task
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,38 @@ ROTATIONS = Counter(
     "drop-old-ca; pki webhook or mesh; why the step was due",
     ["pki", "step", "why"],
 )
+CERT_EXPIRY = Gauge(
+    "kruise_mesh_gateway_cert_expiry_timestamp_seconds",
+    "Unix time each certificate the gateway keeps expires: pki webhook or mesh; name ca (the "
+    "first of the trust bundle's CAs to expire) or the leaf (webhook; placement, rollout, "
+    "budget, gateway). Renewal keeps it far ahead: near, it means rotation is stuck",
+    ["pki", "name"],
+)
+CERT_LIFETIME = Gauge(
+    "kruise_mesh_gateway_cert_lifetime_seconds",
+    "From notBefore to notAfter of the certificate kruise_mesh_gateway_cert_expiry_"
+    "timestamp_seconds reports, by the same labels",
+    ["pki", "name"],
+)
 DEFAULT_VALIDITY = datetime.timedelta(days=365)
 CA_KEY = "ca.key"
+
+
+def report_expiry(pki: str, seen: rotation.Observed) -> None:
+    """Set the expiry gauges for what ``seen`` holds: its CA (the first of the bundle to
+    expire) and each readable leaf; a broken leaf keeps its last value, so a leaf that stays
+    broken ages into the alert."""
+    found: dict[str, rotation.Validity] = {}
+    if seen.bundle:
+        found["ca"] = min((ca.validity for ca in seen.bundle), key=lambda v: v.not_after)
+    for name, leaf in seen.leaves.items():
+        if isinstance(leaf, rotation.Leaf):
+            found[name] = leaf.validity
+    for name, validity in found.items():
+        CERT_EXPIRY.labels(pki, name).set(validity.not_after.timestamp())
+        CERT_LIFETIME.labels(pki, name).set(
+            (validity.not_after - validity.not_before).total_seconds()
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,11 +333,8 @@ class WebhookCerts:
         self._task = asyncio.create_task(self._loop(), name="webhook certificates")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
 
     async def _loop(self) -> None:
         while True:
@@ -332,6 +359,7 @@ class WebhookCerts:
             secret, written = await self._advance(secret)
         if secret is not None:
             await self._follow(secret)
+            report_expiry("webhook", rotation.read_pki(read_secret(secret)))
         return written
 
     async def _advance(

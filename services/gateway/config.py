@@ -122,9 +122,10 @@ def parse_gateway_config(
         "--mesh-ca-secret",
         "KRUISE_MESH_CA_SECRET",
         "",
-        "in a cluster: the mesh CA's Secret in --namespace (made on first start); the gateway "
-        "issues its own mesh certificate from it and keeps each service's in Secret "
-        "kruise-mesh-<service>-tls",
+        "in a cluster: the mesh CA's Secret in --namespace (made on first start; it also "
+        "holds the gateways' own mesh certificate, which every gateway reads back); each "
+        "service's certificate is kept in Secret kruise-mesh-<service>-tls, and the CA is "
+        "rotated before it expires",
     )
     add(
         "--mesh-ca-dir",

@@ -75,7 +75,7 @@ file that makes the request (a test greps the gateway for its requests to keep i
     create        tokenreviews, subjectaccessreviews        callers.py        cluster
     create        secrets                                   certs, mesh_certs mesh namespace
     get, update   secrets kruise-mesh-webhook-certs         certs.py          mesh namespace
-    get           secrets kruise-mesh-ca                    mesh_certs.py     mesh namespace
+    get, update   secrets kruise-mesh-ca                    mesh_certs.py     mesh namespace
     get, update   secrets kruise-mesh-<service>-tls         mesh_certs.py     mesh namespace
     create        leases                                    leader.py         mesh namespace
     get, update   leases kruise-mesh-gateway                leader.py         mesh namespace
@@ -441,11 +441,12 @@ GATEWAY_OWN: tuple[Own, ...] = (
         scope="mesh-namespace",
     ),
     Own(
-        ("get",),
+        ("get", "update"),
         "",
         "secrets",
         "services/gateway/mesh_certs.py",
-        "reads the mesh CA (--mesh-ca-secret)",
+        "reads the mesh CA (--mesh-ca-secret) and the gateway's mesh certificate beside it; "
+        "rotates the CA and renews that certificate",
         names=(MESH_CA_SECRET,),
         scope="mesh-namespace",
     ),

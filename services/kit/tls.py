@@ -14,8 +14,10 @@ Where a component's certificate comes from (``Source``):
 
 * ``FileSource``: a directory holding ``tls.crt``, ``tls.key`` and ``ca.crt``, the layout of
   a cert-manager Certificate's Secret, re-read when it changes (cert-manager renews it);
-* ``CaSource``: the mesh CA itself (the gateway, and the local mesh's launcher), issuing a
-  certificate that is renewed at half its lifetime.
+* ``CaSource``: the mesh CA itself (a gateway given ``--mesh-ca-dir``, and the local mesh's
+  launcher), issuing a certificate that is renewed at half its lifetime. In a cluster the
+  gateway instead follows the certificate its issuer keeps in the CA Secret
+  (``services.gateway.mesh_certs.SecretSource``), so it rotates with the CA.
 
 Rotation without a restart: servers take each new handshake's certificate from a fetcher
 (``grpc.dynamic_ssl_server_credentials``); client channels are ``MeshChannel``s, which build
@@ -27,7 +29,6 @@ are unaffected; the server's connection age limit ends the old connections withi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import logging
 import os
@@ -41,6 +42,7 @@ import grpc
 from prometheus_client import Counter, Gauge
 
 from services.kit import identity, x509time
+from services.kit.tasks import stop_task
 
 if TYPE_CHECKING:  # issuing (CaSource) imports it when it runs: replicas never load cryptography
     from services.kit import certs
@@ -100,9 +102,7 @@ class CaSource:
 
     ca: certs.CertPair
     component: str
-    validity: datetime.timedelta = field(
-        default_factory=lambda: datetime.timedelta(seconds=_env_seconds(VALIDITY_ENV, 86400.0))
-    )
+    validity: datetime.timedelta = field(default_factory=lambda: mesh_cert_validity())
 
     async def fetch(self) -> Material:
         from services.kit import certs  # only the gateway and the CLI issue (see the import above)
@@ -125,6 +125,18 @@ POLL_ENV = "KRUISE_MESH_TLS_POLL_S"
 VALIDITY_ENV = "KRUISE_MESH_CERT_VALIDITY_S"
 
 
+def poll_seconds() -> float:
+    """How often a follower of a certificate looks for a new one (``KRUISE_MESH_TLS_POLL_S``,
+    10 s): ``FileSource``, and the gateway following its Secret."""
+    return _env_seconds(POLL_ENV, 10.0)
+
+
+def mesh_cert_validity() -> datetime.timedelta:
+    """The lifetime of the mesh certificates the gateway issues (``KRUISE_MESH_CERT_VALIDITY_S``,
+    24 h)."""
+    return datetime.timedelta(seconds=_env_seconds(VALIDITY_ENV, 86400.0))
+
+
 def _env_seconds(name: str, default: float) -> float:
     raw = os.environ.get(name, "").strip()
     if not raw:
@@ -141,12 +153,24 @@ class FileSource:
     Secret, or files the local launcher writes), re-read every ``poll_s``."""
 
     directory: Path
-    poll_s: float = field(default_factory=lambda: _env_seconds(POLL_ENV, 10.0))
+    poll_s: float = field(default_factory=poll_seconds)
 
     async def fetch(self) -> Material:
+        return await asyncio.to_thread(self._read_settled)
+
+    def _read_settled(self) -> Material:
+        """The three files as one version: read until two reads in a row agree. The kubelet
+        swaps a Secret's files at once (a symlink), but three reads can straddle the swap
+        and pair a new certificate with the old key."""
         files = [self.directory / name for name in (CERT_FILE, KEY_FILE, CA_FILE)]
-        cert, key, ca = await asyncio.to_thread(lambda: [f.read_bytes() for f in files])
-        return Material(cert, key, ca)
+        last = None
+        for _ in range(5):
+            cert, key, ca = (f.read_bytes() for f in files)
+            read = Material(cert, key, ca)
+            if read == last:
+                return read
+            last = read
+        raise RuntimeError(f"the certificate files in {self.directory} keep changing")
 
     def refresh_in(self, material: Material) -> float:
         return self.poll_s
@@ -190,10 +214,7 @@ class MeshTls:
         self._task = asyncio.create_task(self._refresh(), name=f"mesh tls {self.component}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
 
     def _take(self, material: Material) -> None:
         if self._material == material:

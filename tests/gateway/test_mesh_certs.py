@@ -41,24 +41,44 @@ async def test_the_ca_is_made_once_and_read_back(kube: KubeClient) -> None:
     )
     again = await mesh_certs.ensure_ca(kube, namespace=NS, name="kruise-mesh-ca")
     assert first == second == again  # two gateways starting together share one CA
+    assert again.signing is not None and again.signing.cert_pem == again.bundle
 
 
-async def test_every_service_gets_its_secret_and_a_fresh_one_after_half_life(
+def test_the_signing_ca_is_the_one_matching_the_key_in_a_bundle() -> None:
+    old, new = (certs.generate_ca(common_name=n) for n in ("A", "B"))
+    both = old.cert_pem + new.cert_pem
+
+    def stored(bundle: bytes, key: bytes) -> dict[str, Any]:
+        return {"data": {"ca.crt": b64(bundle), "ca.key": b64(key)}}
+
+    assert mesh_certs.read_ca(stored(both, new.key_pem)) == mesh_certs.MeshCa(both, new)
+    assert mesh_certs.read_ca(stored(both, old.key_pem)).signing == old
+    assert mesh_certs.read_ca(stored(old.cert_pem, new.key_pem)).signing is None
+    assert mesh_certs.read_ca(None) == mesh_certs.MeshCa(b"", None)
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+async def test_every_component_gets_its_certificate_and_a_fresh_one_after_half_life(
     kube: KubeClient,
 ) -> None:
     await namespace(kube)
-    ca = await mesh_certs.ensure_ca(kube, namespace=NS, name="kruise-mesh-ca")
     issuer = mesh_certs.MeshCertIssuer(
-        kube, ca=ca, namespace=NS, validity=datetime.timedelta(seconds=2)
+        kube, namespace=NS, ca_secret="kruise-mesh-ca", leaf_validity=datetime.timedelta(seconds=2)
     )
-    await issuer.check()
+    await issuer.prepare()
+    ca = await secret(kube, "kruise-mesh-ca")
     made = {c: await secret(kube, mesh_certs.secret_name(c)) for c in mesh_certs.SERVICES}
     for component, found in made.items():
         assert found["type"] == "kubernetes.io/tls"
-        assert base64.b64decode(found["data"]["ca.crt"]) == ca.cert_pem
+        assert found["data"]["ca.crt"] == ca["data"]["ca.crt"]
         assert found["metadata"]["annotations"]["kruise-mesh.io/spiffe-id"] == (
             identity.spiffe_id(component)
         )
+        assert mesh_certs.BUNDLE_SINCE in found["metadata"]["annotations"]
+    assert cert_of(ca)  # the gateway's own, beside the CA
 
     await issuer.check()  # nothing due: nothing written
     for component, found in made.items():
@@ -66,42 +86,17 @@ async def test_every_service_gets_its_secret_and_a_fresh_one_after_half_life(
         assert now["metadata"]["resourceVersion"] == found["metadata"]["resourceVersion"]
 
     await asyncio.sleep(1.2)  # past half of 2 s
-    issuer.validity = datetime.timedelta(hours=1)
+    issuer.leaf_validity = datetime.timedelta(hours=1)
     await issuer.check()
     for component, found in made.items():
         now = await secret(kube, mesh_certs.secret_name(component))
         assert cert_of(now) != cert_of(found)
-
-
-@pytest.mark.parametrize(
-    ("what", "expected"),
-    [
-        pytest.param("missing", "missing", id="no Secret yet"),
-        pytest.param("garbled", "unreadable", id="a Secret without the three files"),
-        pytest.param("other CA", "another-ca", id="a certificate from another CA (CA replaced)"),
-        pytest.param("fresh", None, id="a fresh certificate of ours"),
-        pytest.param("old", "half-life", id="more than half its lifetime gone"),
-    ],
-)
-async def test_when_a_certificate_is_renewed(what: str, expected: str | None) -> None:
-    ca = certs.generate_ca(common_name="ours")
-    now = datetime.datetime.now(datetime.UTC)
-    found: dict[str, Any] | None = None
-    if what != "missing":
-        issuing = certs.generate_ca(common_name="theirs") if what == "other CA" else ca
-        material = await CaSource(issuing, "rollout").fetch()
-        found = {
-            "data": {
-                "tls.crt": base64.b64encode(material.cert_pem).decode(),
-                "tls.key": base64.b64encode(material.key_pem).decode(),
-                "ca.crt": base64.b64encode(issuing.cert_pem).decode(),
-            }
-        }
-        if what == "garbled":
-            found = {"data": {"tls.crt": "x"}}
-        if what == "old":
-            now += datetime.timedelta(hours=13)  # of 24
-    assert mesh_certs.renewal_reason(found, ca=ca, now=now) == expected
+        assert now["data"]["ca.crt"] == found["data"]["ca.crt"]
+        assert (
+            now["metadata"]["annotations"][mesh_certs.BUNDLE_SINCE]
+            == found["metadata"]["annotations"][mesh_certs.BUNDLE_SINCE]
+        )  # the bundle did not move
+    assert cert_of(await secret(kube, "kruise-mesh-ca")) != cert_of(ca)
 
 
 # ---- the mesh across a CA rotation (the order rotation.plan prescribes) ----------------------
