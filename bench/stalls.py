@@ -154,10 +154,28 @@ async def scrape(http: aiohttp.ClientSession, port: int) -> dict[str, float]:
     return out
 
 
+GC_COUNT = 'kruise_mesh_gc_pause_seconds_count{generation="2"}'
+GC_SUM = 'kruise_mesh_gc_pause_seconds_sum{generation="2"}'
+
+
 def lag_buckets(samples: dict[str, float]) -> dict[str, float]:
-    """The loop-lag histogram's cumulative buckets: upper bound (as printed) → count."""
+    """The loop-lag histogram's cumulative buckets (upper bound as printed → count), and the
+    full collections' count and seconds under the keys ``GC_COUNT`` and ``GC_SUM``."""
     prefix = 'kruise_mesh_event_loop_lag_seconds_bucket{le="'
-    return {k[len(prefix) : -2]: v for k, v in samples.items() if k.startswith(prefix)}
+    out = {k[len(prefix) : -2]: v for k, v in samples.items() if k.startswith(prefix)}
+    for key in (GC_COUNT, GC_SUM):
+        if key in samples:
+            out[key] = samples[key]
+    return out
+
+
+def full_collections_between(before: dict[str, float], after: dict[str, float]) -> str:
+    """``"<count> / <ms> ms"``: full collections and the time they held the process."""
+    if GC_COUNT not in after:
+        return "-"
+    count = after[GC_COUNT] - before.get(GC_COUNT, 0)
+    seconds = after.get(GC_SUM, 0) - before.get(GC_SUM, 0)
+    return f"{count:.0f} / {seconds * 1000:,.0f} ms"
 
 
 def stalls_between(before: dict[str, float], after: dict[str, float]) -> tuple[int, str]:
@@ -166,7 +184,8 @@ def stalls_between(before: dict[str, float], after: dict[str, float]) -> tuple[i
     under = after.get("0.05", 0) - before.get("0.05", 0)
     worst = "-"
     previous = 0.0
-    for bound in sorted((b for b in after if b != "+Inf"), key=float):
+    bounds = [b for b in after if b not in ("+Inf", GC_COUNT, GC_SUM)]
+    for bound in sorted(bounds, key=float):
         count = after[bound] - before.get(bound, 0)
         if count > previous:
             worst = f"≤{float(bound) * 1000:,.0f} ms"
@@ -444,6 +463,15 @@ def print_tables(
             count, worst = stalls_between(phase.lag_before.get(name, {}), phase.lag_after[name])
             cells.append(f"{count} ({worst})")
         lag_rows.append(cells)
+        lag_rows.append(
+            [
+                "  full GCs / their time",
+                *(
+                    full_collections_between(phase.lag_before.get(n, {}), phase.lag_after[n])
+                    for n in names
+                ),
+            ]
+        )
     lag_rows.append(["RSS after sync (MB)", *(f"{rss.get(n, 0) / 1e6:,.0f}" for n in names)])
     common.print_table(
         "Each process's own event loop: wake-ups ≥ 50 ms late (worst bucket)",
@@ -452,6 +480,8 @@ def print_tables(
         notes=[
             "a 20 ms timer's lateness (services.kit.looplag); counts are differences of the "
             "histogram between the phase's start and end",
+            "full GCs: generation-2 collections and the time they took "
+            "(kruise_mesh_gc_pause_seconds)",
             f"whole mesh RSS after sync: {sum(rss.values()) / 1e6:,.0f} MB",
         ],
     )

@@ -13,6 +13,10 @@ mesh holds itself to) and the worst lag seen in ``kruise_mesh_event_loop_lag_max
 A lag past ``warn_after`` is logged (at most once per ``warn_every`` seconds, with how many
 were not logged), so an operator who sees a slow webhook finds the stall in the log.
 
+The garbage collector is the usual suspect for a held loop, so the monitor also times the
+collector's older generations (1 and 2; a young collection is microseconds) into
+``kruise_mesh_gc_pause_seconds{generation}`` through ``gc.callbacks``.
+
 ``lateness`` is the pure part: given when the sleep should have ended and when it did,
 the lag (never negative).
 """
@@ -20,8 +24,10 @@ the lag (never negative).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
+from typing import Any
 
 from prometheus_client import Gauge, Histogram
 
@@ -38,6 +44,30 @@ LAG_MAX = Gauge(
     "kruise_mesh_event_loop_lag_max_seconds",
     "The longest the event loop was held since the process started",
 )
+
+
+GC_PAUSE = Histogram(
+    "kruise_mesh_gc_pause_seconds",
+    "How long one garbage collection of generation 1 or 2 held the process",
+    ["generation"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+
+
+class GcTimer:
+    """A ``gc.callbacks`` entry that times collections of generation 1 and 2."""
+
+    def __init__(self) -> None:
+        self._started = 0.0
+        self._by_generation = {g: GC_PAUSE.labels(str(g)) for g in (1, 2)}
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if info["generation"] == 0:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self._by_generation[info["generation"]].observe(time.perf_counter() - self._started)
 
 
 def lateness(*, due: float, woke: float) -> float:
@@ -60,11 +90,15 @@ class LoopLagMonitor:
         self.warn_every = warn_every
         self.worst = 0.0
         self._task: asyncio.Task[None] | None = None
+        self._gc_timer = GcTimer()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="event loop lag")
+        gc.callbacks.append(self._gc_timer)
 
     async def stop(self) -> None:
+        if self._gc_timer in gc.callbacks:
+            gc.callbacks.remove(self._gc_timer)
         await stop_task(self._task)
         self._task = None
 

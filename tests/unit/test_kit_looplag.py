@@ -73,3 +73,28 @@ def test_startup_heap_freeze_moves_live_objects_out_of_collections() -> None:
         assert gc.get_freeze_count() == frozen
     finally:
         gc.unfreeze()
+
+
+def _full_collections_timed() -> float:
+    for metric in looplag.GC_PAUSE.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_count") and sample.labels["generation"] == "2":
+                return sample.value
+    return 0.0
+
+
+async def test_full_collections_are_timed_while_the_monitor_runs() -> None:
+    import gc
+
+    monitor = looplag.LoopLagMonitor(component="test")
+    before = _full_collections_timed()
+    monitor.start()
+    try:
+        gc.collect(2)
+        gc.collect(0)  # young collections are not timed
+    finally:
+        await monitor.stop()
+    timed = _full_collections_timed()
+    assert timed >= before + 1
+    gc.collect(2)  # stopped: no longer timed
+    assert _full_collections_timed() == timed
