@@ -6,7 +6,9 @@ tools use, the gateway's API port (``kruise.rollout.v1.RolloutService``):
 1. claim the CloneSet for a rollout id and hold every pod (``SetPartition`` 100%);
 2. change the pod template through the Kubernetes API (what ``kubectl apply`` does);
 3. per batch (67%, 33%, 0 kept): ``SetPartition`` preconditioned on the update revision the
-   tool planned for, then wait for ``batch_complete`` on the watch, which prints each step;
+   tool planned for, then wait for ``batch_complete`` on the watch, which prints each step,
+   and for ``CheckBatch`` with the rollout id: Kruise Rollout's batch rule, whose last part
+   counts the pods the controller labelled ``rollouts.kruise.io/rollout-id=demo-1``;
 4. ``Release``: the partition is cleared and the claim given back.
 """
 
@@ -62,6 +64,23 @@ async def _batch_done(
             status = await statuses.get()
             if status.generation >= generation and status.batch_complete:
                 return status
+
+
+async def _labelled_batch_ready(
+    stub: Stub, ref: rollout_pb2.WorkloadRef, *, desired: int, timeout: float
+) -> rollout_pb2.CheckBatchResponse:
+    """CheckBatch with the rollout id, asked until it answers ready: the batch's pods are
+    updated, ready, and labelled with the rollout id (the controller labels them once they
+    are updated, so this may follow the status by a moment)."""
+    request = rollout_pb2.CheckBatchRequest(
+        ref=ref, desired_updated_replicas=desired, rollout_id=ROLLOUT_ID
+    )
+    async with asyncio.timeout(timeout):
+        while True:
+            answer = await stub.CheckBatch(request)
+            if answer.ready:
+                return answer
+            await asyncio.sleep(0.1)
 
 
 async def _observed(
@@ -152,9 +171,13 @@ async def show_rollout_api(
                     f"(expected update revision {revision}): {answer.message}"
                 )
                 done = await _batch_done(statuses, answer.status.generation, timeout=60)
+                checked = await _labelled_batch_ready(
+                    stub, ref, desired=done.status.expected_updated_replicas, timeout=30
+                )
                 console.print(
                     f"[green]batch {index}/3 done[/]: {done.status.updated_ready_replicas}"
-                    f"/{done.spec_replicas} updated and ready"
+                    f"/{done.spec_replicas} updated and ready; CheckBatch (rollout id "
+                    f"{ROLLOUT_ID}): {checked.reason}"
                 )
             released = await stub.Release(
                 rollout_pb2.ReleaseRequest(ref=ref, promote=True, rollout_id=ROLLOUT_ID)

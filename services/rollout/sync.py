@@ -23,6 +23,10 @@ returned ``Round`` lists the writes in order; ``controller`` executes them.
                    updated (``InPlaceOnly`` and a change beyond images and metadata, or a
                    lifecycle state that forbids an in-place update) ends the round with
                    OpenKruise's error as ``Round.error`` (``FailedUpdate``)
+      4. labels    after whichever step acted (or alone, phase ``label``): for a CloneSet
+                   claimed through the rollout API, Kruise Rollout's rollout-id and
+                   batch-id labels on its updated pods (``batch.plan_batch_labels``,
+                   ``with_batch_labels``)
 
 Pods in ``busy`` (an update of ours the cache has not shown yet) are left alone this round.
 
@@ -45,7 +49,7 @@ from typing import Any
 
 from kruise.common.v1 import views_pb2
 from services.kit import intstr
-from services.rollout import inplace, lifecycle, newpod, ordering, readiness
+from services.rollout import batch, inplace, lifecycle, newpod, ordering, readiness
 from services.rollout.actions import (
     Action,
     CreatePod,
@@ -129,6 +133,10 @@ def diffs_of(obs: Observed, active: Sequence[views_pb2.PodView]) -> ExpectationD
 
 def plan_round(obs: Observed) -> Round:
     active = [p for p in obs.pods if is_active(p)]
+    return with_batch_labels(obs, active, _plan_steps(obs, active))
+
+
+def _plan_steps(obs: Observed, active: Sequence[views_pb2.PodView]) -> Round:
     refreshed = refresh(obs, active)
     if refreshed.actions:
         return refreshed
@@ -151,6 +159,43 @@ def plan_round(obs: Observed) -> Round:
     return Round(
         updated.phase, updated.actions, requeue, (*notes, *updated.notes), error=updated.error
     )
+
+
+def with_batch_labels(obs: Observed, active: Sequence[views_pb2.PodView], acted: Round) -> Round:
+    """``acted`` with the rollout API's batch labels after its own writes (step 4).
+
+    Pure. ``batch.plan_batch_labels`` decides on every active pod (so the labels the cache
+    shows count in full); a pod this round already writes, or one in ``busy`` (its last
+    write, maybe a label, not in the cache yet), is left for a later round, its place in
+    its batch left empty meanwhile, never given to another pod. Each label is a strategic
+    merge patch of the pod's metadata on the version decided on, without asking its
+    budget: labels change no readiness. A round with nothing else to do becomes phase
+    ``label``; otherwise the phase stays, and the labels go only once the round's own
+    writes went through.
+    """
+    labels = batch.plan_batch_labels(obs.clone_set, active, update_revision=obs.revisions.update)
+    if not labels:
+        return acted
+    touched = {
+        a.name
+        for a in acted.actions
+        if isinstance(a, CreatePod | DeletePod | PatchPod | PatchPodStatus)
+    }
+    by_name = {p.meta.name: p for p in active}
+    writes = tuple(
+        PatchPod(
+            label.pod,
+            by_name[label.pod].meta.uid,
+            by_name[label.pod].meta.resource_version,
+            label.patch,
+        )
+        for label in labels
+        if label.pod not in obs.busy and label.pod not in touched
+    )
+    if not writes:
+        return acted
+    phase = acted.phase if acted.actions or acted.error else "label"
+    return dataclasses.replace(acted, phase=phase, actions=(*acted.actions, *writes))
 
 
 def _earliest(*values: int | None) -> int | None:
