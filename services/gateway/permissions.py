@@ -249,7 +249,7 @@ BUDGET: Table = (
 
 ROLLOUT: Table = (
     Rule("create", "", "pods", why="scales a CloneSet out, re-creates pods"),
-    Rule("patch", "", "pods", why="lifecycle states, in-place updates"),
+    Rule("patch", "", "pods", why="lifecycle states, in-place updates, batch labels"),
     Rule("delete", "", "pods", why="scales in, re-creates pods"),
     Rule("patch", "", "pods", "status", why="InPlaceUpdateReady, KruisePodReady"),
     Rule("create", "", "persistentvolumeclaims", why="a new pod's volumeClaimTemplates"),
