@@ -494,7 +494,7 @@ def _set_partition_message(
         )
     if request.HasField("paused"):
         parts.append(f"paused {str(request.paused).lower()}")
-    if request.rollout_id:
+    if request.rollout_id and claim_holder(clone_set.meta) != request.rollout_id:
         parts.append(f"claimed by rollout id {request.rollout_id!r}")
     return "; ".join(parts)
 

@@ -337,6 +337,25 @@ def test_plan_set_partition_writes(
 @pytest.mark.parametrize(
     ("cs", "request_", "message"),
     [
+        pytest.param(web(4), set_partition("30%", rollout_id="r1"),
+                     "partition 50% → 30% (2 of 4 kept); claimed by rollout id 'r1'",
+                     id="the first step claims"),
+        pytest.param(web(4, claim="r1"), set_partition("30%", rollout_id="r1"),
+                     "partition 50% → 30% (2 of 4 kept)",
+                     id="a later step of the same rollout does not claim again"),
+    ],
+)  # fmt: skip
+def test_plan_set_partition_says_what_it_writes(
+    cs: Any, request_: rollout_pb2.SetPartitionRequest, message: str
+) -> None:
+    result = plan_set_partition(cs, request_)
+    assert isinstance(result, Change)
+    assert result.message == message
+
+
+@pytest.mark.parametrize(
+    ("cs", "request_", "message"),
+    [
         pytest.param(web(), set_partition("50%"), "partition already 50%", id="same partition"),
         pytest.param(web(paused=True), set_partition("50%", paused=True),
                      "partition already 50%; paused already true", id="same partition, paused"),
