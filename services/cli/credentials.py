@@ -8,13 +8,21 @@ so tools call it as they would call the API server::
                                    kubeconfig=default_kubeconfig())
     channel = creds.channel("kruise-mesh-rollout-api.kruise-mesh.svc:7070")
 
-The token, the first of (``resolve_token``):
+The gateway takes tokens minted for the rollout API's own audience, ``kruise-mesh-rollout-api``
+(its ``--api-audiences``; a token for the API server is refused unless that names
+``@api-server``): ``kubectl create token SA --audience kruise-mesh-rollout-api``, or in a pod
+a projected ServiceAccount token volume with that audience, mounted at
+``/var/run/secrets/kruise-mesh/rollout-api/token`` (read by default) or passed as
+``--token-file``. The token, the first of (``resolve_token``):
 
     1. --token TOKEN
     2. --token-file FILE
     3. $KRUISE_MESH_TOKEN
-    4. the in-cluster ServiceAccount token, /var/run/secrets/kubernetes.io/serviceaccount/token
-    5. the current kubeconfig user's bearer token (``token`` or ``tokenFile``), if it has one
+    4. the projected rollout-API token, /var/run/secrets/kruise-mesh/rollout-api/token
+    5. the in-cluster ServiceAccount token, /var/run/secrets/kubernetes.io/serviceaccount/token
+       (the API server's audience: taken only by a gateway with ``@api-server``)
+    6. the current kubeconfig user's bearer token (``token`` or ``tokenFile``), if it has one
+       (likewise)
 
 TLS: the API ports serve the gateway's serving certificate; ``--ca-file`` (else
 ``$KRUISE_MESH_CA``) is the CA to check it with (the system's roots without one). The token
@@ -37,12 +45,23 @@ import yaml
 TOKEN_ENV = "KRUISE_MESH_TOKEN"
 CA_ENV = "KRUISE_MESH_CA"
 SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+# The audience the gateway wants (services.gateway.callers.ROLLOUT_API_AUDIENCE), and where a
+# pod mounts a projected ServiceAccount token for it.
+ROLLOUT_API_AUDIENCE = "kruise-mesh-rollout-api"
+ROLLOUT_API_TOKEN = "/var/run/secrets/kruise-mesh/rollout-api/token"
 
 TOKEN_HELP = (
-    "the caller's Kubernetes bearer token; without it, the first of: --token-file, "
-    f"${TOKEN_ENV}, the in-cluster ServiceAccount token ({SERVICE_ACCOUNT_TOKEN}), the "
-    "current kubeconfig user's token. A refused call (UNAUTHENTICATED, PERMISSION_DENIED) "
-    "says which one was used"
+    "the caller's Kubernetes bearer token, minted for the rollout API's audience "
+    f"(kubectl create token SA --audience {ROLLOUT_API_AUDIENCE}); without it, the first "
+    f"of: --token-file, ${TOKEN_ENV}, the projected rollout-API token ({ROLLOUT_API_TOKEN}), "
+    f"the in-cluster ServiceAccount token ({SERVICE_ACCOUNT_TOKEN}), the current kubeconfig "
+    "user's token (these two are for the API server's audience: a gateway takes them only "
+    "with --api-audiences ...,@api-server). A refused call (UNAUTHENTICATED, "
+    "PERMISSION_DENIED) says which one was used"
+)
+TOKEN_FILE_HELP = (
+    "read the bearer token from FILE, e.g. a projected ServiceAccount token with audience "
+    f"{ROLLOUT_API_AUDIENCE} (kubelet refreshes it; it is read at each start)"
 )
 
 
@@ -91,6 +110,7 @@ def resolve_token(
     token_file: str | None = None,
     env: Mapping[str, str] | None = None,
     service_account_file: str = SERVICE_ACCOUNT_TOKEN,
+    rollout_api_file: str = ROLLOUT_API_TOKEN,
     kubeconfig: str | None = None,
 ) -> Token | None:
     """The caller's token, from the first source that has one (module doc); None if none.
@@ -104,6 +124,13 @@ def resolve_token(
         return Token(_read(token_file), f"--token-file {token_file}")
     if env.get(TOKEN_ENV):
         return Token(env[TOKEN_ENV].strip(), f"${TOKEN_ENV}")
+    if Path(rollout_api_file).is_file():
+        try:
+            return Token(
+                _read(rollout_api_file), f"the projected rollout-API token {rollout_api_file}"
+            )
+        except OSError:
+            pass
     if Path(service_account_file).is_file():
         try:
             where = f"the ServiceAccount token {service_account_file}"
@@ -200,8 +227,9 @@ class ApiCredentials:
             return "no token was sent (--plaintext)"
         if self.token is None:
             return (
-                f"no token found: pass --token, --token-file or ${TOKEN_ENV}, or use a "
-                "kubeconfig whose user has a token"
+                f"no token found: pass --token, --token-file or ${TOKEN_ENV} with a token for "
+                f"the audience {ROLLOUT_API_AUDIENCE} (kubectl create token SA --audience "
+                f"{ROLLOUT_API_AUDIENCE})"
             )
         return f"the token from {self.token.source} was used"
 
@@ -210,7 +238,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``--token``, ``--token-file``, ``--ca-file``, ``--plaintext``."""
     group = parser.add_argument_group("caller credentials (the gateway's API ports)")
     group.add_argument("--token", metavar="TOKEN", help=TOKEN_HELP)
-    group.add_argument("--token-file", metavar="FILE", help="read the bearer token from FILE")
+    group.add_argument("--token-file", metavar="FILE", help=TOKEN_FILE_HELP)
     group.add_argument(
         "--ca-file",
         metavar="FILE",

@@ -216,7 +216,8 @@ async def walk_through(kube: KubeClient, mesh: LocalMesh, console: Console) -> N
     console.rule("6. Rollout tools: a three-batch rollout driven over gRPC, watched")
     console.print(
         f"RolloutService at the gateway's API port {mesh.api_target} (TLS; every call carries "
-        "the caller's Kubernetes token, here the sandbox admin's, checked by TokenReview and "
+        "the caller's Kubernetes token, here ServiceAccount kruise-mesh-rollout-tool's minted "
+        "for the audience kruise-mesh-rollout-api, checked by TokenReview and "
         "SubjectAccessReview)"
     )
     await demo_rollout_api.show_rollout_api(

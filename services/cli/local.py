@@ -61,6 +61,18 @@ from services.kit.tls import CaSource, MeshTls, write_material
 SERVICES = ("placement", "rollout", "budget")
 MESH_NAMESPACE = "kruise-mesh"
 GATEWAY_ACCOUNT = "kruise-mesh-gateway"
+# The tools' caller (``api_token``): a ServiceAccount allowed what the rollout API's calls need
+# (services.gateway.callers.RULES), with a token minted for the rollout API's audience.
+API_CALLER_ACCOUNT = "kruise-mesh-rollout-tool"
+API_CALLER_RULES = [
+    {
+        "apiGroups": ["apps.kruise.io"],
+        "resources": ["clonesets"],
+        "verbs": ["get", "watch", "patch"],
+    },
+    {"apiGroups": ["policy.kruise.io"], "resources": ["podunavailablebudgets"], "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
+]
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -116,6 +128,8 @@ class LocalMesh:
         self.addresses: dict[str, list[str]] = {}
         self.sandbox_url: str | None = None
         self.sandbox_token: str | None = None
+        # A token of API_CALLER_ACCOUNT for the rollout API's audience (``api_token``).
+        self.caller_token: str | None = None
         self.gateway_grpc = ""
         self.gateway_ports: list[int] = []
         # Each gateway's rollout API ports for tools: (gRPC, HTTP/JSON).
@@ -171,6 +185,8 @@ class LocalMesh:
             await self.start_sandbox()
             if self.gateway_rbac:
                 await self._grant_gateway()
+        if self.api_auth == "token":
+            await self._mint_caller_token()
         self.gateway_ports = [procs.free_port() for _ in range(self.gateways)]
         for index in range(self.gateways):
             self._api_ports(index)
@@ -221,10 +237,11 @@ class LocalMesh:
 
     @property
     def api_token(self) -> str | None:
-        """A token tools can call the API ports with: the sandbox's admin token (a
-        superuser), or the kubeconfig user's token against a real cluster (None without)."""
-        if self.sandbox_token:
-            return self.sandbox_token
+        """A token tools can call the API ports with: ServiceAccount ``API_CALLER_ACCOUNT``'s,
+        minted for the rollout API's audience (the gateways take no other by default), allowed
+        what the rollout API's calls need; else the kubeconfig user's (None without)."""
+        if self.caller_token:
+            return self.caller_token
         found = credentials.kubeconfig_token(self.kubeconfig)
         return found.value if found is not None else None
 
@@ -353,6 +370,64 @@ class LocalMesh:
         path.write_text(yaml.safe_dump(config))
         path.chmod(0o600)
         self.gateway_kubeconfig = str(path)
+
+    async def _mint_caller_token(self) -> None:
+        """As the administrator: ServiceAccount ``API_CALLER_ACCOUNT`` in the mesh's
+        namespace, a ClusterRole of ``API_CALLER_RULES`` bound to it, and a token of it for
+        the rollout API's audience (a TokenRequest, as ``kubectl create token --audience``)."""
+        assert self.kubeconfig is not None
+        kube = await KubeClient.connect(kubeconfig=self.kubeconfig)
+        rbac = "/apis/rbac.authorization.k8s.io/v1"
+        try:
+            await _ensure(kube, "/api/v1/namespaces", _namespace(MESH_NAMESPACE))
+            account = {
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": {"name": API_CALLER_ACCOUNT, "namespace": MESH_NAMESPACE},
+            }
+            await _ensure(kube, f"/api/v1/namespaces/{MESH_NAMESPACE}/serviceaccounts", account)
+            role = {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRole",
+                "metadata": {"name": API_CALLER_ACCOUNT},
+                "rules": API_CALLER_RULES,
+            }
+            await _ensure(kube, f"{rbac}/clusterroles", role)
+            binding = {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": {"name": API_CALLER_ACCOUNT},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": API_CALLER_ACCOUNT,
+                },
+                "subjects": [
+                    {
+                        "kind": "ServiceAccount",
+                        "name": API_CALLER_ACCOUNT,
+                        "namespace": MESH_NAMESPACE,
+                    }
+                ],
+            }
+            await _ensure(kube, f"{rbac}/clusterrolebindings", binding)
+            answer = await kube.request_json(
+                "POST",
+                f"/api/v1/namespaces/{MESH_NAMESPACE}/serviceaccounts/{API_CALLER_ACCOUNT}/token",
+                body=orjson.dumps(
+                    {
+                        "apiVersion": "authentication.k8s.io/v1",
+                        "kind": "TokenRequest",
+                        "spec": {
+                            "audiences": [credentials.ROLLOUT_API_AUDIENCE],
+                            "expirationSeconds": 7 * 86400,
+                        },
+                    }
+                ),
+            )
+        finally:
+            await kube.close()
+        self.caller_token = str(answer["status"]["token"])
 
     async def _register_webhooks(self) -> None:
         """As the administrator, what ``kubectl apply -f deploy/webhooks.yaml`` does in a

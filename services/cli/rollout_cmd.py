@@ -11,10 +11,12 @@
 Every command talks to one address, the gateway's API port: ``--server``, else
 ``$KRUISE_MESH_ROLLOUT_API``, else ``127.0.0.1:7070`` (in a cluster, the Service
 ``kruise-mesh-rollout-api:7070``), through ``services.cli.rollout_client``, over TLS
-(``--ca-file`` / ``$KRUISE_MESH_CA``) with the caller's Kubernetes token (``--token``,
-``--token-file``, ``$KRUISE_MESH_TOKEN``, the in-cluster ServiceAccount token, the
-kubeconfig user's: ``services.cli.credentials``), which needs ``get`` / ``watch`` /
-``patch`` on the CloneSet; ``--plaintext`` for a gateway run with ``--api-auth off``.
+(``--ca-file`` / ``$KRUISE_MESH_CA``) with the caller's Kubernetes token, minted for the
+audience ``kruise-mesh-rollout-api`` (``kubectl create token SA --audience
+kruise-mesh-rollout-api``; ``--token``, ``--token-file``, ``$KRUISE_MESH_TOKEN``, the projected
+rollout-API token, the in-cluster ServiceAccount token, the kubeconfig user's:
+``services.cli.credentials``), which needs ``get`` / ``watch`` / ``patch`` on the CloneSet;
+``--plaintext`` for a gateway run with ``--api-auth off``.
 
 - ``status`` prints the rollout once (progress of updated and ready pods against
   ``status.expectedUpdatedReplicas``, the partition, lifecycle states, pods a hook holds

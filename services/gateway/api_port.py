@@ -14,7 +14,8 @@ budget and stays on the mesh port, UNIMPLEMENTED here), health and reflection.
 
 ``--api-auth token`` (the default): both ports serve TLS with the gateway's serving
 certificate (the webhook's, ``certs``; re-read on gRPC handshakes when its file changes) and
-every call is authenticated and authorized (``callers``). ``--api-auth off``: plain text, no
+every call is authenticated (a token minted for one of ``--api-audiences``, by default
+``kruise-mesh-rollout-api`` only) and authorized (``callers``). ``--api-auth off``: plain text, no
 checks, only on a loopback address (``callers.check_off_allowed``), with a warning at start
 and once a minute.
 """
@@ -158,6 +159,7 @@ def api_security(kube: KubeClient, config: GatewayConfig, served: ServingCert) -
     return ApiSecurity(
         callers=callers.Callers(
             callers.KubeReviews(kube),
+            audiences=config.api_audiences,
             ttl=config.api_auth_cache_ttl_s,
             negative_ttl=config.api_auth_negative_ttl_s,
         ),

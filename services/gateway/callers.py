@@ -4,8 +4,9 @@ Rollout tools, Argo's ``web`` metric and ``drain-plan`` call the gateway's API p
 7070, HTTP/JSON 8080) with their own Kubernetes token, as they would call the API server.
 The gateway asks the API server, as kube-rbac-proxy and aggregated API servers do:
 
-    authorization: Bearer TOKEN ──▶ TokenReview (the API server's own audiences: a token
-                                    minted for another audience, the mesh's, is refused)
+    authorization: Bearer TOKEN ──▶ TokenReview with spec.audiences: the rollout API's
+                                    (``--api-audiences``, default kruise-mesh-rollout-api);
+                                    status.audiences must name one of them
                                 ──▶ user, uid, groups
     the RPC and its request     ──▶ RULES: verb, group, resource in the namespaces it names
                                 ──▶ one SubjectAccessReview per (user, groups, verb, group,
@@ -26,6 +27,17 @@ The gateway asks the API server, as kube-rbac-proxy and aggregated API servers d
     GET .../clonesets/{name}           as GetRolloutStatus
     GET .../clonesets/{name}/batch     as CheckBatch
 
+Audiences (``Audiences``, flag ``--api-audiences``). Callers bring a token minted for the
+rollout API's own audience, ``kruise-mesh-rollout-api`` (``kubectl create token SA --audience
+kruise-mesh-rollout-api``, or a projected ServiceAccount token volume with that audience): the
+TokenReview names it in ``spec.audiences`` and the answer's ``status.audiences`` must name it
+too (``granted_audiences``; an API server that is not audience-aware answers with none). So a
+token meant for the API server, or for anything else, is refused here, and a token sent here
+is useless against the API server. ``@api-server`` in the list also takes tokens for the API
+server's own audiences (a second TokenReview, without ``spec.audiences``, when the first
+refuses): the behaviour before audiences, for callers that cannot mint a token (a kubeconfig
+user's static or OIDC token). The audience rules are part of each cached review's key.
+
 Health and reflection (and ``GET /healthz``) are open. Any other method is refused after
 authentication (UNIMPLEMENTED: ``BudgetService/AuthorizePodUpdate`` spends budget and is
 served on the mesh port only).
@@ -38,9 +50,10 @@ Answers (gRPC / HTTP, the HTTP body a Kubernetes ``Status``):
                                                                      and namespace
     the TokenReview or SAR itself fails           UNAVAILABLE        503: never allowed
 
-Decisions are cached in memory: a token's review by its SHA-256 for ``ttl`` (10 s; a refused
-token ``negative_ttl``, 2 s), each access decision for ``ttl`` (denials ``negative_ttl``); a
-review already in flight for the same key is joined, not repeated. So a revoked token or
+Decisions are cached in memory: a token's review by its SHA-256 and the audience rules for
+``ttl`` (10 s; a refused token ``negative_ttl``, 2 s), each access decision for ``ttl``
+(denials ``negative_ttl``); a review already in flight for the same key is joined, not
+repeated. So a revoked token or
 RoleBinding stops working within ``ttl``, and a new RoleBinding works within
 ``negative_ttl``. Counted in ``kruise_mesh_gateway_api_auth_total{result}`` and
 ``kruise_mesh_gateway_api_auth_cache_total{cache,result}``; each refusal is logged.
@@ -83,6 +96,10 @@ MAX_ENTRIES = 10_000
 # PlanDisruption may name many namespaces: at most this many SARs in flight for one call.
 MAX_PARALLEL_REVIEWS = 16
 OFF_WARNING = "rollout API callers are not authenticated"
+# The audience callers' tokens are minted for (the CLI's services.cli.credentials says the same).
+ROLLOUT_API_AUDIENCE = "kruise-mesh-rollout-api"
+# In --api-audiences: also the API server's own audiences (a TokenReview without spec.audiences).
+API_SERVER_AUDIENCES = "@api-server"
 OFF_WARNING_EVERY_S = 60.0
 
 AUTH = Counter(
@@ -243,10 +260,91 @@ class Caller:
 
 @dataclass(frozen=True, slots=True)
 class TokenVerdict:
-    """A TokenReview's answer: the caller, or why the token was not accepted."""
+    """A TokenReview's answer: the caller, or why the token was not accepted; ``audiences``
+    is its ``status.audiences`` (those of the asked ones the token is valid for)."""
 
     caller: Caller | None
     error: str = ""
+    audiences: tuple[str, ...] = ()
+
+
+# ---- which tokens: their audiences (pure) --------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Audiences:
+    """The tokens the API ports take: those minted for one of ``names`` (a TokenReview with
+    ``spec.audiences: names``), and with ``api_server`` those for the API server's own
+    audiences (a TokenReview without ``spec.audiences``). Part of the token cache's key. The
+    gateway's default is ``DEFAULT_AUDIENCES``."""
+
+    names: tuple[str, ...] = (ROLLOUT_API_AUDIENCE,)
+    api_server: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> Audiences:
+        """``--api-audiences``: comma-separated audiences, ``@api-server`` for the API
+        server's own. Pure; ValueError when it names none.
+
+        >>> Audiences.parse("kruise-mesh-rollout-api, @api-server")
+        Audiences(names=('kruise-mesh-rollout-api',), api_server=True)
+        """
+        items = list(dict.fromkeys(item.strip() for item in text.split(",") if item.strip()))
+        names = tuple(item for item in items if item != API_SERVER_AUDIENCES)
+        if not names and API_SERVER_AUDIENCES not in items:
+            raise ValueError(
+                f"name at least one audience (e.g. {ROLLOUT_API_AUDIENCE}, or "
+                f"{API_SERVER_AUDIENCES} for the API server's own)"
+            )
+        return cls(names=names, api_server=API_SERVER_AUDIENCES in items)
+
+    def __str__(self) -> str:
+        return ",".join([*self.names, *([API_SERVER_AUDIENCES] if self.api_server else [])])
+
+    def wanted(self) -> str:
+        """What a refused caller is told to bring.
+
+        >>> print(Audiences().wanted())  # doctest: +NORMALIZE_WHITESPACE
+        the rollout API takes tokens for the audience "kruise-mesh-rollout-api" (kubectl
+        create token SERVICEACCOUNT --audience kruise-mesh-rollout-api, or a projected
+        ServiceAccount token with that audience)
+        """
+        quoted = " or ".join(f'"{name}"' for name in self.names)
+        if self.names and self.api_server:
+            what = f"the audience {quoted}, or for the API server's own"
+        elif self.names:
+            what = f"the audience {quoted}"
+        else:
+            return "the rollout API takes tokens for the API server's own audiences"
+        first = self.names[0]
+        return (
+            f"the rollout API takes tokens for {what} (kubectl create token SERVICEACCOUNT "
+            f"--audience {first}, or a projected ServiceAccount token with that audience)"
+        )
+
+
+# The gateway's default: the rollout API's audience and the API server's own. A person's
+# kubeconfig token (OIDC, a client certificate's user, a static token) cannot be minted for
+# another audience, and the kruise-mesh CLI (drain-plan, rollout) is for people; where only
+# tools in pods call, ``--api-audiences kruise-mesh-rollout-api`` refuses tokens meant for the
+# API server (which could otherwise be replayed there).
+DEFAULT_AUDIENCES = Audiences(api_server=True)
+
+
+def granted_audiences(asked: Sequence[str], answered: Sequence[str]) -> tuple[str, ...]:
+    """The audiences a TokenReview that asked for ``asked`` vouched for: those of its
+    ``status.audiences`` (``answered``) that were asked, in asked order. Pure; consumed by
+    ``Callers``, which refuses an authenticated token when this is empty.
+
+    authentication.k8s.io/v1 says a client that sets ``spec.audiences`` must check that a
+    compatible audience comes back: an authenticator that is not audience-aware (a static
+    token, a webhook authenticator) answers with none, meaning "valid for the API server".
+
+    >>> granted_audiences(["kruise-mesh-rollout-api"], ["kruise-mesh-rollout-api"])
+    ('kruise-mesh-rollout-api',)
+    >>> granted_audiences(["kruise-mesh-rollout-api"], [])
+    ()
+    """
+    returned = set(answered)
+    return tuple(name for name in dict.fromkeys(asked) if name in returned)
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +362,9 @@ class ReviewUnavailable(Exception):
 class Reviews(Protocol):
     """Where the decisions come from (the API server; a fake in tests)."""
 
-    async def review_token(self, token: str) -> TokenVerdict: ...
+    async def review_token(self, token: str, audiences: Sequence[str]) -> TokenVerdict:
+        """A TokenReview of ``token`` for ``audiences`` (empty: the API server's own)."""
+        ...
 
     async def review_access(self, caller: Caller, access: Access) -> Decision: ...
 
@@ -284,13 +384,12 @@ class KubeReviews:
         except errors.MeshError as e:
             raise ReviewUnavailable(f"{body['kind']} failed: {e}") from e
 
-    async def review_token(self, token: str) -> TokenVerdict:
-        # No audiences: the API server checks the token against its own (a mesh token fails).
-        body = {
-            "apiVersion": "authentication.k8s.io/v1",
-            "kind": "TokenReview",
-            "spec": {"token": token},
-        }
+    async def review_token(self, token: str, audiences: Sequence[str]) -> TokenVerdict:
+        # No audiences: the API server checks the token against its own.
+        spec: dict[str, Any] = {"token": token}
+        if audiences:
+            spec["audiences"] = list(audiences)
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec}
         status = (await self._post(TOKEN_REVIEWS, body)).get("status") or {}
         if not status.get("authenticated"):
             return TokenVerdict(None, str(status.get("error") or "the token is not valid"))
@@ -302,7 +401,8 @@ class KubeReviews:
                 uid=str(user.get("uid") or ""),
                 groups=tuple(str(g) for g in user.get("groups") or ()),
                 extra=tuple(sorted((str(k), tuple(map(str, v or ()))) for k, v in extra.items())),
-            )
+            ),
+            audiences=tuple(str(a) for a in status.get("audiences") or ()),
         )
 
     async def review_access(self, caller: Caller, access: Access) -> Decision:
@@ -463,13 +563,16 @@ class Callers:
         self,
         reviews: Reviews,
         *,
+        audiences: Audiences = Audiences(),
         ttl: float = 10.0,
         negative_ttl: float = 2.0,
         max_entries: int = MAX_ENTRIES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.reviews = reviews
-        self.tokens: DecisionCache[bytes, TokenVerdict] = DecisionCache(
+        self.audiences = audiences
+        # by (the token's SHA-256, the audience rules it was reviewed under)
+        self.tokens: DecisionCache[tuple[bytes, Audiences], TokenVerdict] = DecisionCache(
             "token",
             ttl=ttl,
             negative_ttl=negative_ttl,
@@ -494,18 +597,42 @@ class Callers:
                 grpc.StatusCode.UNAUTHENTICATED,
                 "no bearer token: call with a Kubernetes token (authorization: Bearer TOKEN)",
             )
-        key = hashlib.sha256(token.encode()).digest()
+        key = (hashlib.sha256(token.encode()).digest(), self.audiences)
         try:
-            verdict = await self.tokens.get(key, lambda: self.reviews.review_token(token))
+            verdict = await self.tokens.get(key, lambda: self._review_token(token))
         except ReviewUnavailable as e:
             raise Refused(
                 grpc.StatusCode.UNAVAILABLE, f"cannot authenticate the caller now: {e}"
             ) from e
         if verdict.caller is None:
             raise Refused(
-                grpc.StatusCode.UNAUTHENTICATED, f"the bearer token was refused: {verdict.error}"
+                grpc.StatusCode.UNAUTHENTICATED,
+                f"the bearer token was refused: {verdict.error}; {self.audiences.wanted()}",
             )
         return verdict.caller
+
+    async def _review_token(self, token: str) -> TokenVerdict:
+        """The TokenReview for the rollout API's audiences; if it refuses and
+        ``audiences.api_server``, the one for the API server's own."""
+        wanted = self.audiences
+        why: list[str] = []
+        if wanted.names:
+            verdict = await self.reviews.review_token(token, wanted.names)
+            if verdict.caller is not None:
+                if granted_audiences(wanted.names, verdict.audiences):
+                    return verdict
+                answered = ", ".join(verdict.audiences) or "none"
+                why.append(
+                    f"the TokenReview did not confirm the audience (status.audiences: {answered})"
+                )
+            else:
+                why.append(verdict.error)
+        if wanted.api_server:
+            verdict = await self.reviews.review_token(token, ())
+            if verdict.caller is not None:
+                return verdict
+            why.append(verdict.error)
+        return TokenVerdict(None, "; ".join(dict.fromkeys(w for w in why if w)))
 
     async def _decide(self, caller: Caller, access: Access) -> Decision:
         key = (

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from services.deploy_files import deploy_path
-from services.gateway.callers import check_off_allowed
+from services.gateway.callers import DEFAULT_AUDIENCES, Audiences, check_off_allowed
 from services.gateway.routing import parse_service_names, parse_static_services
 from services.kit.config import (
     STATEFULSET_LIKE_KINDS_ENV,
@@ -37,6 +37,9 @@ class GatewayConfig:
     # Callers of the API ports: "token" (TLS, TokenReview + SubjectAccessReview, services/
     # gateway/callers.py) or "off" (plain text, anyone: only when host is a loopback address).
     api_auth: Literal["token", "off"] = "token"
+    # The tokens the API ports take: minted for these audiences (callers.Audiences; by
+    # default kruise-mesh-rollout-api and the API server's own).
+    api_audiences: Audiences = DEFAULT_AUDIENCES
     # How long a token's review and an access decision are reused (refusals: the shorter).
     api_auth_cache_ttl_s: float = 10.0
     api_auth_negative_ttl_s: float = 2.0
@@ -159,6 +162,16 @@ def parse_gateway_config(
         choices=["token", "off"],
     )
     add(
+        "--api-audiences",
+        "KRUISE_MESH_API_AUDIENCES",
+        str(DEFAULT_AUDIENCES),
+        "with --api-auth token: the audiences callers' tokens must be minted for "
+        "(comma-separated; kubectl create token SA --audience AUDIENCE, or a projected token); "
+        "@api-server also takes tokens for the API server's own audiences (what a person's "
+        "kubeconfig holds; such a token sent here also works against the API server: drop "
+        "@api-server where only tools call)",
+    )
+    add(
         "--api-auth-cache-ttl",
         "KRUISE_MESH_API_AUTH_CACHE_TTL",
         "10",
@@ -278,6 +291,10 @@ def parse_gateway_config(
     if a.api_auth_cache_ttl < 0 or a.api_auth_negative_ttl < 0:
         p.error("--api-auth-cache-ttl and --api-auth-negative-ttl must not be negative")
     try:
+        api_audiences = Audiences.parse(a.api_audiences)
+    except ValueError as e:
+        p.error(f"--api-audiences: {e}")
+    try:
         check_off_allowed(
             a.host, api_auth=a.api_auth, serving=(a.api_port, a.api_http_port) != (None, None)
         )
@@ -311,6 +328,7 @@ def parse_gateway_config(
         api_port=a.api_port,
         api_http_port=a.api_http_port,
         api_auth=a.api_auth,
+        api_audiences=api_audiences,
         api_auth_cache_ttl_s=a.api_auth_cache_ttl,
         api_auth_negative_ttl_s=a.api_auth_negative_ttl,
         namespace=a.namespace,

@@ -255,7 +255,12 @@ async def test_an_outside_caller_needs_a_token_and_the_right(
         "POST",
         f"{accounts}/tool/token",
         body=orjson.dumps(
-            {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}}
+            {
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenRequest",
+                # the rollout API's audience: the gateway takes no other by default
+                "spec": {"audiences": ["kruise-mesh-rollout-api"]},
+            }
         ),
     )
     token = answer["status"]["token"]

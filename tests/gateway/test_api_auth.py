@@ -4,17 +4,21 @@ scripted rollout and budget replicas behind it.
 
 The acceptance of issue 10: no token → UNAUTHENTICATED (HTTP 401); a fresh ServiceAccount
 without RBAC → PERMISSION_DENIED (403) naming user, verb, resource and namespace; a Role and a
-RoleBinding granting it → the same call succeeds. Refusals are cached for
+RoleBinding granting it → the same call succeeds. Tokens are minted for the rollout API's
+audience (``kruise-mesh-rollout-api``, the gateway's default ``--api-audiences``); one for the
+API server's is refused (401) saying which audience is wanted, unless the gateway also takes
+``@api-server``. Refusals are cached for
 ``api_auth_negative_ttl_s``: 0 here, so the grant works at once; allowed decisions for 10 s,
 so a repeated call costs no review.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +48,7 @@ from services.kit.rpc import Server, create_server
 from tests.gateway.rollout_replica import FakeRollout, ref, start_fake
 
 NS = "team-a"
+DEFAULT_AUDIENCES = callers.Audiences()  # the rollout API's only, as --api-audiences' default
 STATUS_PATH = f"/apis/rollout.kruise-mesh.io/v1/namespaces/{NS}/clonesets/web"
 
 
@@ -100,14 +105,18 @@ class Api:
         """A TLS channel carrying no token (each call passes its own metadata)."""
         return ApiCredentials(ca_file=self.ca_file).channel(self.target)
 
-    async def service_account(self, name: str, *, audiences: list[str] | None = None) -> str:
-        """A fresh ServiceAccount in NS, and a token for it (TokenRequest)."""
+    async def service_account(
+        self, name: str, *, audiences: Sequence[str] = (callers.ROLLOUT_API_AUDIENCE,)
+    ) -> str:
+        """A fresh ServiceAccount in NS, and a token for it (TokenRequest) for ``audiences``
+        (default the rollout API's; empty: the API server's own, as ``kubectl create token``
+        without ``--audience``)."""
         await post(
             self.kube, f"/api/v1/namespaces/{NS}/serviceaccounts", {"metadata": {"name": name}}
         )
         spec: dict[str, Any] = {"expirationSeconds": 3600}
         if audiences:
-            spec["audiences"] = audiences
+            spec["audiences"] = list(audiences)
         answer = await self.kube.request_json(
             "POST",
             f"/api/v1/namespaces/{NS}/serviceaccounts/{name}/token",
@@ -147,8 +156,14 @@ async def start_budget(replica: FakeBudget) -> Server:
     return server
 
 
-@pytest.fixture
-async def api(sandbox: Sandbox, kube: KubeClient, tmp_path: Path) -> AsyncIterator[Api]:
+@contextlib.asynccontextmanager
+async def serving(
+    sandbox: Sandbox,
+    kube: KubeClient,
+    tmp_path: Path,
+    audiences: callers.Audiences = DEFAULT_AUDIENCES,
+) -> AsyncIterator[Api]:
+    """A gateway with its API ports taking tokens for ``audiences``, and its replicas."""
     rollout, budget = FakeRollout(), FakeBudget()
     servers = [await start_fake(rollout), await start_budget(budget)]
     config = GatewayConfig(
@@ -167,6 +182,7 @@ async def api(sandbox: Sandbox, kube: KubeClient, tmp_path: Path) -> AsyncIterat
         leader_election=False,
         json_logs=False,
         api_auth="token",
+        api_audiences=audiences,
         api_auth_cache_ttl_s=10.0,
         api_auth_negative_ttl_s=0.0,
     )
@@ -185,6 +201,12 @@ async def api(sandbox: Sandbox, kube: KubeClient, tmp_path: Path) -> AsyncIterat
         await gateway.stop()
         for server in servers:
             await server.stop(grace=None)
+
+
+@pytest.fixture
+async def api(sandbox: Sandbox, kube: KubeClient, tmp_path: Path) -> AsyncIterator[Api]:
+    async with serving(sandbox, kube, tmp_path) as api:
+        yield api
 
 
 def sample(name: str, labels: dict[str, str]) -> float:
@@ -327,9 +349,101 @@ async def test_a_token_for_another_audience_is_refused(api: Api):
         await channel.close()
 
 
+# ---- audiences -----------------------------------------------------------------------------------
+async def get_status_http(api: Api, token: str) -> tuple[int, dict[str, Any]]:
+    context = ssl.create_default_context(cafile=api.ca_file)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(
+            api.url + STATUS_PATH, headers={"Authorization": f"Bearer {token}"}, ssl=context
+        ) as r:
+            return r.status, await r.json()
+
+
+async def test_a_token_for_the_rollout_api_is_taken_and_one_for_the_api_server_refused(api: Api):
+    ours = await api.service_account("tool-a")
+    theirs = await api.service_account("tool-b", audiences=())
+    for account in ("tool-a", "tool-b"):
+        await api.grant(account, verbs=["get"], group="apps.kruise.io", resource="clonesets")
+    rollouts = rollout_pb2_grpc.RolloutServiceStub(channel := api.channel())
+    request = rollout_pb2.GetRolloutStatusRequest(ref=ref(NS))
+    try:
+        answer = await rollouts.GetRolloutStatus(request, metadata=token_metadata(ours))
+        assert answer.status.summary == f"served by {api.rollout.address}"
+        status, body = await get_status_http(api, ours)
+        assert status == 200 and body["status"]["summary"] == answer.status.summary
+
+        # the API server's audience (kubectl create token without --audience), and the
+        # administrator's static token (audience-agnostic: the API server's only)
+        messages = []
+        for token in (theirs, api.admin_token):
+            code, message = await code_of(
+                rollouts.GetRolloutStatus(request, metadata=token_metadata(token))
+            )
+            assert code == grpc.StatusCode.UNAUTHENTICATED
+            assert 'takes tokens for the audience "kruise-mesh-rollout-api"' in message
+            assert "kubectl create token SERVICEACCOUNT --audience kruise-mesh-rollout-api" in (
+                message
+            )
+            status, body = await get_status_http(api, token)
+            assert (status, body["reason"], body["message"]) == (401, "Unauthorized", message)
+            messages.append(message)
+        # the API server's words for why (its TokenReview's status.error)
+        assert (
+            '["https://kubernetes.default.svc.cluster.local"] is invalid for the target '
+            'audiences ["kruise-mesh-rollout-api"]'
+        ) in messages[0]
+        assert len(api.rollout.got) == 2  # the refused calls never reached the replica
+    finally:
+        await channel.close()
+
+
+async def test_a_token_for_the_rollout_api_is_useless_against_the_api_server(
+    api: Api, sandbox: Sandbox
+):
+    token = await api.service_account("replayed")
+    await api.grant("replayed", verbs=["get"], group="apps.kruise.io", resource="clonesets")
+    context = ssl.create_default_context(cafile=str(sandbox.ca_file))
+    async with aiohttp.ClientSession() as http:
+        async with http.get(
+            f"{sandbox.url}/apis/apps.kruise.io/v1alpha1/namespaces/{NS}/clonesets",
+            headers={"Authorization": f"Bearer {token}"},
+            ssl=context,
+        ) as r:
+            assert r.status == 401
+
+
+async def test_with_api_server_in_the_audiences_both_tokens_are_taken(
+    sandbox: Sandbox, kube: KubeClient, tmp_path: Path
+):
+    both = callers.Audiences.parse("kruise-mesh-rollout-api,@api-server")
+    async with serving(sandbox, kube, tmp_path, both) as api:
+        tokens = {
+            "ours": await api.service_account("both-a"),
+            "theirs": await api.service_account("both-b", audiences=()),
+        }
+        for account in ("both-a", "both-b"):
+            await api.grant(account, verbs=["get"], group="apps.kruise.io", resource="clonesets")
+        mesh = await api.service_account("both-c", audiences=["kruise-mesh"])
+        rollouts = rollout_pb2_grpc.RolloutServiceStub(channel := api.channel())
+        request = rollout_pb2.GetRolloutStatusRequest(ref=ref(NS))
+        try:
+            for token in tokens.values():
+                answer = await rollouts.GetRolloutStatus(request, metadata=token_metadata(token))
+                assert answer.status.summary == f"served by {api.rollout.address}"
+                assert (await get_status_http(api, token))[0] == 200
+            # a third audience is still refused, naming both it would take
+            code, message = await code_of(
+                rollouts.GetRolloutStatus(request, metadata=token_metadata(mesh))
+            )
+            assert code == grpc.StatusCode.UNAUTHENTICATED
+            assert '"kruise-mesh-rollout-api", or for the API server\'s own' in message
+            assert (await get_status_http(api, mesh))[0] == 401
+        finally:
+            await channel.close()
+
+
 async def test_plan_disruption_needs_get_pods_and_authorize_pod_update_is_not_served(api: Api):
     budgets = budget_pb2_grpc.BudgetServiceStub(channel := api.channel())
-    admin = token_metadata(api.admin_token)
     token = await api.service_account("drainer")
     plan = budget_pb2.PlanDisruptionRequest(pods=[budget_pb2.PodRef(namespace=NS, name="p")])
     try:
@@ -338,10 +452,10 @@ async def test_plan_disruption_needs_get_pods_and_authorize_pod_update_is_not_se
         await api.grant("drainer", verbs=["get"], group="", resource="pods")
         answer = await budgets.PlanDisruption(plan, metadata=token_metadata(token))
         assert [e.pod for e in answer.entries] == ["p"]
-        # spending budget stays mesh-only, even for a superuser
+        # spending budget stays mesh-only, whoever asks
         code, _ = await code_of(
             budgets.AuthorizePodUpdate(
-                budget_pb2.AuthorizePodUpdateRequest(namespace=NS), metadata=admin
+                budget_pb2.AuthorizePodUpdateRequest(namespace=NS), metadata=token_metadata(token)
             )
         )
         assert code == grpc.StatusCode.UNIMPLEMENTED

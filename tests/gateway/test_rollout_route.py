@@ -30,6 +30,7 @@ from services.cli.credentials import ApiCredentials, Token
 from services.cli.procs import free_port
 from services.gateway import budget_route, relay, rollout_route
 from services.gateway.app import start_gateway
+from services.gateway.callers import Audiences
 from services.gateway.config import GatewayConfig, parse_gateway_config
 from services.gateway.routing import Router
 from services.gateway.webhook.forward import AdmissionForwarder
@@ -369,6 +370,8 @@ async def test_the_gateway_serves_the_rollout_api_on_its_own_ports(sandbox: Sand
         {"rollout": frozenset({replica.address})},
         api_port=0,
         api_http_port=0,
+        # the sandbox admin's static token is for the API server's audience only
+        api_audiences=Audiences.parse("@api-server"),
     )
     gateway = await start_gateway(config)
     # as deployed: TLS with the serving certificate, and a caller's token (the sandbox admin)

@@ -4,6 +4,7 @@ caches, and the decisions, against scripted TokenReview / SubjectAccessReview an
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -15,6 +16,7 @@ from kruise.rollout.v1 import rollout_pb2
 from services.gateway import callers
 from services.gateway.callers import (
     Access,
+    Audiences,
     Caller,
     Callers,
     Decision,
@@ -205,23 +207,42 @@ async def test_the_cache_is_bounded():
 
 
 # ---- the decisions -----------------------------------------------------------------------------
+API_SERVER = "https://kubernetes.default.svc"
+ROLLOUT_API = callers.ROLLOUT_API_AUDIENCE
+
+
 @dataclass
 class Scripted:
-    """TokenReview and SAR answers: ``tokens`` token → caller; ``allowed`` the accesses
-    allowed, as (user, verb, resource, namespace); ``down`` makes every review fail."""
+    """TokenReview and SAR answers: ``tokens`` token → caller, valid for the audiences
+    ``audiences`` names (default the rollout API's); ``allowed`` the accesses allowed, as
+    (user, verb, resource, namespace); ``down`` makes every review fail; ``unaware``: the
+    TokenReview answers without status.audiences (an authenticator that is not audience-aware)."""
 
     tokens: dict[str, Caller] = field(default_factory=dict)
+    audiences: dict[str, tuple[str, ...]] = field(default_factory=dict)
     allowed: set[tuple[str, str, str, str]] = field(default_factory=set)
     down: bool = False
+    unaware: bool = False
     token_reviews: int = 0
+    asked: list[tuple[str, ...]] = field(default_factory=list)
     access_reviews: list[Access] = field(default_factory=list)
 
-    async def review_token(self, token: str) -> TokenVerdict:
+    async def review_token(self, token: str, audiences: Sequence[str]) -> TokenVerdict:
         self.token_reviews += 1
+        self.asked.append(tuple(audiences))
         if self.down:
             raise ReviewUnavailable("TokenReview failed: connection refused")
         caller = self.tokens.get(token)
-        return TokenVerdict(caller, "" if caller else "invalid bearer token")
+        if caller is None:
+            return TokenVerdict(None, "invalid bearer token")
+        wanted = tuple(audiences) or (API_SERVER,)
+        valid = self.audiences.get(token, (ROLLOUT_API,))
+        common = tuple(a for a in valid if a in wanted)
+        if self.unaware:
+            return TokenVerdict(caller)
+        if not common:
+            return TokenVerdict(None, f"token audiences {list(valid)} is invalid for {wanted}")
+        return TokenVerdict(caller, audiences=common)
 
     async def review_access(self, caller: Caller, access: Access) -> Decision:
         self.access_reviews.append(access)
@@ -336,6 +357,7 @@ BASE = ["--services", "rollout=127.0.0.1:1"]
 def test_api_auth_is_token_by_default():
     config = parse_gateway_config(BASE, env={})
     assert config.api_auth == "token"
+    assert config.api_audiences == Audiences(("kruise-mesh-rollout-api",), api_server=True)
     assert (config.api_auth_cache_ttl_s, config.api_auth_negative_ttl_s) == (10.0, 2.0)
 
 
@@ -367,3 +389,109 @@ async def test_off_warns_at_start_and_every_interval(caplog):
     await stop_task(task)
     warnings = [r for r in caplog.records if callers.OFF_WARNING in r.getMessage()]
     assert len(warnings) >= 2
+
+
+# ---- audiences ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            "kruise-mesh-rollout-api",
+            Audiences(("kruise-mesh-rollout-api",)),
+            id="the default: the rollout API's audience only",
+        ),
+        pytest.param(
+            "kruise-mesh-rollout-api,@api-server",
+            Audiences(("kruise-mesh-rollout-api",), api_server=True),
+            id="backward compatible: also the API server's own",
+        ),
+        pytest.param("@api-server", Audiences((), api_server=True), id="as before audiences"),
+        pytest.param(
+            " a , b,a,, ",
+            Audiences(("a", "b")),
+            id="spaces, repeats and empty items dropped",
+        ),
+    ],
+)
+def test_api_audiences_parse(text, expected):
+    assert Audiences.parse(text) == expected
+    assert Audiences.parse(str(expected)) == expected
+
+
+@pytest.mark.parametrize("text", ["", " , ", ","])
+def test_api_audiences_must_name_one(text):
+    with pytest.raises(ValueError, match="at least one audience"):
+        Audiences.parse(text)
+
+
+@pytest.mark.parametrize(
+    ("asked", "answered", "granted"),
+    [
+        pytest.param([ROLLOUT_API], [ROLLOUT_API], (ROLLOUT_API,), id="the audience asked"),
+        pytest.param(
+            ["a", ROLLOUT_API], [ROLLOUT_API, "a"], ("a", ROLLOUT_API), id="asked order kept"
+        ),
+        pytest.param([ROLLOUT_API], [], (), id="not audience-aware: API server only, refused"),
+        pytest.param([ROLLOUT_API], [API_SERVER], (), id="another audience answered, refused"),
+        pytest.param([], [API_SERVER], (), id="nothing asked, nothing granted"),
+    ],
+)
+def test_granted_audiences(asked, answered, granted):
+    assert callers.granted_audiences(asked, answered) == granted
+
+
+def test_api_audiences_flag_and_env(capsys):
+    both = Audiences(("kruise-mesh-rollout-api",), api_server=True)
+    config = parse_gateway_config(
+        [*BASE, "--api-audiences", "kruise-mesh-rollout-api,@api-server"], env={}
+    )
+    assert config.api_audiences == both
+    config = parse_gateway_config(BASE, env={"KRUISE_MESH_API_AUDIENCES": str(both)})
+    assert config.api_audiences == both
+    with pytest.raises(SystemExit):
+        parse_gateway_config([*BASE, "--api-audiences", ","], env={})
+    assert "--api-audiences: name at least one audience" in capsys.readouterr().err
+
+
+async def test_a_token_for_the_api_server_is_refused_saying_which_audience_is_wanted():
+    reviews = Scripted(tokens={"t": TOOL}, audiences={"t": (API_SERVER,)})
+    with pytest.raises(Refused) as refused:
+        await Callers(reviews).authenticate("t")
+    assert refused.value.code == grpc.StatusCode.UNAUTHENTICATED
+    assert 'takes tokens for the audience "kruise-mesh-rollout-api"' in refused.value.message
+    assert "--audience kruise-mesh-rollout-api" in refused.value.message
+    assert reviews.asked == [(ROLLOUT_API,)]  # one review, for the rollout API's audience
+
+
+async def test_an_audience_the_review_does_not_confirm_is_refused():
+    reviews = Scripted(tokens={"t": TOOL}, unaware=True)
+    with pytest.raises(Refused) as refused:
+        await Callers(reviews).authenticate("t")
+    assert refused.value.code == grpc.StatusCode.UNAUTHENTICATED
+    assert "did not confirm the audience (status.audiences: none)" in refused.value.message
+
+
+@pytest.mark.parametrize(
+    ("token_audiences", "asked"),
+    [
+        pytest.param((ROLLOUT_API,), [(ROLLOUT_API,)], id="rollout API token: one review"),
+        pytest.param((API_SERVER,), [(ROLLOUT_API,), ()], id="API server token: the second review"),
+    ],
+)
+async def test_with_api_server_both_audiences_are_taken(token_audiences, asked):
+    reviews = Scripted(tokens={"t": TOOL}, audiences={"t": token_audiences})
+    gate = Callers(reviews, audiences=Audiences.parse("kruise-mesh-rollout-api,@api-server"))
+    assert await gate.authenticate("t") == TOOL
+    assert reviews.asked == asked
+
+
+async def test_the_audience_rules_are_part_of_the_cache_key():
+    reviews = Scripted(tokens={"t": TOOL}, audiences={"t": (API_SERVER,)})
+    strict = Callers(reviews)
+    lenient = Callers(reviews, audiences=Audiences.parse("kruise-mesh-rollout-api,@api-server"))
+    lenient.tokens = strict.tokens  # one cache, two rules
+    assert await lenient.authenticate("t") == TOOL
+    with pytest.raises(Refused):  # the lenient rule's acceptance is not reused
+        await strict.authenticate("t")
+    assert len(strict.tokens) == 2  # one entry per (token, rules)
+    assert reviews.asked == [(ROLLOUT_API,), (), (ROLLOUT_API,)]

@@ -91,3 +91,29 @@ def test_the_rollout_cli_reads_the_credential_flags():
         rollout_cmd.parse_args(["status", "a/b", "--plaintext"]), kubeconfig=None
     )
     assert plain.plaintext and plain.token is None
+
+
+def test_the_projected_rollout_api_token_comes_before_the_api_servers(tmp_path: Path):
+    projected = tmp_path / "rollout-api-token"
+    projected.write_text("for-the-rollout-api\n")
+    sa = tmp_path / "sa-token"
+    sa.write_text("for-the-api-server")
+    files = dict(service_account_file=str(sa), rollout_api_file=str(projected))
+    found = resolve_token(env={}, **files)
+    assert found is not None and found.value == "for-the-rollout-api"
+    assert "projected rollout-API token" in found.source
+    # what the caller names still wins
+    assert resolve_token(env={credentials.TOKEN_ENV: "e"}, **files) == credentials.Token(
+        "e", "$KRUISE_MESH_TOKEN"
+    )
+    projected.unlink()
+    found = resolve_token(env={}, **files)
+    assert found is not None and found.value == "for-the-api-server"
+
+
+def test_the_cli_and_the_gateway_name_the_same_audience():
+    from services.gateway import callers
+
+    assert credentials.ROLLOUT_API_AUDIENCE == callers.ROLLOUT_API_AUDIENCE
+    assert callers.Audiences().names == (credentials.ROLLOUT_API_AUDIENCE,)
+    assert credentials.ROLLOUT_API_AUDIENCE in credentials.TOKEN_HELP
