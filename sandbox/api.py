@@ -3,9 +3,10 @@
 ``ApiCore`` turns one decoded request (resource type, namespace, name, body, options) into
 store writes: admission (through an optional ``Dispatcher``), defaulting and validation,
 resourceVersion preconditions, generation, status/scale/binding/eviction subresources,
-graceful and finalizer-blocked deletion, CRD registration and ownerReference garbage
-collection. Every failure is an ``ApiError`` carrying the Status body to send.
-``sandbox.server`` is the HTTP shell around it.
+graceful and finalizer-blocked deletion, CRD registration, ownerReference garbage
+collection, and each namespace's ``default`` ServiceAccount and ``kube-root-ca.crt`` (made with
+the namespace, and again a moment after one is deleted). Every failure is an ``ApiError``
+carrying the Status body to send. ``sandbox.server`` is the HTTP shell around it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import base64
 import copy
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -86,9 +87,10 @@ WriteCheck = Callable[["Ctx", ResourceType, str, dict[str, Any]], None]
 
 # ``ApiCore.field_check(ctx, rt, version, old, patched, apply)``: field validation of a patched
 # object against the stored one (``old``; None when an apply creates); raises ApiError to refuse
-# it, or adds warnings to ``ctx``. ``apply``: the patch was a server-side apply.
+# it, or adds warnings to ``ctx``, and returns the object to write (its unknown fields dropped,
+# as the API server's decoding drops them). ``apply``: the patch was a server-side apply.
 FieldCheck = Callable[
-    ["Ctx", ResourceType, str, "dict[str, Any] | None", dict[str, Any], bool], None
+    ["Ctx", ResourceType, str, "dict[str, Any] | None", dict[str, Any], bool], dict[str, Any]
 ]
 
 
@@ -180,7 +182,11 @@ class ApiCore:
         self.field_check: FieldCheck | None = None
         # the CA bundle published in each namespace's ``kube-root-ca.crt`` (None: not published)
         self.root_ca_pem: str | None = None
-        self._gc_tasks: set[asyncio.Task[None]] = set()
+        # seconds from the delete of a namespace's ``default`` ServiceAccount or
+        # ``kube-root-ca.crt`` to its coming back (kube-controller-manager's controllers)
+        self.namespace_object_delay = 0.1
+        # background work: garbage collection, namespace objects made again
+        self._tasks: set[asyncio.Task[None]] = set()
         # (group, resource, version) → that version's openAPIV3Schema; reset on CRD writes
         self._schemas: dict[tuple[str, str, str], dict[str, Any] | None] = {}
         store.on_removed = self._on_removed
@@ -663,7 +669,7 @@ class ApiCore:
                     )
                     patched.setdefault("metadata", {})["name"] = name
                     if self.field_check is not None:
-                        self.field_check(ctx, rt, version, None, patched, True)
+                        patched = self.field_check(ctx, rt, version, None, patched, True)
                     return 201, await self.create(
                         ctx, rt, version=version, namespace=namespace, body=patched
                     )
@@ -672,7 +678,7 @@ class ApiCore:
                 content_type=content_type, original=old, raw=raw, strategic_ok=not rt.custom
             )
             if self.field_check is not None and subresource in ("", "status"):
-                self.field_check(ctx, rt, version, old, patched, is_apply)
+                patched = self.field_check(ctx, rt, version, old, patched, is_apply)
             # a patch carries the stored resourceVersion unless it names one explicitly
             try:
                 return 200, await self._update_once(
@@ -895,15 +901,29 @@ class ApiCore:
             self.store.put(rt, {**obj, "metadata": meta})
 
     def _on_removed(self, uid: str, obj: dict[str, Any]) -> None:
-        if not self.store.dependents(uid):
-            return
+        if defaults.is_namespace_object(obj, ca_pem=self.root_ca_pem):
+            self._background(self._restore_namespace_objects(str(_meta(obj)["namespace"])))
+        if self.store.dependents(uid):
+            self._background(self._collect(uid))
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
+            work.close()
             return
-        task = loop.create_task(self._collect(uid))
-        self._gc_tasks.add(task)
-        task.add_done_callback(self._gc_tasks.discard)
+        task = loop.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _restore_namespace_objects(self, namespace: str) -> None:
+        """As the ServiceAccount controller and the root-CA publisher: a namespace's
+        ``default`` ServiceAccount or ``kube-root-ca.crt`` deleted comes back a moment later,
+        unless the namespace is gone or being deleted."""
+        await asyncio.sleep(self.namespace_object_delay)
+        ns = self.store.get(_NS_KEY, "", namespace)
+        if ns is not None and not _meta(ns).get("deletionTimestamp"):
+            self._populate_namespace(namespace)
 
     async def _collect(self, uid: str) -> None:
         """Background GC: delete dependents whose owners are all gone."""
@@ -930,10 +950,10 @@ class ApiCore:
                 log.info("garbage collection of %s/%s %s: %s", ns, name, rt.resource, e)
 
     async def aclose(self) -> None:
-        for t in list(self._gc_tasks):
+        for t in list(self._tasks):
             t.cancel()
-        if self._gc_tasks:
-            await asyncio.gather(*self._gc_tasks, return_exceptions=True)
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     # --- CRDs -------------------------------------------------------------------------
 

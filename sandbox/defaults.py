@@ -7,7 +7,7 @@ restartPolicy, dnsPolicy, tolerations, per-container pull policy and so on; work
 few rules the project relies on (pod containers need name and image; a pod's spec may change
 only in images, activeDeadlineSeconds, added tolerations and terminationGracePeriodSeconds).
 ``spec_changed`` decides generation bumps. ``namespace_objects`` lists what kube-controller-manager
-puts in every namespace.
+puts in every namespace (and makes again when deleted: ``is_namespace_object``).
 """
 
 from __future__ import annotations
@@ -151,7 +151,8 @@ def namespace_objects(
     Pure. The ServiceAccount controller makes ServiceAccount ``default``; the root-CA publisher
     makes ConfigMap ``kube-root-ca.crt`` whose ``ca.crt`` is the API server's CA bundle
     (none when ``ca_pem`` is None). ``sandbox.api.ApiCore`` stores them when a namespace is
-    made; a real cluster does so asynchronously, a moment later.
+    made (a real cluster does so asynchronously, a moment later), and again a moment after one
+    is deleted, unless its namespace is being deleted too.
     """
     out: list[tuple[tuple[str, str], dict[str, Any]]] = [
         (
@@ -180,6 +181,24 @@ def namespace_objects(
             )
         )
     return out
+
+
+def is_namespace_object(obj: dict[str, Any], *, ca_pem: str | None) -> bool:
+    """Whether ``obj`` is one of the :func:`namespace_objects` of its namespace (by apiVersion,
+    kind and name), which kube-controller-manager makes again when it is deleted.
+
+    Pure. ``sandbox.api.ApiCore`` asks this of every removed object.
+    """
+    meta = obj.get("metadata") or {}
+    namespace = str(meta.get("namespace") or "")
+    if not namespace:
+        return False
+    return any(
+        o["kind"] == obj.get("kind")
+        and o["apiVersion"] == obj.get("apiVersion")
+        and o["metadata"]["name"] == meta.get("name")
+        for _, o in namespace_objects(namespace, ca_pem=ca_pem)
+    )
 
 
 def _cause(ctype: str, message: str, field: str) -> dict[str, str]:

@@ -9,7 +9,8 @@ CRDs' schemas the way the API server generates them: the kind's schema is the CR
 also served as gnostic protobuf (``sandbox.gnostic``), the only form kubectl reads it in.
 
 :func:`unknown_field_paths` walks an object against a document's schema for ``fieldValidation``
-(``Strict``: 400, ``Warn``: a warning per field) and server-side apply.
+(``Strict``: 400, ``Warn``: a warning per field) and server-side apply; :func:`without_paths`
+then drops those fields, as the API server's decoding does before it stores anything.
 """
 
 from __future__ import annotations
@@ -651,6 +652,51 @@ def unknown_fields(obj: Any, schema: Any, schemas: dict[str, Any]) -> list[str]:
     """The strict decoder's names of ``obj``'s undeclared fields (see
     :func:`unknown_field_paths`)."""
     return [strict_path(p) for p in unknown_field_paths(obj, schema, schemas)]
+
+
+def without_paths(obj: Any, paths: Iterable[FieldPath]) -> Any:
+    """``obj`` without the fields at ``paths`` (as :func:`unknown_field_paths` names them).
+
+    Pure; ``obj`` is left untouched and only the objects and lists on the way to a dropped
+    field are copied, so ``obj`` itself comes back when ``paths`` is empty. A list element is
+    found by its index. This is how the API server's decoding loses the fields a kind does not
+    declare (a built-in's JSON decoder skips them; a custom resource's structural schema prunes
+    them)::
+
+        without_paths({"spec": {"a": 1, "foo": 2}}, [("spec", "foo")]) == {"spec": {"a": 1}}
+    """
+    trie: dict[Any, Any] = {}
+    for path in paths:
+        node = trie
+        for i, seg in enumerate(path):
+            key = seg.index if isinstance(seg, Item) else seg
+            if i == len(path) - 1:
+                node[key] = None  # drop here
+            else:
+                child = node.get(key, {})
+                if child is None:
+                    break  # an enclosing field is dropped already
+                node = node.setdefault(key, child)
+    return _without(obj, trie) if trie else obj
+
+
+def _without(value: Any, trie: dict[Any, Any]) -> Any:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            if k not in trie:
+                out[k] = v
+            elif trie[k] is not None:
+                out[k] = _without(v, trie[k])
+        return out
+    if isinstance(value, list):
+        return [_without(v, trie[i]) if trie.get(i) else v for i, v in enumerate(value)]
+    return value
+
+
+def prune_unknown(obj: Any, schema: Any, schemas: dict[str, Any]) -> Any:
+    """``obj`` without the fields ``schema`` does not declare (see :func:`without_paths`)."""
+    return without_paths(obj, unknown_field_paths(obj, schema, schemas))
 
 
 def find_kind_schema(schemas: dict[str, Any], group: str, version: str, kind: str) -> Any:

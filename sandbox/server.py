@@ -278,8 +278,7 @@ async def _handle_resource(
             return _json(body)
         ctx = _ctx(state, request, caller)
         if method == "POST":
-            body = await _body(request, rt.kind)
-            _check_fields(state, request, ctx, t, body)
+            body = _check_fields(state, request, ctx, t, await _body(request, rt.kind))
             obj = await core.create(ctx, rt, version=t.version, namespace=ns, body=body)
             return _json(obj, 201, ctx.warnings)
         if method == "DELETE" and "deletecollection" in rt.verbs:
@@ -347,7 +346,7 @@ async def _handle_resource(
         body = await _body(request, rt.kind)
         if sub in ("", "status"):
             stored = core.store.get(rt.key, ns, name)
-            _check_fields(state, request, ctx, t, body, old=stored)
+            body = _check_fields(state, request, ctx, t, body, old=stored)
         out = await core.update(
             ctx, rt, version=t.version, namespace=ns, name=name, body=body, subresource=sub
         )
@@ -606,8 +605,11 @@ def _handle_openapi(state: ServerState, parts: list[str], accept: str = "") -> w
 def _unknown_paths(
     state: ServerState, rt: ResourceType, version: str, obj: Any
 ) -> list[openapi.FieldPath]:
-    """The fields of ``obj`` its kind's schema (in the served v3 document) does not declare."""
-    if not isinstance(obj, dict):
+    """The fields of ``obj`` its kind's schema (in the served v3 document) does not declare.
+
+    None for a custom resource whose CRD has no schema: nothing to validate or prune against.
+    """
+    if not isinstance(obj, dict) or (rt.custom and state.core.schema_of(rt, version) is None):
         return []
     schemas = _openapi_of(state).v3_schemas(
         f"api/{version}" if not rt.group else f"apis/{rt.group}/{version}"
@@ -619,14 +621,14 @@ def _unknown_paths(
 
 
 def _new_unknown(
-    state: ServerState, rt: ResourceType, version: str, obj: Any, old: Any
+    state: ServerState, rt: ResourceType, version: str, unknown: list[openapi.FieldPath], old: Any
 ) -> list[openapi.FieldPath]:
-    """Unknown fields of ``obj`` that ``old`` (the stored object, if any) did not carry.
+    """Those of ``unknown`` (``obj``'s unknown fields) that ``old`` (the stored object, if any)
+    did not carry.
 
-    The real server never stores an unknown field; the sandbox keeps what was created with
-    ``Warn`` or ``Ignore``, and must not blame a later write for it.
+    A request's object never keeps an unknown field, but the sandbox's own writes (boot CRDs,
+    test seeds through ``ApiCore``) are not decoded; a later request is not blamed for theirs.
     """
-    unknown = _unknown_paths(state, rt, version, obj)
     if unknown and isinstance(old, dict):
         before = set(_unknown_paths(state, rt, version, old))
         unknown = [p for p in unknown if p not in before]
@@ -663,12 +665,17 @@ def _check_fields(
     body: Any,
     *,
     old: Any = None,
-) -> None:
-    """Field validation of a JSON create or update body (protobuf bodies have no unknowns)."""
+) -> Any:
+    """Field validation of a JSON create or update body, and the body to write: without its
+    unknown fields, which the real server's decoding drops (protobuf bodies have none)."""
     if request.content_type == protobuf.MEDIA_TYPE:
-        return
-    unknown = _new_unknown(state, t.rt, t.version, body, old)
-    _validate_fields(ctx, unknown, rt=t.rt, version=t.version, prefix=True)
+        return body
+    unknown = _unknown_paths(state, t.rt, t.version, body)
+    if not unknown:
+        return body
+    fresh = _new_unknown(state, t.rt, t.version, unknown, old)
+    _validate_fields(ctx, fresh, rt=t.rt, version=t.version, prefix=True)
+    return openapi.without_paths(body, unknown)
 
 
 def _apply_schema_error(
@@ -694,7 +701,8 @@ def _apply_schema_error(
 
 
 def _patch_field_check(state: ServerState) -> FieldCheck:
-    """``ApiCore.field_check``: field validation of a patched object (see ``ApiCore.patch``)."""
+    """``ApiCore.field_check``: field validation of a patched object (see ``ApiCore.patch``),
+    which returns it without its unknown fields, as the real server decodes a patch result."""
 
     def check(
         ctx: Ctx,
@@ -703,13 +711,18 @@ def _patch_field_check(state: ServerState) -> FieldCheck:
         old: dict[str, Any] | None,
         new: dict[str, Any],
         apply: bool,
-    ) -> None:
+    ) -> dict[str, Any]:
         if not ctx.field_validation:
-            return
-        unknown = _new_unknown(state, rt, version, new, old)
-        if apply and unknown:
-            raise _apply_schema_error(rt, version, new, unknown)
-        _validate_fields(ctx, unknown, rt=rt, version=version, prefix=False)
+            return new
+        unknown = _unknown_paths(state, rt, version, new)
+        if not unknown:
+            return new
+        fresh = _new_unknown(state, rt, version, unknown, old)
+        if apply and fresh:
+            raise _apply_schema_error(rt, version, new, fresh)
+        _validate_fields(ctx, fresh, rt=rt, version=version, prefix=False)
+        pruned: dict[str, Any] = openapi.without_paths(new, unknown)
+        return pruned
 
     return check
 

@@ -220,9 +220,14 @@ if not marker.exists():
 def test_patch_warns_and_edit_is_strict(kubectl: Kubectl, tmp_path: Path) -> None:
     kubectl("create", "namespace", "fields")
     kubectl("create", "deployment", "web", "-n", "fields", "--image=nginx")
-    # kubectl patch sends no fieldValidation: the server's default, Warn
+    # kubectl patch sends no fieldValidation: the server's default, Warn; the server drops the
+    # unknown field, so nothing changed
     done = kubectl("patch", "deployment", "web", "-n", "fields", "-p", '{"spec":{"foo":1}}')
     assert 'Warning: unknown field "spec.foo"' in done.stderr
+    assert done.stdout.strip() == "deployment.apps/web patched (no change)"
+    assert "foo" not in kubectl.json("get", "deployment", "web", "-n", "fields")["spec"]
+    done = kubectl("patch", "deployment", "web", "-n", "fields", "-p", '{"spec":{"replicas":2}}')
+    assert done.stdout.strip() == "deployment.apps/web patched"
     # kubectl edit patches with fieldValidation=Strict
     editor = tmp_path / "editor.py"
     editor.write_text(EDITOR.format(python=sys.executable))
