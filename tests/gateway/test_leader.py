@@ -112,6 +112,8 @@ async def test_exactly_one_leads_and_stop_hands_over(kube: KubeClient) -> None:
         assert not leader.is_leader
         await wait_until(lambda: follower.is_leader, timeout=2)
         assert time.monotonic() - handed < 1.0  # released, not waited out
+        # on_started runs as its own task: it may start a moment after leadership is taken
+        await wait_until(lambda: len(log) == 3, timeout=1)
         assert log == [
             f"{leader.identity} started",
             f"{leader.identity} stopped",
