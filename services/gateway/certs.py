@@ -46,7 +46,7 @@ from services.gateway import rotation
 from services.gateway.kube.client import KubeClient
 from services.kit import errors
 from services.kit.certs import CertPair, generate_ca, issue_serving_cert
-from services.kit.tasks import stop_task
+from services.kit.tasks import every, stop_task
 
 log = logging.getLogger(__name__)
 
@@ -330,19 +330,14 @@ class WebhookCerts:
 
     async def start(self) -> None:
         await self.check()
-        self._task = asyncio.create_task(self._loop(), name="webhook certificates")
+        self._task = asyncio.create_task(
+            every(self.check_s, self.check, what="checking the webhook certificate"),
+            name="webhook certificates",
+        )
 
     async def stop(self) -> None:
         await stop_task(self._task)
         self._task = None
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.check_s)
-            try:
-                await self.check()
-            except Exception:  # the next round may do better; the certificates last
-                log.exception("checking the webhook certificate failed")
 
     async def _get(self) -> dict[str, Any] | None:
         try:

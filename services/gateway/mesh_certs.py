@@ -73,7 +73,7 @@ from services.gateway import rotation
 from services.gateway.certs import ROTATIONS, report_expiry
 from services.gateway.kube.client import KubeClient
 from services.kit import certs, errors, identity
-from services.kit.tasks import stop_task
+from services.kit.tasks import every, stop_task
 from services.kit.tls import (
     CA_FILE,
     CERT_FILE,
@@ -324,19 +324,14 @@ class MeshCertIssuer:
 
     async def start(self) -> None:
         await self.check()
-        self._task = asyncio.create_task(self._loop(), name="mesh certificate issuer")
+        self._task = asyncio.create_task(
+            every(self.check_s, self.check, what="checking the mesh certificates"),
+            name="mesh certificate issuer",
+        )
 
     async def stop(self) -> None:
         await stop_task(self._task)
         self._task = None
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.check_s)
-            try:
-                await self.check()
-            except Exception:  # the next round may do better; the certificates last
-                log.exception("checking the mesh certificates failed")
 
     async def _get(self, name: str) -> dict[str, Any] | None:
         try:

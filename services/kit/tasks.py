@@ -1,10 +1,25 @@
-"""Stopping a background task the same way everywhere."""
+"""Background tasks the same way everywhere: a periodic round, and stopping a task."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+async def every(seconds: float, work: Callable[[], Awaitable[object]], *, what: str) -> None:
+    """Run ``work`` every ``seconds`` (after a first wait) until cancelled; a round that
+    fails is logged as ``<what> failed`` and the next round comes as usual."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await work()
+        except Exception:  # the next round may do better
+            log.exception("%s failed", what)
 
 
 async def stop_task(task: asyncio.Task[Any] | None) -> None:
