@@ -50,6 +50,27 @@ async def eventually(
         await asyncio.sleep(0.1)
 
 
+CLONESETS = "/apis/apps.kruise.io/v1alpha1/namespaces"
+
+
+async def merge_patch(
+    kube: KubeClient, namespace: str, name: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    """Merge-patch CloneSet ``namespace/name`` through the API; the object as written."""
+    answer = await kube.request(
+        "PATCH",
+        f"{CLONESETS}/{namespace}/clonesets/{name}",
+        body=orjson.dumps(body),
+        content_type="application/merge-patch+json",
+    )
+    return dict(orjson.loads(answer))
+
+
+def new_image(image: str) -> dict[str, Any]:
+    """The merge patch that changes a CloneSet's one container ``main`` to ``image``."""
+    return {"spec": {"template": {"spec": {"containers": [{"name": "main", "image": image}]}}}}
+
+
 async def ensure_namespace(
     kube: KubeClient, name: str, labels: dict[str, str] | None = None
 ) -> None:

@@ -47,7 +47,7 @@ from kruise.rollout.v1 import rollout_pb2, rollout_pb2_grpc
 from services.cli.local import LocalMesh
 from services.gateway.kube.client import KubeClient
 from services.kit import errors, rich
-from tests.e2e.conftest import ensure_namespace, eventually, owner
+from tests.e2e.conftest import ensure_namespace, eventually, merge_patch, new_image, owner
 
 if TYPE_CHECKING:
     from kruise.rollout.v1.rollout_pb2_grpc import RolloutServiceAsyncStub as Stub
@@ -109,22 +109,6 @@ async def create(kube: KubeClient, namespace: str, body: dict[str, Any]) -> None
 
 async def get(kube: KubeClient, namespace: str, name: str) -> dict[str, Any]:
     return await kube.request_json("GET", f"{BASE}/{namespace}/clonesets/{name}")
-
-
-async def merge_patch(
-    kube: KubeClient, namespace: str, name: str, body: dict[str, Any]
-) -> dict[str, Any]:
-    answer = await kube.request(
-        "PATCH",
-        f"{BASE}/{namespace}/clonesets/{name}",
-        body=orjson.dumps(body),
-        content_type="application/merge-patch+json",
-    )
-    return dict(orjson.loads(answer))
-
-
-def new_image(image: str) -> dict[str, Any]:
-    return {"spec": {"template": {"spec": {"containers": [{"name": "main", "image": image}]}}}}
 
 
 async def pods_of(kube: KubeClient, namespace: str, app: str) -> list[dict[str, Any]]:

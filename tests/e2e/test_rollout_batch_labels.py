@@ -33,7 +33,7 @@ import pytest_asyncio
 from kruise.rollout.v1 import rollout_pb2, rollout_pb2_grpc
 from services.cli.local import LocalMesh
 from services.gateway.kube.client import KubeClient
-from tests.e2e.conftest import ensure_namespace, eventually
+from tests.e2e.conftest import ensure_namespace, eventually, merge_patch, new_image
 
 if TYPE_CHECKING:
     from kruise.rollout.v1.rollout_pb2_grpc import RolloutServiceAsyncStub as Stub
@@ -80,22 +80,6 @@ def clone_set(name: str, *, replicas: int, annotations: dict[str, str]) -> dict[
             "updateStrategy": {"type": "InPlaceIfPossible"},
         },
     }
-
-
-async def merge_patch(
-    kube: KubeClient, namespace: str, name: str, body: dict[str, Any]
-) -> dict[str, Any]:
-    answer = await kube.request(
-        "PATCH",
-        f"{BASE}/{namespace}/clonesets/{name}",
-        body=orjson.dumps(body),
-        content_type="application/merge-patch+json",
-    )
-    return dict(orjson.loads(answer))
-
-
-def new_image(image: str) -> dict[str, Any]:
-    return {"spec": {"template": {"spec": {"containers": [{"name": "main", "image": image}]}}}}
 
 
 async def live_pods(kube: KubeClient, namespace: str, app: str) -> list[dict[str, Any]]:
