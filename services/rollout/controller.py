@@ -337,11 +337,13 @@ class RolloutController:
                 self._settle_until.pop(key, None)
             self.queue.add(key)
         elif event.kind == POD:
-            self.pods.pod(view, deleted=deleted)
+            before = self.pods.pod(view, deleted=deleted)
             ref = controller_ref(view.meta.owner_references)
             if is_clone_set_owner(ref) and ref is not None:
                 pods = len(self.pods.names(namespace, ref.uid))
                 self._pod_changed(CloneSetKey(namespace, ref.name), pods=pods)
+            if before is not None and not deleted and before != (ref.uid if ref else None):
+                self._left_owner(namespace, before)
             if not deleted and readiness.needs_initial_condition(view):
                 self.readiness_queue.add(PodKey(namespace, view.meta.name))
         elif event.kind in (REVISION, CLAIM):
@@ -350,6 +352,15 @@ class RolloutController:
             ref = controller_ref(view.meta.owner_references)
             if is_clone_set_owner(ref) and ref is not None:
                 self.queue.add(CloneSetKey(namespace, ref.name))
+
+    def _left_owner(self, namespace: str, uid: str) -> None:
+        """A pod's controller reference no longer names the CloneSet ``uid`` (it released
+        the pod, or someone edited it): reconcile that CloneSet, as Kubernetes controllers
+        sync the old controller when a pod's controllerRef changed."""
+        for cs in self.cache.items(CLONE_SET, namespace):
+            if cs.meta.uid == uid:
+                self.queue.add(CloneSetKey(namespace, cs.meta.name))
+                return
 
     def _pod_changed(self, key: CloneSetKey, *, pods: int) -> None:
         """Reconcile ``key`` for a pod event: at once when its window is over (a lone pod

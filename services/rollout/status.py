@@ -242,6 +242,8 @@ def round_errors(phase: str, failure: str | None) -> tuple[str | None, str | Non
         scale     failure or ""    None            (Update did not run)
         update    ""               failure or ""
         idle      ""               ""              (nothing to do, or paused)
+        release   None             None            (claimPods before both: an error
+                                                    there returns before the status)
 
     >>> round_errors("scale", 'pods "web-x" is forbidden')
     ('pods "web-x" is forbidden', None)
@@ -250,6 +252,8 @@ def round_errors(phase: str, failure: str | None) -> tuple[str | None, str | Non
     ('', 'find Pod web-x update strategy is InPlaceOnly but can not update in-place')
     """
     outcome = failure or ""
+    if phase == "release":
+        return None, None
     if phase == "refresh":
         return None, outcome
     if phase == "scale":

@@ -4,6 +4,9 @@ Pure; no I/O (time and the random source for new pod names are in ``Observed``).
 returned ``Round`` lists the writes in order; ``controller`` executes them.
 
     plan_round(observed)
+      0. release   pods the CloneSet controls whose labels no longer match its selector
+                   lose its ownerReference (``claim``, OpenKruise's ``claimPods``); any
+                   release ends the round
       1. refresh   InPlaceUpdateReady True on pods that have its gate and no condition yet;
                    waiting in-place images whose grace period passed; completed in-place
                    updates (InPlaceUpdateReady True, Updating → Updated/Normal); Updated →
@@ -60,6 +63,7 @@ from services.rollout.actions import (
     PatchPodStatus,
     Round,
 )
+from services.rollout.claim import release_decision, release_patch
 from services.rollout.diffs import ExpectationDiffs, calculate_diffs
 from services.rollout.pods import (
     INSTANCE_ID_LABEL,
@@ -132,8 +136,40 @@ def diffs_of(obs: Observed, active: Sequence[views_pb2.PodView]) -> ExpectationD
 
 
 def plan_round(obs: Observed) -> Round:
+    released = release(obs)
+    if released.actions:
+        return released
     active = [p for p in obs.pods if is_active(p)]
     return with_batch_labels(obs, active, _plan_steps(obs, active))
+
+
+# ---- 0. release ---------------------------------------------------------------------------
+RELEASE_REQUEUE_MS = 100
+
+
+def release(obs: Observed) -> Round:
+    """Step 0 (OpenKruise's ``claimPods``, ``claim.release_decision``): each pod the CloneSet
+    controls whose labels no longer match its selector loses its ownerReference to it.
+
+    Pure. Any release ends the round (phase ``release``): the released pods stop counting
+    once the cache shows them unowned, and the next round (``requeue_ms``) scales for the
+    rest; nothing is created or deleted on a view that still counts them. Pods in ``busy``
+    wait. A released pod is no longer the CloneSet's: no event reaches it through the pod.
+    """
+    actions: list[Action] = [
+        PatchPod(
+            r.pod,
+            r.uid,
+            r.resource_version,
+            release_patch(r, owner_uid=obs.clone_set.meta.uid),
+            kind="json",
+        )
+        for r in release_decision(obs.clone_set, obs.pods)
+        if r.pod not in obs.busy
+    ]
+    if not actions:
+        return Round("idle")
+    return Round("release", tuple(actions), requeue_ms=RELEASE_REQUEUE_MS)
 
 
 def _plan_steps(obs: Observed, active: Sequence[views_pb2.PodView]) -> Round:
