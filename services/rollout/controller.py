@@ -92,6 +92,8 @@ POD = mesh_pb2.KIND_POD
 CLONE_SET = mesh_pb2.KIND_CLONE_SET
 REVISION = mesh_pb2.KIND_CONTROLLER_REVISION
 CLAIM = mesh_pb2.KIND_PERSISTENT_VOLUME_CLAIM
+# The revision index's key for ControllerRevisions without a controller (never a uid).
+ORPHAN = "<orphan>"
 
 RECONCILES = Counter(
     "kruise_mesh_rollout_reconciles_total",
@@ -283,7 +285,7 @@ class RolloutController:
         self._settle_until.clear()
         self._start_handover()
         for view in self.cache.items(REVISION):
-            self.revisions.put(view.meta.namespace, view.meta.name, self._clone_set_uid(view))
+            self.revisions.put(view.meta.namespace, view.meta.name, self._revision_owner(view))
         for view in self.cache.items(CLAIM):
             self.claims.put(view.meta.namespace, view.meta.name, self._clone_set_uid(view))
         for cs in self.cache.items(CLONE_SET):
@@ -324,6 +326,16 @@ class RolloutController:
         ref = controller_ref(view.meta.owner_references)
         return ref.uid if is_clone_set_owner(ref) and ref is not None else None
 
+    @staticmethod
+    def _revision_owner(view: Any) -> str | None:
+        """The index key of a revision: its CloneSet's uid, ``ORPHAN`` when it has no
+        controller (a candidate for any CloneSet whose selector matches it:
+        ``revision.history_of``), None when another kind of controller holds it."""
+        ref = controller_ref(view.meta.owner_references)
+        if ref is None:
+            return ORPHAN
+        return ref.uid if is_clone_set_owner(ref) else None
+
     def on_event(self, event: mesh_pb2.WatchEvent) -> None:
         view = view_of(event.object)
         if view is None:
@@ -335,6 +347,10 @@ class RolloutController:
             if deleted:
                 self._written.pop((namespace, view.meta.name), None)
                 self._settle_until.pop(key, None)
+                # As OpenKruise on a CloneSet's delete: its expectations go with it, so a
+                # namesake made again before any reconcile saw it gone is not held by them.
+                self.expectations.drop(key)
+                self.claim_expectations.drop(key)
             self.queue.add(key)
         elif event.kind == POD:
             before = self.pods.pod(view, deleted=deleted)
@@ -347,8 +363,13 @@ class RolloutController:
             if not deleted and readiness.needs_initial_condition(view):
                 self.readiness_queue.add(PodKey(namespace, view.meta.name))
         elif event.kind in (REVISION, CLAIM):
-            index = self.revisions if event.kind == REVISION else self.claims
-            index.put(namespace, view.meta.name, None if deleted else self._clone_set_uid(view))
+            if event.kind == REVISION:
+                owner = None if deleted else self._revision_owner(view)
+                self.revisions.put(namespace, view.meta.name, owner)
+            else:
+                self.claims.put(
+                    namespace, view.meta.name, None if deleted else self._clone_set_uid(view)
+                )
             ref = controller_ref(view.meta.owner_references)
             if is_clone_set_owner(ref) and ref is not None:
                 self.queue.add(CloneSetKey(namespace, ref.name))
@@ -405,11 +426,12 @@ class RolloutController:
 
     def stored_revisions(self, cs: views_pb2.CloneSetView) -> list[revision.Revision]:
         namespace = cs.meta.namespace
-        found = (
-            self.cache.get(REVISION, namespace, n)
-            for n in self.revisions.names(namespace, cs.meta.uid)
+        names = self.revisions.names(namespace, cs.meta.uid) | self.revisions.names(
+            namespace, ORPHAN
         )
-        return revision.revisions_of([v for v in found if v is not None])
+        found = (self.cache.get(REVISION, namespace, n) for n in sorted(names))
+        views = [v for v in found if v is not None]
+        return revision.revisions_of(revision.history_of(clone_set=cs, views=views))
 
     # ---- reconcile ----------------------------------------------------------------------
     async def reconcile(self, key: CloneSetKey) -> None:

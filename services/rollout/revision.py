@@ -16,6 +16,15 @@ differ from OpenKruise's for the same template; nothing depends on equality with
 The revision name is also each pod's ``controller-revision-hash`` label and
 ``status.updateRevision``/``currentRevision``.
 
+Which revisions are the CloneSet's history (``history_of``, OpenKruise v1.2's
+``history.ListControllerRevisions(parent, selector)``): those in its namespace whose labels
+match its selector and that are controlled by it or by no controller at all. An orphan
+(left by ``kubectl delete cloneset web --cascade=orphan``) therefore counts as the re-applied
+CloneSet's own: its equal template is reused (never created again, which would fail with
+AlreadyExists), it counts for the next number and for ``revisionHistoryLimit``. OpenKruise's
+CloneSet does not adopt it (it never calls ``AdoptControllerRevision``), and neither do we:
+it keeps no ownerReference.
+
 Choosing the update revision (Kubernetes' history rules, as CloneSet uses them):
 
 * a stored revision whose template equals the current one is reused; if it is not the
@@ -36,6 +45,8 @@ from typing import Any
 import orjson
 
 from kruise.common.v1 import views_pb2
+from services.kit.objects import controller_ref
+from services.kit.selectors import selector_matches
 
 Json = dict[str, Any]
 
@@ -117,6 +128,38 @@ class Revision:
     template: Json
     uid: str = ""
     resource_version: str = ""
+
+
+def history_of(
+    *,
+    clone_set: views_pb2.CloneSetView,
+    views: Sequence[views_pb2.ControllerRevisionView],
+) -> list[views_pb2.ControllerRevisionView]:
+    """The revisions among ``views`` that are ``clone_set``'s history. Pure.
+
+    OpenKruise's ``ListControllerRevisions``: in the CloneSet's namespace, its labels
+    matching the selector, and controlled by this CloneSet (any controller kind with its
+    uid) or by none. A revision another controller holds is never its own, whatever its
+    labels. ``views`` may hold candidates the caller indexed loosely (say every orphan of
+    the namespace); their order is kept.
+
+    Worked example, selector ``app=web``, CloneSet uid ``u2``: ``web-a`` (app=web, controller
+    u2) and ``web-b`` (app=web, no owner) are its history; ``web-c`` (app=web, controller u1,
+    a namesake being deleted) and ``db-d`` (app=db, no owner) are not.
+    """
+    uid = clone_set.meta.uid
+    namespace = clone_set.meta.namespace
+    found = []
+    for view in views:
+        if view.meta.namespace != namespace:
+            continue
+        ref = controller_ref(view.meta.owner_references)
+        if ref is not None:
+            if ref.uid == uid:
+                found.append(view)
+        elif selector_matches(clone_set.selector, view.meta.labels):
+            found.append(view)
+    return found
 
 
 def revisions_of(views: Sequence[views_pb2.ControllerRevisionView]) -> list[Revision]:
