@@ -1,8 +1,8 @@
 """The rollout API end to end (issue 9's acceptance): tools drive CloneSet batches.
 
 One mesh for the module: the sandbox and its kubelets, one gateway (its API port is the
-one address tools call, ``mesh.api_target``: TLS, each call with the sandbox admin's token,
-``mesh.api_channel()``), two rollout replicas. Every gRPC call goes through the gateway with
+one address tools call, ``mesh.api_target``: TLS, each call with a ServiceAccount token minted
+for the rollout API's audience, ``mesh.api_channel()``), two rollout replicas. Every gRPC call goes through the gateway with
 the raw generated stubs; everything else through the Kubernetes API.
 
 1. **Kruise Rollout, unchanged.** Kruise Rollout's CloneSet adapter played exactly, through
@@ -72,7 +72,7 @@ async def mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalM
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def api(mesh: LocalMesh) -> AsyncIterator[Stub]:
-    # TLS and the sandbox admin's token, as a tool calls the gateway's API port
+    # TLS and a ServiceAccount token minted for the rollout API, as a tool calls the API port
     async with mesh.api_channel() as channel:
         yield rollout_pb2_grpc.RolloutServiceStub(channel)
 
