@@ -2,8 +2,9 @@
 
 One mesh for the module: the sandbox and its kubelets, one gateway (its API port is the
 one address tools call, ``mesh.api_target``: TLS, each call with a ServiceAccount token minted
-for the rollout API's audience, ``mesh.api_channel()``), two rollout replicas. Every gRPC call goes through the gateway with
-the raw generated stubs; everything else through the Kubernetes API.
+for the rollout API's audience, ``mesh.api_channel()``), two rollout replicas. Every gRPC call
+goes through the gateway with the raw generated stubs; everything else through the Kubernetes
+API.
 
 1. **Kruise Rollout, unchanged.** Kruise Rollout's CloneSet adapter played exactly, through
    the Kubernetes API only (ECOSYSTEM 1.1): Initialize (one merge patch: the control-info
